@@ -1,0 +1,100 @@
+#ifndef FAIRSERVE_CONFIG_CONFIG_H_
+#define FAIRSERVE_CONFIG_CONFIG_H_
+
+// The daemon's configuration: one YAML file (see docs/configuration.md).
+// A Config is immutable once loaded; the daemon shares it as
+// std::shared_ptr<const Config> and swaps the pointer on reload.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace fairserve {
+
+struct ServerConfig {
+  std::string listen_address = "0.0.0.0";
+  int64_t grpc_port = 8001;  // 0 picks a free port.
+  int64_t http_port = 8000;  // 0 picks a free port; -1 disables HTTP.
+  std::string data_dir = "data";
+  // Largest gRPC message accepted, in bytes.
+  uint64_t max_message_bytes = 64ull << 20;
+  // Seconds that queued and running requests get to finish on SIGTERM.
+  double drain_timeout_s = 30.0;
+};
+
+struct SchedulerConfig {
+  // "fair" (weighted fair queuing on measured cost) or "fifo" (one global queue).
+  std::string policy = "fair";
+  // Worker threads that run batches; 0 = one per device.
+  int64_t workers = 0;
+  // libtorch intra-op threads per worker; 0 = cores / workers.
+  int64_t intra_op_threads = 0;
+  // Longest a request may wait in a queue before it is answered DEADLINE_EXCEEDED.
+  double max_queue_wait_s = 30.0;
+};
+
+struct DeviceConfig {
+  std::string name = "cpu";  // "cpu" or "cuda:N"
+  uint64_t memory_budget = 0;  // bytes; 0 = unlimited
+};
+
+struct RateLimitConfig {
+  double requests_per_second = 0;  // 0 = unlimited
+  double burst = 0;                // 0 = max(1, requests_per_second)
+};
+
+struct TenantConfig {
+  std::string id;
+  // Each "sha256:<64 lowercase hex>": the hash of one API key.
+  std::vector<std::string> api_key_hashes;
+  double weight = 1.0;
+  RateLimitConfig rate_limit;
+  int64_t max_inflight = 0;   // 0 = unlimited
+  int64_t max_queue = 1024;   // queued requests per tenant
+  uint64_t memory_limit = 0;  // bytes; 0 = no own quota
+  double memory_share_percent = 0;
+  int64_t max_batch_size = 0;  // 0 = the model's limit
+  // Model names this tenant may use; "*" allows every shared model.
+  std::vector<std::string> models;
+
+  bool AllowsModel(const std::string& model_name) const;
+};
+
+struct PricingConfig {
+  std::string currency = "USD";
+  double per_compute_second = 0;
+  double per_1k_requests = 0;
+  // Per-model overrides of per_compute_second.
+  std::map<std::string, double> model_compute_second;
+};
+
+struct Config {
+  std::string source;  // the file it came from, for messages
+  ServerConfig server;
+  std::string model_repository = "models";
+  SchedulerConfig scheduler;
+  std::vector<DeviceConfig> devices;
+  std::vector<TenantConfig> tenants;
+  PricingConfig pricing;
+};
+
+// Parses and validates a config. Relative paths (model_repository, data_dir)
+// are resolved against the directory of `path`. On failure the status lists
+// every problem found, each as "file:line:col: field: message".
+absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& path);
+// Same for text; `name` stands for the file in messages, `base_dir` resolves
+// relative paths.
+absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& text,
+                                                          const std::string& name,
+                                                          const std::string& base_dir);
+
+// True when `s` has the form "sha256:" followed by 64 lowercase hex digits.
+bool IsValidKeyHash(const std::string& s);
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_CONFIG_CONFIG_H_

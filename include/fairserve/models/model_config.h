@@ -1,0 +1,52 @@
+#ifndef FAIRSERVE_MODELS_MODEL_CONFIG_H_
+#define FAIRSERVE_MODELS_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fairserve/models/data_type.h"
+
+namespace fairserve {
+
+struct TensorSpec {
+  std::string name;
+  DataType dtype = DataType::kInvalid;
+  // Full shape; -1 marks a variable dimension. When the model batches
+  // (max_batch_size > 0) the first dimension is the batch and must be -1.
+  std::vector<int64_t> shape;
+};
+
+// `<repository>/<model>/config.yaml`.
+struct ModelConfig {
+  std::string name;
+  std::string platform = "pytorch_libtorch";
+  int64_t max_batch_size = 0;  // 0: no batch dimension, one request per run
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+  // Longest a request waits for others to fill a batch.
+  int64_t max_queue_delay_us = 0;
+  // Bytes the model is expected to take before it was ever loaded.
+  uint64_t memory_estimate = 0;
+  // Tenant that owns this private model; empty = shared by all tenants that list it.
+  std::string owner;
+  // Load at start and never evict.
+  bool preload = false;
+  // Device to run on ("cpu", "cuda:0"); empty = the first configured device.
+  std::string device;
+
+  bool batched() const { return max_batch_size > 0; }
+  const TensorSpec* FindInput(const std::string& name) const;
+  const TensorSpec* FindOutput(const std::string& name) const;
+};
+
+// Parses `path`; `dir_name` is the model's directory name, which the config's
+// optional `name` must match. Errors name the file, line and field.
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path, const std::string& dir_name);
+absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text, const std::string& source,
+                                             const std::string& dir_name);
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_MODELS_MODEL_CONFIG_H_

@@ -1,0 +1,86 @@
+#ifndef FAIRSERVE_SCHEDULING_REQUEST_H_
+#define FAIRSERVE_SCHEDULING_REQUEST_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fairserve/common/clock.h"
+#include "fairserve/models/model_manager.h"
+#include "fairserve/models/tensor.h"
+
+namespace fairserve {
+
+// What a completed request gets back.
+struct InferenceResult {
+  // The requested outputs, in the order the request asked for them.
+  std::vector<Tensor> outputs;
+  std::vector<std::string> output_names;
+  // This request's share of its batch's compute time (split by samples).
+  double compute_seconds = 0;
+  Clock::Duration queue_time{};
+  int64_t batch_samples = 0;  // samples in the batch this request ran in
+};
+
+// One admitted inference request, validated against its model's signature.
+// Created by the front end, owned by the scheduler until completed.
+struct InferenceRequest {
+  using DoneCallback = std::function<void(absl::StatusOr<InferenceResult>)>;
+
+  std::string id;
+  std::string tenant_id;
+  double tenant_weight = 1.0;
+  std::shared_ptr<const Servable> servable;
+  // One per model input, in the order of servable->config.inputs. The bytes
+  // are owned by the transport message or by `owned_buffers`.
+  std::vector<TensorView> inputs;
+  std::vector<std::string> owned_buffers;
+  // Indexes into servable->config.outputs, in the order to answer with.
+  std::vector<int> output_indexes;
+  // Samples: the first dimension for batching models, else 1.
+  int64_t batch_size = 1;
+  // Largest batch this request may share (the tenant's cap); 0 = no cap.
+  int64_t max_batch_size = 0;
+  Clock::TimePoint arrival{};
+  Clock::TimePoint deadline = Clock::TimePoint::max();
+  // Set by the transport when the client goes away.
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  // Called exactly once, from a worker thread, once the scheduler accepted it.
+  DoneCallback on_done;
+
+  // True when `other` may run in the same batch as this one: same model
+  // version and equal non-batch dimensions for every input.
+  bool BatchableWith(const InferenceRequest& other) const;
+};
+
+// Per-request line of a completed batch, for metering.
+struct BatchItem {
+  std::string tenant_id;
+  int64_t samples = 0;
+  double compute_seconds = 0;
+  Clock::Duration queue_time{};
+  absl::StatusCode code = absl::StatusCode::kOk;
+};
+
+struct BatchRecord {
+  std::string model_name;
+  std::string model_version;
+  int64_t samples = 0;
+  double compute_seconds = 0;  // measured time of the model run(s)
+  std::vector<BatchItem> items;
+};
+
+// Told about every batch that ran. Called from worker threads; must be quick
+// and thread-safe.
+class BatchObserver {
+ public:
+  virtual ~BatchObserver() = default;
+  virtual void OnBatch(const BatchRecord& record) = 0;
+};
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_SCHEDULING_REQUEST_H_

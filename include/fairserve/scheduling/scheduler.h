@@ -1,0 +1,53 @@
+#ifndef FAIRSERVE_SCHEDULING_SCHEDULER_H_
+#define FAIRSERVE_SCHEDULING_SCHEDULER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "fairserve/scheduling/batch_runner.h"
+#include "fairserve/scheduling/request.h"
+
+namespace fairserve {
+
+// Takes admitted requests, forms batches and runs them on its own worker
+// threads. Never blocks the caller of Submit() on a model run.
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+
+  // Queues `request`. On OK the scheduler owns it and calls its on_done
+  // exactly once. On error (queue full, shutting down) the request is
+  // destroyed without on_done being called; the caller answers the client
+  // with the returned status.
+  virtual absl::Status Submit(std::unique_ptr<InferenceRequest> request) = 0;
+
+  // Stops taking requests, lets workers finish what is queued for up to
+  // `drain`, answers the rest UNAVAILABLE and joins the workers. Idempotent.
+  virtual void Shutdown(std::chrono::milliseconds drain) = 0;
+
+  // Requests waiting (not yet running).
+  virtual int64_t QueueDepth() const = 0;
+};
+
+struct SchedulerOptions {
+  std::string policy = "fifo";
+  int workers = 1;
+  // Longest any request may wait in a queue.
+  std::chrono::microseconds max_queue_wait = std::chrono::seconds(30);
+  // Runs at the start of every worker thread (e.g. libtorch thread set-up).
+  std::function<void()> thread_init;
+};
+
+// One global first-in-first-out queue: the baseline that the fair scheduler
+// is measured against. Workers take the oldest request and any queued
+// requests batchable with it, up to the model's max batch size.
+std::unique_ptr<Scheduler> MakeFifoScheduler(const SchedulerOptions& options, Clock& clock,
+                                             BatchRunner& runner);
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_SCHEDULING_SCHEDULER_H_

@@ -1,0 +1,78 @@
+#ifndef FAIRSERVE_SERVER_DAEMON_H_
+#define FAIRSERVE_SERVER_DAEMON_H_
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "fairserve/common/snapshot.h"
+#include "fairserve/config/config.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace fairserve {
+
+class HttpServer;
+class InferenceService;
+class ModelManager;
+class Scheduler;
+class BatchRunner;
+class TenantRegistry;
+
+// Command-line settings that override the config file.
+struct DaemonFlags {
+  std::string config_path;
+  std::optional<std::string> model_repository;
+  std::optional<int64_t> grpc_port;
+  std::optional<int64_t> http_port;
+  std::optional<std::string> data_dir;
+  // When set, {"grpc_port":N,"http_port":M,"pid":P} is written here once the
+  // daemon serves (how tests and scripts learn ports chosen with port 0).
+  std::string ready_file;
+};
+
+// The whole server: config, models, scheduler, gRPC and HTTP endpoints.
+class Daemon {
+ public:
+  // Loads config and models, binds the ports and starts serving. Fails with a
+  // message for the operator on a bad config, an unreadable repository or a
+  // port in use.
+  static absl::StatusOr<std::unique_ptr<Daemon>> Start(const DaemonFlags& flags);
+  ~Daemon();
+
+  // Graceful stop: readiness goes false, new requests get UNAVAILABLE, queued
+  // and running requests get up to server.drain_timeout_s to finish, then
+  // the endpoints close. Idempotent; call from one thread.
+  void Shutdown();
+
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
+
+ private:
+  Daemon();
+  absl::Status Init(const DaemonFlags& flags);
+
+  Snapshot<Config> config_;
+  Snapshot<TenantRegistry> tenants_;
+  std::atomic<bool> ready_{false};
+  std::unique_ptr<ModelManager> models_;
+  std::unique_ptr<BatchRunner> runner_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<HttpServer> http_;
+  int grpc_port_ = 0;
+  int http_port_ = -1;
+  bool stopped_ = false;
+};
+
+// Applies command-line overrides to a loaded config.
+std::shared_ptr<const Config> ApplyFlags(const Config& config, const DaemonFlags& flags);
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_SERVER_DAEMON_H_

@@ -1,0 +1,45 @@
+#ifndef FAIRSERVE_SERVER_HTTP_SERVER_H_
+#define FAIRSERVE_SERVER_HTTP_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace fairserve {
+
+// The plain-HTTP side: /healthz, /readyz and /metrics for probes and
+// Prometheus. A thin layer; what it serves comes from the callbacks.
+class HttpServer {
+ public:
+  struct Handlers {
+    std::function<bool()> live;
+    std::function<bool()> ready;
+    // Prometheus text exposition; null = no /metrics.
+    std::function<std::string()> metrics;
+  };
+
+  // Binds `address:port` (0 picks a free port) and serves on its own thread.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const std::string& address, int port,
+                                                           Handlers handlers);
+  ~HttpServer();
+
+  int port() const { return port_; }
+  void Stop();
+
+ private:
+  HttpServer() = default;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_SERVER_HTTP_SERVER_H_

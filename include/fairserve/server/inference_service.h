@@ -1,0 +1,71 @@
+#ifndef FAIRSERVE_SERVER_INFERENCE_SERVICE_H_
+#define FAIRSERVE_SERVER_INFERENCE_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+
+#include "fairserve/common/clock.h"
+#include "fairserve/common/snapshot.h"
+#include "fairserve/models/model_manager.h"
+#include "fairserve/scheduling/scheduler.h"
+#include "fairserve/tenancy/tenant_registry.h"
+#include "inference/grpc_service.grpc.pb.h"
+
+namespace fairserve {
+
+// What the inference service needs from the daemon. Not owned.
+struct InferenceServiceDeps {
+  Snapshot<TenantRegistry>* tenants = nullptr;
+  ModelManager* models = nullptr;
+  Scheduler* scheduler = nullptr;
+  Clock* clock = nullptr;
+  // False before start-up completes and once draining starts.
+  const std::atomic<bool>* ready = nullptr;
+};
+
+// inference.GRPCInferenceService on gRPC's callback API. Handlers never block:
+// ModelInfer authenticates from metadata, validates, queues, and returns; a
+// scheduler worker finishes the call. RPCs not overridden answer UNIMPLEMENTED.
+class InferenceService final : public inference::GRPCInferenceService::CallbackService {
+ public:
+  explicit InferenceService(InferenceServiceDeps deps) : deps_(deps) {}
+
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
+                                       const inference::ServerLiveRequest* req,
+                                       inference::ServerLiveResponse* resp) override;
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx,
+                                        const inference::ServerReadyRequest* req,
+                                        inference::ServerReadyResponse* resp) override;
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx,
+                                           const inference::ServerMetadataRequest* req,
+                                           inference::ServerMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
+                                       const inference::ModelReadyRequest* req,
+                                       inference::ModelReadyResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
+                                          const inference::ModelMetadataRequest* req,
+                                          inference::ModelMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
+                                       const inference::ModelInferRequest* req,
+                                       inference::ModelInferResponse* resp) override;
+
+ private:
+  // The tenant behind the call's API key, and the model it may use.
+  struct Caller {
+    std::shared_ptr<const TenantRegistry> registry;
+    const TenantConfig* tenant = nullptr;
+  };
+  absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* ctx) const;
+  // NOT_FOUND for an unknown model, PERMISSION_DENIED when `tenant` may not use it.
+  absl::StatusOr<ModelConfig> CheckModelAccess(const TenantConfig& tenant,
+                                               const std::string& name) const;
+
+  InferenceServiceDeps deps_;
+};
+
+// absl::Status -> grpc::Status (the codes map one to one).
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_SERVER_INFERENCE_SERVICE_H_

@@ -1,0 +1,10 @@
+#include "fairserve/common/clock.h"
+
+namespace fairserve {
+
+Clock& SteadyClock::Get() {
+  static SteadyClock* clock = new SteadyClock();
+  return *clock;
+}
+
+}  // namespace fairserve

@@ -1,0 +1,298 @@
+#include "fairserve/config/config.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "fairserve/common/status_macros.h"
+#include "fairserve/config/yaml_reader.h"
+
+namespace fairserve {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ResolvePath(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || fs::path(p).is_absolute() || base_dir.empty()) return p;
+  return (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors) {
+  MapReader r(node, "server", errors);
+  r.Get("listen_address", &out->listen_address);
+  if (r.Get("grpc_port", &out->grpc_port) && (out->grpc_port < 0 || out->grpc_port > 65535)) {
+    errors->Add(node["grpc_port"].Mark(), "server.grpc_port", "must be between 0 and 65535");
+  }
+  if (r.Get("http_port", &out->http_port) && (out->http_port < -1 || out->http_port > 65535)) {
+    errors->Add(node["http_port"].Mark(), "server.http_port",
+                "must be between 0 and 65535 (or -1 to disable HTTP)");
+  }
+  r.Get("data_dir", &out->data_dir);
+  if (r.GetBytes("max_message_bytes", &out->max_message_bytes) &&
+      (out->max_message_bytes < 1024 || out->max_message_bytes > (1ull << 31) - 1)) {
+    errors->Add(node["max_message_bytes"].Mark(), "server.max_message_bytes",
+                "must be between 1KiB and 2GiB");
+  }
+  if (r.Get("drain_timeout_s", &out->drain_timeout_s) && out->drain_timeout_s < 0) {
+    errors->Add(node["drain_timeout_s"].Mark(), "server.drain_timeout_s", "must be >= 0");
+  }
+  r.Finish();
+}
+
+void ReadScheduler(const YAML::Node& node, SchedulerConfig* out, ConfigErrors* errors) {
+  MapReader r(node, "scheduler", errors);
+  if (r.Get("policy", &out->policy) && out->policy != "fair" && out->policy != "fifo") {
+    errors->Add(node["policy"].Mark(), "scheduler.policy",
+                absl::StrCat("unknown policy '", out->policy, "'; use fair or fifo"));
+  }
+  if (r.Get("workers", &out->workers) && (out->workers < 0 || out->workers > 256)) {
+    errors->Add(node["workers"].Mark(), "scheduler.workers", "must be between 0 and 256");
+  }
+  if (r.Get("intra_op_threads", &out->intra_op_threads) &&
+      (out->intra_op_threads < 0 || out->intra_op_threads > 256)) {
+    errors->Add(node["intra_op_threads"].Mark(), "scheduler.intra_op_threads",
+                "must be between 0 and 256");
+  }
+  if (r.Get("max_queue_wait_s", &out->max_queue_wait_s) && out->max_queue_wait_s <= 0) {
+    errors->Add(node["max_queue_wait_s"].Mark(), "scheduler.max_queue_wait_s", "must be > 0");
+  }
+  r.Finish();
+}
+
+void ReadDevices(const YAML::Node& node, std::vector<DeviceConfig>* out, ConfigErrors* errors) {
+  if (!node.IsSequence()) {
+    errors->Add(node.Mark(), "devices", "expected a list of devices");
+    return;
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < node.size(); ++i) {
+    std::string path = absl::StrCat("devices[", i, "]");
+    MapReader r(node[i], path, errors);
+    DeviceConfig d;
+    if (r.Get("name", &d.name, /*required=*/true)) {
+      if (d.name != "cpu" && !(absl::StartsWith(d.name, "cuda:") && d.name.size() > 5 &&
+                               std::all_of(d.name.begin() + 5, d.name.end(), ::isdigit))) {
+        errors->Add(node[i]["name"].Mark(), r.FieldPath("name"),
+                    absl::StrCat("unknown device '", d.name, "'; use cpu or cuda:N"));
+      } else if (!names.insert(d.name).second) {
+        errors->Add(node[i]["name"].Mark(), r.FieldPath("name"),
+                    absl::StrCat("device '", d.name, "' is listed twice"));
+      }
+    }
+    r.GetBytes("memory_budget", &d.memory_budget);
+    r.Finish();
+    out->push_back(d);
+  }
+}
+
+void ReadRateLimit(const YAML::Node& node, const std::string& path, RateLimitConfig* out,
+                   ConfigErrors* errors) {
+  MapReader r(node, path, errors);
+  double per_minute = -1;
+  bool has_rps = r.Get("requests_per_second", &out->requests_per_second);
+  if (r.Get("requests_per_minute", &per_minute)) {
+    if (has_rps) {
+      errors->Add(node["requests_per_minute"].Mark(), r.FieldPath("requests_per_minute"),
+                  "give requests_per_second or requests_per_minute, not both");
+    }
+    out->requests_per_second = per_minute / 60.0;
+  }
+  if (out->requests_per_second < 0) {
+    errors->Add(node.Mark(), r.FieldPath("requests_per_second"), "must be >= 0");
+  }
+  if (r.Get("burst", &out->burst) && out->burst < 0) {
+    errors->Add(node["burst"].Mark(), r.FieldPath("burst"), "must be >= 0");
+  }
+  r.Finish();
+}
+
+void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t,
+                ConfigErrors* errors) {
+  MapReader r(node, path, errors);
+  if (r.Get("id", &t->id, /*required=*/true)) {
+    bool ok = !t->id.empty() && t->id.size() <= 63 &&
+              std::all_of(t->id.begin(), t->id.end(), [](char c) {
+                return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '_';
+              });
+    if (!ok) {
+      errors->Add(node["id"].Mark(), r.FieldPath("id"),
+                  "must be 1-63 characters of a-z, 0-9, '-' or '_'");
+    }
+  }
+  if (r.Get("api_keys", &t->api_key_hashes, /*required=*/true)) {
+    for (size_t k = 0; k < t->api_key_hashes.size(); ++k) {
+      if (!IsValidKeyHash(t->api_key_hashes[k])) {
+        errors->Add(node["api_keys"][k].Mark(), absl::StrCat(r.FieldPath("api_keys"), "[", k, "]"),
+                    "must be \"sha256:<64 lowercase hex digits>\"; make one with "
+                    "'fairctl hash-key KEY' (plain keys are never stored)");
+      }
+    }
+    if (t->api_key_hashes.empty()) {
+      errors->Add(node["api_keys"].Mark(), r.FieldPath("api_keys"), "needs at least one key hash");
+    }
+  }
+  if (r.Get("weight", &t->weight) && !(t->weight > 0 && t->weight <= 1e6)) {
+    errors->Add(node["weight"].Mark(), r.FieldPath("weight"), "must be > 0 and <= 1000000");
+  }
+  YAML::Node rate = r.Child("rate_limit");
+  if (rate.IsDefined()) ReadRateLimit(rate, r.FieldPath("rate_limit"), &t->rate_limit, errors);
+  if (r.Get("max_inflight", &t->max_inflight) && t->max_inflight < 0) {
+    errors->Add(node["max_inflight"].Mark(), r.FieldPath("max_inflight"),
+                "must be >= 0 (0 = unlimited)");
+  }
+  if (r.Get("max_queue", &t->max_queue) && t->max_queue < 1) {
+    errors->Add(node["max_queue"].Mark(), r.FieldPath("max_queue"), "must be >= 1");
+  }
+  r.GetBytes("memory_limit", &t->memory_limit);
+  if (r.Get("memory_share_percent", &t->memory_share_percent) &&
+      !(t->memory_share_percent >= 0 && t->memory_share_percent <= 100)) {
+    errors->Add(node["memory_share_percent"].Mark(), r.FieldPath("memory_share_percent"),
+                "must be between 0 and 100");
+  }
+  if (r.Has("memory_limit") && r.Has("memory_share_percent")) {
+    errors->Add(node["memory_share_percent"].Mark(), r.FieldPath("memory_share_percent"),
+                "give memory_limit or memory_share_percent, not both");
+  }
+  if (r.Get("max_batch_size", &t->max_batch_size) && t->max_batch_size < 0) {
+    errors->Add(node["max_batch_size"].Mark(), r.FieldPath("max_batch_size"),
+                "must be >= 0 (0 = the model's limit)");
+  }
+  if (!r.Get("models", &t->models)) t->models = {"*"};
+  r.Finish();
+}
+
+void ReadPricing(const YAML::Node& node, PricingConfig* out, ConfigErrors* errors) {
+  MapReader r(node, "pricing", errors);
+  r.Get("currency", &out->currency);
+  if (r.Get("per_compute_second", &out->per_compute_second) && out->per_compute_second < 0) {
+    errors->Add(node["per_compute_second"].Mark(), "pricing.per_compute_second", "must be >= 0");
+  }
+  if (r.Get("per_1k_requests", &out->per_1k_requests) && out->per_1k_requests < 0) {
+    errors->Add(node["per_1k_requests"].Mark(), "pricing.per_1k_requests", "must be >= 0");
+  }
+  YAML::Node models = r.Child("models");
+  if (models.IsDefined()) {
+    if (!models.IsMap()) {
+      errors->Add(models.Mark(), "pricing.models",
+                  "expected a mapping of model name to {per_compute_second}");
+    } else {
+      for (const auto& kv : models) {
+        std::string name = kv.first.Scalar();
+        MapReader m(kv.second, absl::StrCat("pricing.models.", name), errors);
+        double price = 0;
+        if (m.Get("per_compute_second", &price, /*required=*/true)) {
+          if (price < 0) {
+            errors->Add(kv.second.Mark(), m.FieldPath("per_compute_second"), "must be >= 0");
+          }
+          out->model_compute_second[name] = price;
+        }
+        m.Finish();
+      }
+    }
+  }
+  r.Finish();
+}
+
+void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigErrors* errors) {
+  std::set<std::string> ids;
+  std::set<std::string> hashes;
+  double share_total = 0;
+  for (size_t i = 0; i < config.tenants.size(); ++i) {
+    const TenantConfig& t = config.tenants[i];
+    std::string path = absl::StrCat("tenants[", i, "]");
+    if (!t.id.empty() && !ids.insert(t.id).second) {
+      errors->Add(node[i]["id"].Mark(), path + ".id",
+                  absl::StrCat("tenant id '", t.id, "' is used twice"));
+    }
+    for (size_t k = 0; k < t.api_key_hashes.size(); ++k) {
+      if (!hashes.insert(t.api_key_hashes[k]).second) {
+        errors->Add(node[i]["api_keys"][k].Mark(), absl::StrCat(path, ".api_keys[", k, "]"),
+                    "this key hash belongs to another tenant too; every key must map to "
+                    "exactly one tenant");
+      }
+    }
+    share_total += t.memory_share_percent;
+  }
+  if (share_total > 100.0 + 1e-9) {
+    errors->Add(node.Mark(), "tenants[*].memory_share_percent",
+                absl::StrCat("shares add up to ", share_total, "%, over 100%"));
+  }
+}
+
+}  // namespace
+
+bool TenantConfig::AllowsModel(const std::string& model_name) const {
+  for (const std::string& m : models) {
+    if (m == "*" || m == model_name) return true;
+  }
+  return false;
+}
+
+bool IsValidKeyHash(const std::string& s) {
+  constexpr absl::string_view kPrefix = "sha256:";
+  if (s.size() != kPrefix.size() + 64 || !absl::StartsWith(s, kPrefix)) return false;
+  return std::all_of(s.begin() + kPrefix.size(), s.end(), [](char c) {
+    return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+  });
+}
+
+absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& text,
+                                                          const std::string& name,
+                                                          const std::string& base_dir) {
+  YAML::Node root;
+  RETURN_IF_ERROR(LoadYamlString(text, name, &root));
+  ConfigErrors errors(name);
+  auto config = std::make_shared<Config>();
+  config->source = name;
+  MapReader r(root, "", &errors);
+  if (YAML::Node n = r.Child("server"); n.IsDefined()) ReadServer(n, &config->server, &errors);
+  r.Get("model_repository", &config->model_repository);
+  if (YAML::Node n = r.Child("scheduler"); n.IsDefined()) {
+    ReadScheduler(n, &config->scheduler, &errors);
+  }
+  if (YAML::Node n = r.Child("devices"); n.IsDefined()) {
+    ReadDevices(n, &config->devices, &errors);
+  }
+  if (config->devices.empty()) config->devices.push_back(DeviceConfig{});
+  YAML::Node tenants = r.Child("tenants", /*required=*/true);
+  if (tenants.IsDefined()) {
+    if (!tenants.IsSequence()) {
+      errors.Add(tenants.Mark(), "tenants", "expected a list of tenants");
+    } else {
+      for (size_t i = 0; i < tenants.size(); ++i) {
+        TenantConfig t;
+        ReadTenant(tenants[i], absl::StrCat("tenants[", i, "]"), &t, &errors);
+        config->tenants.push_back(std::move(t));
+      }
+      CheckTenantsTogether(tenants, *config, &errors);
+    }
+  }
+  if (YAML::Node n = r.Child("pricing"); n.IsDefined()) ReadPricing(n, &config->pricing, &errors);
+  r.Finish();
+  RETURN_IF_ERROR(errors.ToStatus());
+  config->model_repository = ResolvePath(base_dir, config->model_repository);
+  config->server.data_dir = ResolvePath(base_dir, config->server.data_dir);
+  return std::shared_ptr<const Config>(std::move(config));
+}
+
+absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open config file: ", std::strerror(errno)));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string base = fs::path(path).parent_path().string();
+  if (base.empty()) base = ".";
+  return ParseConfig(buffer.str(), path, base);
+}
+
+}  // namespace fairserve

@@ -1,0 +1,159 @@
+#include "fairserve/scheduling/batch_runner.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+
+namespace fairserve {
+namespace {
+
+double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Checks what the model returned against its config for a run of `samples`.
+absl::Status CheckOutputs(const ModelConfig& config, const std::vector<Tensor>& outputs,
+                          int64_t samples) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const TensorSpec& spec = config.outputs[i];
+    const Tensor& t = outputs[i];
+    bool ok = t.shape.size() == spec.shape.size();
+    for (size_t d = 0; ok && d < spec.shape.size(); ++d) {
+      if (d == 0 && config.batched()) {
+        ok = t.shape[0] == samples;
+      } else {
+        ok = spec.shape[d] == -1 || spec.shape[d] == t.shape[d];
+      }
+    }
+    if (!ok) {
+      return absl::InternalError(absl::StrCat(
+          "model '", config.name, "' returned output '", spec.name, "' with shape ",
+          ShapeString(t.shape), " for ", samples, " sample(s); its config declares ",
+          ShapeString(spec.shape)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Complete(InferenceRequest& request, absl::StatusOr<InferenceResult> result,
+              BatchRecord* record, double compute_seconds, Clock::TimePoint now) {
+  BatchItem item;
+  item.tenant_id = request.tenant_id;
+  item.samples = request.batch_size;
+  item.compute_seconds = compute_seconds;
+  item.queue_time = now - request.arrival;
+  item.code = result.ok() ? absl::StatusCode::kOk : result.status().code();
+  record->items.push_back(std::move(item));
+  request.on_done(std::move(result));
+}
+
+}  // namespace
+
+absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>& batch,
+                                  BatchRecord* record) {
+  const InferenceRequest& first = *batch.front();
+  const ModelConfig& config = first.servable->config;
+  int64_t total = 0;
+  for (const auto& r : batch) total += r->batch_size;
+
+  std::vector<BatchInput> inputs(first.inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    inputs[i].dtype = first.inputs[i].dtype;
+    inputs[i].shape = first.inputs[i].shape;
+    if (config.batched()) inputs[i].shape[0] = total;
+    inputs[i].parts.reserve(batch.size());
+    for (const auto& r : batch) inputs[i].parts.push_back(r->inputs[i].bytes);
+  }
+
+  Clock::TimePoint start = clock_.Now();
+  absl::StatusOr<std::vector<Tensor>> outputs = first.servable->executor->Run(inputs);
+  Clock::TimePoint end = clock_.Now();
+  double seconds = Seconds(end - start);
+  if (outputs.ok()) {
+    absl::Status check = CheckOutputs(config, *outputs, total);
+    if (!check.ok()) outputs = check;
+  }
+  if (!outputs.ok()) {
+    // A lone request pays for its own failed run; a failed shared batch is
+    // retried request by request and its time is not billed to anyone.
+    if (batch.size() == 1) {
+      record->compute_seconds += seconds;
+      record->samples += total;
+      Complete(*batch.front(), outputs.status(), record, seconds, start);
+      batch.clear();
+    }
+    return outputs.status();
+  }
+  record->compute_seconds += seconds;
+  record->samples += total;
+
+  // Split every output along the batch dimension and the time by samples.
+  // The last request takes the remainder so the shares add up exactly.
+  int64_t offset = 0;
+  double charged = 0;
+  for (size_t k = 0; k < batch.size(); ++k) {
+    InferenceRequest& r = *batch[k];
+    InferenceResult result;
+    result.batch_samples = total;
+    result.queue_time = start - r.arrival;
+    result.compute_seconds = (k + 1 == batch.size())
+                                 ? seconds - charged
+                                 : seconds * static_cast<double>(r.batch_size) / total;
+    charged += result.compute_seconds;
+    for (int idx : r.output_indexes) {
+      const Tensor& whole = (*outputs)[idx];
+      Tensor part;
+      part.dtype = whole.dtype;
+      part.shape = whole.shape;
+      if (config.batched()) {
+        size_t row_bytes = total == 0 ? 0 : whole.bytes.size() / total;
+        part.shape[0] = r.batch_size;
+        part.bytes = whole.bytes.substr(offset * row_bytes, r.batch_size * row_bytes);
+      } else {
+        part.bytes = whole.bytes;
+      }
+      result.outputs.push_back(std::move(part));
+      result.output_names.push_back(config.outputs[idx].name);
+    }
+    offset += r.batch_size;
+    double share = result.compute_seconds;
+    Complete(r, std::move(result), record, share, start);
+  }
+  batch.clear();
+  return absl::OkStatus();
+}
+
+BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batch) {
+  BatchRecord record;
+  if (!batch.empty()) {
+    record.model_name = batch.front()->servable->config.name;
+    record.model_version = batch.front()->servable->version;
+  }
+  Clock::TimePoint now = clock_.Now();
+  std::vector<std::unique_ptr<InferenceRequest>> live;
+  live.reserve(batch.size());
+  for (auto& r : batch) {
+    if (r->cancelled->load(std::memory_order_relaxed)) {
+      Complete(*r, absl::CancelledError("the client cancelled the request"), &record, 0, now);
+    } else if (now >= r->deadline) {
+      Complete(*r,
+               absl::DeadlineExceededError(
+                   "the request's deadline passed while it was queued; it was not run"),
+               &record, 0, now);
+    } else {
+      live.push_back(std::move(r));
+    }
+  }
+  if (!live.empty()) {
+    absl::Status status = RunOnce(live, &record);
+    if (!status.ok() && !live.empty()) {
+      for (auto& r : live) {
+        std::vector<std::unique_ptr<InferenceRequest>> single;
+        single.push_back(std::move(r));
+        RunOnce(single, &record).IgnoreError();
+      }
+    }
+  }
+  for (BatchObserver* o : observers_) o->OnBatch(record);
+  return record;
+}
+
+}  // namespace fairserve

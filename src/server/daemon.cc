@@ -1,0 +1,176 @@
+#include "fairserve/server/daemon.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "fairserve/common/status_macros.h"
+#include "fairserve/models/executor.h"
+#include "fairserve/models/model_manager.h"
+#include "fairserve/scheduling/batch_runner.h"
+#include "fairserve/scheduling/scheduler.h"
+#include "fairserve/server/http_server.h"
+#include "fairserve/server/inference_service.h"
+#include "fairserve/tenancy/tenant_registry.h"
+#include "fairserve/version.h"
+#include "spdlog/spdlog.h"
+
+namespace fairserve {
+namespace {
+
+absl::Status WriteReadyFile(const std::string& path, int grpc_port, int http_port) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << "{\"grpc_port\":" << grpc_port << ",\"http_port\":" << http_port
+        << ",\"pid\":" << getpid() << "}\n";
+    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ready file ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot write ready file ", path));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::shared_ptr<const Config> ApplyFlags(const Config& config, const DaemonFlags& flags) {
+  auto out = std::make_shared<Config>(config);
+  if (flags.model_repository) out->model_repository = *flags.model_repository;
+  if (flags.grpc_port) out->server.grpc_port = *flags.grpc_port;
+  if (flags.http_port) out->server.http_port = *flags.http_port;
+  if (flags.data_dir) out->server.data_dir = *flags.data_dir;
+  return out;
+}
+
+Daemon::Daemon() = default;
+
+Daemon::~Daemon() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonFlags& flags) {
+  std::unique_ptr<Daemon> daemon(new Daemon());
+  RETURN_IF_ERROR(daemon->Init(flags));
+  return daemon;
+}
+
+absl::Status Daemon::Init(const DaemonFlags& flags) {
+  auto start = std::chrono::steady_clock::now();
+  spdlog::info("fairserve {} starting (config {})", kFairserveVersion, flags.config_path);
+  ASSIGN_OR_RETURN(std::shared_ptr<const Config> loaded, LoadConfigFile(flags.config_path));
+  std::shared_ptr<const Config> config = ApplyFlags(*loaded, flags);
+  config_.Set(config);
+  tenants_.Set(std::make_shared<TenantRegistry>(config));
+  for (const TenantConfig& t : config->tenants) {
+    spdlog::info("tenant '{}': weight {}, {} key(s), models [{}]", t.id, t.weight,
+                 t.api_key_hashes.size(), absl::StrJoin(t.models, ", "));
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(config->server.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot create data_dir '", config->server.data_dir, "': ", ec.message()));
+  }
+
+  int workers = static_cast<int>(config->scheduler.workers);
+  if (workers == 0) workers = static_cast<int>(config->devices.size());
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int intra = static_cast<int>(config->scheduler.intra_op_threads);
+  if (intra == 0) intra = std::max(1, cores / workers);
+  ConfigureTorchRuntime({intra});
+
+  models_ = std::make_unique<ModelManager>(MakeTorchModelLoader());
+  RETURN_IF_ERROR(models_->LoadRepository(config->model_repository));
+  for (const ModelState& m : models_->Index()) {
+    spdlog::info("model '{}' version '{}': {}{}", m.name, m.version, m.state,
+                 m.reason.empty() ? "" : " (" + m.reason + ")");
+  }
+
+  runner_ = std::make_unique<BatchRunner>(SteadyClock::Get(), std::vector<BatchObserver*>{});
+  SchedulerOptions options;
+  options.policy = config->scheduler.policy;
+  options.workers = workers;
+  options.max_queue_wait = std::chrono::microseconds(
+      static_cast<int64_t>(config->scheduler.max_queue_wait_s * 1e6));
+  options.thread_init = [] { PrepareTorchWorkerThread(); };
+  scheduler_ = MakeFifoScheduler(options, SteadyClock::Get(), *runner_);
+  spdlog::info("scheduler: policy {}, {} worker(s), {} intra-op thread(s) each", options.policy,
+               workers, intra);
+
+  InferenceServiceDeps deps;
+  deps.tenants = &tenants_;
+  deps.models = models_.get();
+  deps.scheduler = scheduler_.get();
+  deps.clock = &SteadyClock::Get();
+  deps.ready = &ready_;
+  service_ = std::make_unique<InferenceService>(deps);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::string address = absl::StrCat(config->server.listen_address, ":", config->server.grpc_port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &grpc_port_);
+  // Without this, gRPC sets SO_REUSEPORT and a second daemon on the same port
+  // would silently share it instead of failing.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config->server.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config->server.max_message_bytes));
+  builder.RegisterService(service_.get());
+  grpc_server_ = builder.BuildAndStart();
+  if (!grpc_server_ || grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen for gRPC on ", address,
+        " (port in use or not permitted); choose another with --grpc-port or server.grpc_port"));
+  }
+
+  if (config->server.http_port >= 0) {
+    HttpServer::Handlers handlers;
+    handlers.live = [] { return true; };
+    handlers.ready = [this] { return ready_.load(); };
+    ASSIGN_OR_RETURN(http_, HttpServer::Start(config->server.listen_address,
+                                              static_cast<int>(config->server.http_port),
+                                              std::move(handlers)));
+    http_port_ = http_->port();
+  }
+
+  ready_.store(true);
+  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  double cold_start = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  spdlog::info("serving: gRPC on {}:{}, HTTP on {}:{} (started in {:.3f} s)",
+               config->server.listen_address, grpc_port_, config->server.listen_address,
+               http_port_, cold_start);
+  if (!flags.ready_file.empty()) {
+    RETURN_IF_ERROR(WriteReadyFile(flags.ready_file, grpc_port_, http_port_));
+  }
+  return absl::OkStatus();
+}
+
+void Daemon::Shutdown() {
+  if (stopped_) return;
+  stopped_ = true;
+  ready_.store(false);
+  std::shared_ptr<const Config> config = config_.Get();
+  double drain = config ? config->server.drain_timeout_s : 0;
+  if (grpc_server_) {
+    spdlog::info("shutting down: draining queued and running requests (up to {} s)", drain);
+    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+  if (scheduler_) {
+    scheduler_->Shutdown(std::chrono::milliseconds(static_cast<int64_t>(drain * 1000)));
+  }
+  if (grpc_server_) {
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc_server_->Wait();
+  }
+  if (http_) http_->Stop();
+  spdlog::info("stopped");
+}
+
+}  // namespace fairserve

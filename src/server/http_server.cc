@@ -1,0 +1,46 @@
+#include "fairserve/server/http_server.h"
+
+#include <httplib.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace fairserve {
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& address, int port,
+                                                              Handlers handlers) {
+  std::unique_ptr<HttpServer> self(new HttpServer());
+  self->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& s = *self->server_;
+  auto probe = [](std::function<bool()> check, const char* ok_text, const char* bad_text) {
+    return [check, ok_text, bad_text](const httplib::Request&, httplib::Response& res) {
+      bool ok = check();
+      res.status = ok ? 200 : 503;
+      res.set_content(ok ? ok_text : bad_text, "text/plain");
+    };
+  };
+  s.Get("/healthz", probe(handlers.live, "ok\n", "not live\n"));
+  s.Get("/readyz", probe(handlers.ready, "ready\n", "not ready\n"));
+  if (handlers.metrics) {
+    s.Get("/metrics", [metrics = handlers.metrics](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+  }
+  int bound = port == 0 ? s.bind_to_any_port(address) : (s.bind_to_port(address, port) ? port : -1);
+  if (bound <= 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen for HTTP on ", address, ":", port,
+        " (port in use or not permitted); choose another with --http-port or server.http_port"));
+  }
+  self->port_ = bound;
+  self->thread_ = std::thread([server = self->server_.get()] { server->listen_after_bind(); });
+  return self;
+}
+
+void HttpServer::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+}  // namespace fairserve

@@ -1,0 +1,206 @@
+#include "fairserve/server/inference_service.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "fairserve/common/status_macros.h"
+#include "fairserve/server/tensor_codec.h"
+#include "fairserve/tenancy/api_key.h"
+#include "fairserve/version.h"
+#include "spdlog/spdlog.h"
+
+namespace fairserve {
+namespace {
+
+// A reactor that remembers cancellation so queued work can be dropped.
+class InferReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit InferReactor(std::shared_ptr<std::atomic<bool>> cancelled)
+      : cancelled_(std::move(cancelled)) {}
+  void OnCancel() override { cancelled_->store(true, std::memory_order_relaxed); }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> cancelled_;
+};
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+absl::string_view Metadata(const grpc::CallbackServerContext* ctx, absl::string_view key) {
+  auto it = ctx->client_metadata().find(grpc::string_ref(key.data(), key.size()));
+  if (it == ctx->client_metadata().end()) return {};
+  return absl::string_view(it->second.data(), it->second.size());
+}
+
+// The client's deadline, from the call or the `timeout` parameter (µs).
+Clock::TimePoint Deadline(const grpc::CallbackServerContext* ctx,
+                          const inference::ModelInferRequest& req, Clock::TimePoint now) {
+  Clock::TimePoint deadline = Clock::TimePoint::max();
+  auto call_deadline = ctx->deadline();
+  if (call_deadline != std::chrono::system_clock::time_point::max()) {
+    auto left = call_deadline - std::chrono::system_clock::now();
+    deadline = now + std::chrono::duration_cast<Clock::Duration>(left);
+  }
+  auto it = req.parameters().find("timeout");
+  if (it != req.parameters().end()) {
+    int64_t us = 0;
+    if (it->second.has_int64_param()) us = it->second.int64_param();
+    if (it->second.has_uint64_param()) us = static_cast<int64_t>(it->second.uint64_param());
+    if (us > 0) deadline = std::min(deadline, now + std::chrono::microseconds(us));
+  }
+  return deadline;
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::StatusOr<InferenceService::Caller> InferenceService::Authenticate(
+    grpc::CallbackServerContext* ctx) const {
+  Caller caller;
+  caller.registry = deps_.tenants->Get();
+  absl::string_view key = ExtractApiKey(Metadata(ctx, "authorization"), Metadata(ctx, "x-api-key"));
+  caller.tenant = caller.registry->Authenticate(key);
+  if (caller.tenant == nullptr) {
+    return absl::UnauthenticatedError(
+        "missing or invalid API key; send metadata 'authorization: Bearer <key>' or "
+        "'x-api-key: <key>'");
+  }
+  return caller;
+}
+
+absl::StatusOr<ModelConfig> InferenceService::CheckModelAccess(const TenantConfig& tenant,
+                                                               const std::string& name) const {
+  if (name.empty()) return absl::InvalidArgumentError("model name is empty");
+  ASSIGN_OR_RETURN(ModelConfig config, deps_.models->GetConfig(name));
+  bool allowed = tenant.AllowsModel(name) && (config.owner.empty() || config.owner == tenant.id);
+  if (!allowed) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("tenant '", tenant.id, "' may not use model '", name, "'"));
+  }
+  return config;
+}
+
+grpc::ServerUnaryReactor* InferenceService::ServerLive(grpc::CallbackServerContext* ctx,
+                                                       const inference::ServerLiveRequest*,
+                                                       inference::ServerLiveResponse* resp) {
+  resp->set_live(true);
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ServerReady(grpc::CallbackServerContext* ctx,
+                                                        const inference::ServerReadyRequest*,
+                                                        inference::ServerReadyResponse* resp) {
+  resp->set_ready(deps_.ready->load());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
+    grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest*,
+    inference::ServerMetadataResponse* resp) {
+  resp->set_name("fairserve");
+  resp->set_version(kFairserveVersion);
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerContext* ctx,
+                                                       const inference::ModelReadyRequest* req,
+                                                       inference::ModelReadyResponse* resp) {
+  auto caller = Authenticate(ctx);
+  if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
+  auto config = CheckModelAccess(*caller->tenant, req->name());
+  if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
+  auto servable = deps_.models->Get(req->name(), req->version());
+  if (!servable.ok() && servable.status().code() == absl::StatusCode::kNotFound) {
+    return Finish(ctx, ToGrpcStatus(servable.status()));
+  }
+  resp->set_ready(servable.ok() && deps_.ready->load());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
+    grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
+    inference::ModelMetadataResponse* resp) {
+  auto caller = Authenticate(ctx);
+  if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
+  auto config = CheckModelAccess(*caller->tenant, req->name());
+  if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
+  std::vector<std::string> versions = deps_.models->Versions(req->name());
+  if (!req->version().empty() &&
+      std::find(versions.begin(), versions.end(), req->version()) == versions.end()) {
+    return Finish(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                    absl::StrCat("model '", req->name(), "' has no version '",
+                                                 req->version(), "'")));
+  }
+  resp->set_name(config->name);
+  for (const std::string& v : versions) resp->add_versions(v);
+  resp->set_platform(config->platform);
+  auto fill = [](const std::vector<TensorSpec>& specs, auto* list) {
+    for (const TensorSpec& s : specs) {
+      auto* m = list->Add();
+      m->set_name(s.name);
+      m->set_datatype(std::string(DataTypeName(s.dtype)));
+      for (int64_t d : s.shape) m->add_shape(d);
+    }
+  };
+  fill(config->inputs, resp->mutable_inputs());
+  fill(config->outputs, resp->mutable_outputs());
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerContext* ctx,
+                                                       const inference::ModelInferRequest* req,
+                                                       inference::ModelInferResponse* resp) {
+  auto caller = Authenticate(ctx);
+  if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
+  if (!deps_.ready->load()) {
+    return Finish(ctx, grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                    "the server is not ready (starting up or shutting down); "
+                                    "retry on another replica"));
+  }
+  const TenantConfig& tenant = *caller->tenant;
+  auto config = CheckModelAccess(tenant, req->model_name());
+  if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
+  auto servable = deps_.models->Get(req->model_name(), req->model_version());
+  if (!servable.ok()) return Finish(ctx, ToGrpcStatus(servable.status()));
+
+  auto request = std::make_unique<InferenceRequest>();
+  absl::Status decoded =
+      DecodeInferRequest(*req, (*servable)->config, tenant.max_batch_size, request.get());
+  if (!decoded.ok()) return Finish(ctx, ToGrpcStatus(decoded));
+
+  Clock::TimePoint now = deps_.clock->Now();
+  request->id = req->id();
+  request->tenant_id = tenant.id;
+  request->tenant_weight = tenant.weight;
+  request->servable = *servable;
+  request->max_batch_size = tenant.max_batch_size;
+  request->arrival = now;
+  request->deadline = Deadline(ctx, *req, now);
+
+  auto* reactor = new InferReactor(request->cancelled);
+  std::string model_name = req->model_name();
+  std::string version = (*servable)->version;
+  std::string id = req->id();
+  request->on_done = [reactor, resp, model_name, version, id](
+                         absl::StatusOr<InferenceResult> result) {
+    if (!result.ok()) {
+      reactor->Finish(ToGrpcStatus(result.status()));
+      return;
+    }
+    EncodeInferResponse(std::move(*result), model_name, version, id, resp);
+    reactor->Finish(grpc::Status::OK);
+  };
+  absl::Status submitted = deps_.scheduler->Submit(std::move(request));
+  if (!submitted.ok()) reactor->Finish(ToGrpcStatus(submitted));
+  return reactor;
+}
+
+}  // namespace fairserve

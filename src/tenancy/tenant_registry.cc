@@ -1,0 +1,54 @@
+#include "fairserve/tenancy/tenant_registry.h"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <cstring>
+
+#include "absl/strings/escaping.h"
+
+namespace fairserve {
+namespace {
+
+uint64_t Prefix(const uint8_t* digest) {
+  uint64_t p;
+  std::memcpy(&p, digest, sizeof(p));
+  return p;
+}
+
+}  // namespace
+
+TenantRegistry::TenantRegistry(std::shared_ptr<const Config> config) : config_(std::move(config)) {
+  for (const TenantConfig& tenant : config_->tenants) {
+    by_id_[tenant.id] = &tenant;
+    for (const std::string& hash : tenant.api_key_hashes) {
+      // Config validation guarantees "sha256:" + 64 hex digits.
+      std::string raw = absl::HexStringToBytes(absl::string_view(hash).substr(7));
+      Entry entry;
+      std::memcpy(entry.digest.data(), raw.data(), entry.digest.size());
+      entry.tenant = &tenant;
+      by_prefix_.emplace(Prefix(entry.digest.data()), entry);
+    }
+  }
+}
+
+const TenantConfig* TenantRegistry::Authenticate(absl::string_view api_key) const {
+  if (api_key.empty()) return nullptr;
+  Digest digest;
+  SHA256(reinterpret_cast<const unsigned char*>(api_key.data()), api_key.size(), digest.data());
+  auto range = by_prefix_.equal_range(Prefix(digest.data()));
+  const TenantConfig* found = nullptr;
+  for (auto it = range.first; it != range.second; ++it) {
+    if (CRYPTO_memcmp(it->second.digest.data(), digest.data(), digest.size()) == 0) {
+      found = it->second.tenant;
+    }
+  }
+  return found;
+}
+
+const TenantConfig* TenantRegistry::FindById(absl::string_view id) const {
+  auto it = by_id_.find(std::string(id));
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
+}  // namespace fairserve

@@ -3,8 +3,8 @@
 # (DIR/<model>/config.yaml and DIR/<model>/1/model.pt), made locally with
 # Debian's python3-torch. Nothing is downloaded.
 set -euo pipefail
-if [ $# -ne 1 ]; then
-  echo "usage: $0 DIR" >&2
+if [ $# -lt 1 ]; then
+  echo "usage: $0 [--with-test-models] DIR" >&2
   exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,5 +14,5 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "make-demo-models: $PY cannot import torch; run scripts/setup.sh first" >&2
   exit 1
 fi
-echo "make-demo-models: writing $1"
-OMP_NUM_THREADS=1 "$PY" "$here/make_demo_models.py" "$1"
+echo "make-demo-models: writing ${@: -1}"
+OMP_NUM_THREADS=1 "$PY" "$here/make_demo_models.py" "$@"

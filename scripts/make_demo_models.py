@@ -15,6 +15,31 @@ class AddOne(torch.nn.Module):
         return x + 1.0
 
 
+class Faulty(torch.nn.Module):
+    """Fails for any sample holding a negative value: a model bug that only
+    some requests trigger."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x < 0).any()):
+            raise ValueError("faulty model: negative input")
+        return x * 2.0
+
+
+class WrongDtype(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.int64)
+
+
+class WrongShape(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :3]
+
+
+class TwoInOut(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor):
+        return a + b.to(torch.float32), (a * 2.0).to(torch.float64)
+
+
 class Mlp(torch.nn.Module):
     def __init__(self, dims, softmax):
         super().__init__()
@@ -58,16 +83,52 @@ def write(root, name, module, din, dout, max_batch, delay):
     print(f"  {name}: {path}")
 
 
+TWO_IN_OUT_CONFIG = """\
+name: two_in_out
+max_batch_size: 8
+inputs:
+  - {name: A, datatype: FP32, shape: [-1, 4]}
+  - {name: B, datatype: INT32, shape: [-1, 4]}
+outputs:
+  - {name: SUM, datatype: FP32, shape: [-1, 4]}
+  - {name: DOUBLE, datatype: FP64, shape: [-1, 4]}
+"""
+
+
+def write_test_models(root):
+    """Models that only tests use: faulty ones and a multi-tensor one."""
+    write(root, "faulty", Faulty(), 4, 4, max_batch=8, delay=0)
+    write(root, "wrong_dtype", WrongDtype(), 4, 4, max_batch=8, delay=0)
+    write(root, "wrong_shape", WrongShape(), 4, 4, max_batch=8, delay=0)
+    write(root, "two_in_out", TwoInOut(), 4, 4, max_batch=8, delay=0)
+    with open(os.path.join(root, "two_in_out", "config.yaml"), "w") as f:
+        f.write(TWO_IN_OUT_CONFIG)
+    # A model whose file is not TorchScript at all.
+    os.makedirs(os.path.join(root, "corrupt", "1"), exist_ok=True)
+    with open(os.path.join(root, "corrupt", "1", "model.pt"), "wb") as f:
+        f.write(b"this is not a zip archive")
+    with open(os.path.join(root, "corrupt", "config.yaml"), "w") as f:
+        f.write(CONFIG.format(name="corrupt", max_batch=8, delay=0, din=4, dout=4))
+    # A model whose config is broken.
+    os.makedirs(os.path.join(root, "bad_config", "1"), exist_ok=True)
+    with open(os.path.join(root, "bad_config", "config.yaml"), "w") as f:
+        f.write("max_batch_size: many\ninputs: []\n")
+    print("  test models: faulty, wrong_dtype, wrong_shape, two_in_out, corrupt, bad_config")
+
+
 def main():
-    if len(sys.argv) != 2:
-        print("usage: make_demo_models.py DIR", file=sys.stderr)
+    args = [a for a in sys.argv[1:] if a != "--with-test-models"]
+    if len(args) != 1:
+        print("usage: make_demo_models.py [--with-test-models] DIR", file=sys.stderr)
         return 2
-    root = sys.argv[1]
+    root = args[0]
     torch.manual_seed(20261127)
     write(root, "add_one", AddOne(), 16, 16, max_batch=64, delay=0)
     write(root, "mlp", Mlp([64, 128, 10], softmax=True), 64, 10, max_batch=32, delay=500)
     write(root, "mlp_large", Mlp([1024, 1024, 1024, 1024, 1024], softmax=False), 1024, 1024,
           max_batch=32, delay=1000)
+    if "--with-test-models" in sys.argv:
+        write_test_models(root)
     return 0
 
 

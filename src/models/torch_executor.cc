@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <torch/script.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/jit/runtime/jit_exception.h>
 #include <torch/version.h>
 
 #include <cstring>
@@ -63,6 +64,11 @@ class TorchExecutor final : public Executor {
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(
           absl::StrCat("model '", config_.name, "' ran out of host memory"));
+    } catch (const torch::jit::JITException& e) {
+      // An exception the model's own code raised for these inputs; the useful
+      // part is the last line ("builtins.ValueError: ...").
+      return absl::InvalidArgumentError(
+          absl::StrCat("model '", config_.name, "' rejected the input: ", LastLine(e.what())));
     } catch (const c10::Error& e) {
       return absl::InvalidArgumentError(
           absl::StrCat("model '", config_.name, "' failed: ", FirstLine(e.what_without_backtrace())));
@@ -79,6 +85,13 @@ class TorchExecutor final : public Executor {
     std::string s(what);
     size_t nl = s.find('\n');
     return nl == std::string::npos ? s : s.substr(0, nl);
+  }
+
+  static std::string LastLine(const char* what) {
+    std::string s(what);
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    size_t nl = s.rfind('\n');
+    return nl == std::string::npos ? s : s.substr(nl + 1);
   }
 
   at::Tensor MakeInput(const BatchInput& in, size_t i) {

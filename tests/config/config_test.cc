@@ -1,0 +1,155 @@
+#include "fairserve/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fairserve {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kHashA[] = "sha256:8676d15d94dabdd1283e6c407e2bb08a7b5c13b4e3667d4795c17172e080a3d4";
+constexpr char kHashB[] = "sha256:2e2764ef486a4aa498e60ef5ed6b88ce7dd8bfc8b3309c5c15950a5c3d1a8c20";
+
+absl::StatusOr<std::shared_ptr<const Config>> Parse(const std::string& text) {
+  return ParseConfig(text, "test.yaml", "/etc/fairserve");
+}
+
+std::string Error(const std::string& text) {
+  auto c = Parse(text);
+  EXPECT_FALSE(c.ok()) << "config should have been rejected:\n" << text;
+  return c.ok() ? "" : std::string(c.status().message());
+}
+
+std::string Tenant(const std::string& extra = "", const char* hash = kHashA,
+                   const char* id = "acme") {
+  return std::string("  - id: ") + id + "\n    api_keys: [\"" + hash + "\"]\n" + extra;
+}
+
+TEST(ConfigTest, ParsesFullConfig) {
+  auto c = Parse(std::string(R"(
+server: {grpc_port: 9001, http_port: 0, data_dir: data, drain_timeout_s: 5}
+model_repository: models
+scheduler: {policy: fifo, workers: 2}
+devices: [{name: cpu, memory_budget: 2GiB}]
+tenants:
+)") + Tenant("    weight: 3\n    rate_limit: {requests_per_minute: 600, burst: 5}\n"
+             "    max_inflight: 8\n    memory_limit: 512MiB\n    models: [mlp]\n") +
+                   Tenant("", kHashB, "globex") + R"(
+pricing: {currency: EUR, per_compute_second: 0.5, models: {mlp: {per_compute_second: 1.0}}}
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const Config& config = **c;
+  EXPECT_EQ(config.server.grpc_port, 9001);
+  EXPECT_EQ(config.server.http_port, 0);
+  EXPECT_EQ(config.server.data_dir, "/etc/fairserve/data");
+  EXPECT_EQ(config.model_repository, "/etc/fairserve/models");
+  EXPECT_EQ(config.scheduler.policy, "fifo");
+  EXPECT_EQ(config.scheduler.workers, 2);
+  ASSERT_EQ(config.devices.size(), 1u);
+  EXPECT_EQ(config.devices[0].memory_budget, 2ull << 30);
+  ASSERT_EQ(config.tenants.size(), 2u);
+  const TenantConfig& acme = config.tenants[0];
+  EXPECT_EQ(acme.weight, 3);
+  EXPECT_DOUBLE_EQ(acme.rate_limit.requests_per_second, 10.0);
+  EXPECT_EQ(acme.rate_limit.burst, 5);
+  EXPECT_EQ(acme.max_inflight, 8);
+  EXPECT_EQ(acme.memory_limit, 512ull << 20);
+  EXPECT_TRUE(acme.AllowsModel("mlp"));
+  EXPECT_FALSE(acme.AllowsModel("add_one"));
+  EXPECT_TRUE(config.tenants[1].AllowsModel("anything"));  // default "*"
+  EXPECT_EQ(config.pricing.currency, "EUR");
+  EXPECT_EQ(config.pricing.model_compute_second.at("mlp"), 1.0);
+}
+
+TEST(ConfigTest, DefaultsAreSane) {
+  auto c = Parse("tenants:\n" + Tenant());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->server.grpc_port, 8001);
+  EXPECT_EQ((*c)->scheduler.policy, "fair");
+  ASSERT_EQ((*c)->devices.size(), 1u);
+  EXPECT_EQ((*c)->devices[0].name, "cpu");
+  EXPECT_EQ((*c)->tenants[0].weight, 1.0);
+}
+
+TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
+  std::string e = Error("tenants:\n" + Tenant("    wieght: 2\n"));
+  EXPECT_THAT(e, HasSubstr("test.yaml:4:5: tenants[0].wieght: unknown key"));
+  EXPECT_THAT(e, HasSubstr("weight"));  // lists what is allowed
+}
+
+TEST(ConfigTest, UnknownTopLevelKey) {
+  EXPECT_THAT(Error("tenants:\n" + Tenant() + "modle_repository: x\n"),
+              HasSubstr("test.yaml:4:1: modle_repository: unknown key"));
+}
+
+TEST(ConfigTest, WrongTypesAndRanges) {
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    weight: heavy\n")),
+              HasSubstr("tenants[0].weight: expected a number, got 'heavy'"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    weight: -1\n")),
+              HasSubstr("tenants[0].weight: must be > 0"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    max_inflight: -3\n")),
+              HasSubstr("tenants[0].max_inflight: must be >= 0"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    rate_limit: {requests_per_second: -1}\n")),
+              HasSubstr("requests_per_second: must be >= 0"));
+  EXPECT_THAT(Error("server: {grpc_port: 70000}\ntenants:\n" + Tenant()),
+              HasSubstr("server.grpc_port: must be between 0 and 65535"));
+  EXPECT_THAT(Error("scheduler: {policy: lottery}\ntenants:\n" + Tenant()),
+              HasSubstr("unknown policy 'lottery'"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    memory_limit: lots\n")),
+              HasSubstr("tenants[0].memory_limit: 'lots' is not a byte size"));
+}
+
+TEST(ConfigTest, RejectsBadKeyHashes) {
+  EXPECT_THAT(Error("tenants:\n" + Tenant("", "acme-demo-key")),
+              HasSubstr("tenants[0].api_keys[0]: must be \"sha256:"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant("", "sha256:ABCDEF")), HasSubstr("fairctl hash-key"));
+}
+
+TEST(ConfigTest, DuplicateIdsAndKeys) {
+  std::string e = Error("tenants:\n" + Tenant() + Tenant("", kHashA, "acme"));
+  EXPECT_THAT(e, HasSubstr("tenant id 'acme' is used twice"));
+  EXPECT_THAT(e, HasSubstr("belongs to another tenant too"));
+}
+
+TEST(ConfigTest, SharesOver100Percent) {
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    memory_share_percent: 70\n") +
+                    Tenant("    memory_share_percent: 40\n", kHashB, "globex")),
+              HasSubstr("over 100%"));
+}
+
+TEST(ConfigTest, ReportsEveryProblemAtOnce) {
+  std::string e = Error("tenants:\n" + Tenant("    weight: 0\n    max_queue: 0\n    colour: red\n"));
+  EXPECT_THAT(e, HasSubstr("weight"));
+  EXPECT_THAT(e, HasSubstr("max_queue"));
+  EXPECT_THAT(e, HasSubstr("colour"));
+}
+
+TEST(ConfigTest, MissingTenantsAndSyntaxErrors) {
+  EXPECT_THAT(Error("server: {grpc_port: 1}\n"), HasSubstr("tenants: is required"));
+  EXPECT_THAT(Error("tenants: [\n"), HasSubstr("test.yaml:2"));
+  EXPECT_THAT(Error(""), HasSubstr("expected a mapping"));
+}
+
+TEST(ConfigTest, LoadsFileAndResolvesRelativePaths) {
+  std::string dir = ::testing::TempDir();
+  std::string path = dir + "/fairserve-config-test.yaml";
+  std::ofstream(path) << "model_repository: repo\ntenants:\n" << Tenant();
+  auto c = LoadConfigFile(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->model_repository, (std::filesystem::path(dir) / "repo").lexically_normal());
+  EXPECT_EQ(LoadConfigFile(dir + "/does-not-exist.yaml").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(ConfigTest, ShippedDemoConfigIsValid) {
+  auto c = LoadConfigFile(SOURCE_DIR "/config/demo.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->tenants.size(), 2u);
+}
+
+}  // namespace
+}  // namespace fairserve

@@ -1,0 +1,121 @@
+#include "integration/daemon_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "fairserve/tenancy/api_key.h"
+
+namespace fairserve {
+namespace testing_util {
+namespace fs = std::filesystem;
+
+std::string TestConfigYaml(const std::string& extra_tenant_yaml, const std::string& extra_yaml) {
+  std::ostringstream y;
+  y << "server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, data_dir: data, "
+       "drain_timeout_s: 10}\n"
+    << "model_repository: " << TEST_MODELS_DIR << "\n"
+    << "scheduler: {workers: 1, intra_op_threads: 1}\n"
+    << "tenants:\n"
+    << "  - id: acme\n"
+    << "    api_keys: [\"" << HashApiKey(kAcmeKey) << "\"]\n"
+    << "  - id: globex\n"
+    << "    api_keys: [\"" << HashApiKey(kGlobexKey) << "\"]\n"
+    << "    models: [add_one, mlp]\n"
+    << extra_tenant_yaml << extra_yaml;
+  return y.str();
+}
+
+DaemonProcess::DaemonProcess(const std::string& config_yaml, const std::vector<std::string>& args) {
+  char tmpl[] = "/tmp/fairserve-test-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  std::string config = dir_ + "/config.yaml";
+  std::ofstream(config) << config_yaml;
+  std::string ready = dir_ + "/ready.json";
+  std::string log = dir_ + "/daemon.log";
+
+  std::vector<std::string> argv_s = {FAIRSERVE_BIN, "--config", config, "--ready-file", ready};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (std::string& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < until) {
+    std::ifstream in(ready);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    std::smatch m;
+    if (std::regex_search(text, m, std::regex("\"grpc_port\":(\\d+),\"http_port\":(-?\\d+)"))) {
+      grpc_port_ = std::stoi(m[1]);
+      http_port_ = std::stoi(m[2]);
+      return;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -pid_ - 1;  // exited: remember how, for WaitExit
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+DaemonProcess::~DaemonProcess() {
+  if (pid_ > 0) Stop(SIGKILL);
+  std::error_code ec;
+  if (!std::getenv("FAIRSERVE_KEEP_TEST_DIRS")) fs::remove_all(dir_, ec);
+}
+
+std::string DaemonProcess::grpc_address() const {
+  return "127.0.0.1:" + std::to_string(grpc_port_);
+}
+
+int DaemonProcess::WaitExit(double timeout_s) {
+  if (pid_ < 0) return exit_status_;
+  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < until) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -pid_ - 1;
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_status_;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
+int DaemonProcess::Stop(int signal, double timeout_s) {
+  if (pid_ < 0) return exit_status_;
+  kill(pid_, signal);
+  int code = WaitExit(timeout_s);
+  if (code == -1) {
+    kill(pid_, SIGKILL);
+    WaitExit(10);
+  }
+  return code;
+}
+
+std::string DaemonProcess::Log() const {
+  std::ifstream in(dir_ + "/daemon.log");
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+}  // namespace testing_util
+}  // namespace fairserve

@@ -1,0 +1,59 @@
+#ifndef FAIRSERVE_TESTS_INTEGRATION_DAEMON_PROCESS_H_
+#define FAIRSERVE_TESTS_INTEGRATION_DAEMON_PROCESS_H_
+
+// Starts the real build/bin/fairserve as a child process on port 0 and reads
+// the chosen ports back from its --ready-file.
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace fairserve {
+namespace testing_util {
+
+// SHA-256 forms of the test keys, as the config stores them.
+constexpr char kAcmeKey[] = "acme-demo-key";
+constexpr char kGlobexKey[] = "globex-demo-key";
+
+// A config with tenants acme (every model) and globex (add_one and mlp only),
+// the test model repository, ports 0. `extra_tenant_yaml` is appended to the
+// tenants list; `extra_yaml` to the file.
+std::string TestConfigYaml(const std::string& extra_tenant_yaml = "",
+                           const std::string& extra_yaml = "");
+
+class DaemonProcess {
+ public:
+  // Writes `config_yaml` to a fresh temp dir and starts the daemon with it
+  // plus `args`. Waits until it serves (or exits).
+  explicit DaemonProcess(const std::string& config_yaml,
+                         const std::vector<std::string>& args = {});
+  ~DaemonProcess();
+
+  bool serving() const { return grpc_port_ > 0; }
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
+  std::string grpc_address() const;
+  pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
+
+  // Sends `signal` and waits for the exit; returns the exit status (or
+  // 128+signal when killed), -1 on timeout.
+  int Stop(int signal, double timeout_s = 30);
+  // Waits for the process to exit by itself.
+  int WaitExit(double timeout_s);
+  // Everything the daemon logged so far.
+  std::string Log() const;
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+  int exit_status_ = -1;
+};
+
+}  // namespace testing_util
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_TESTS_INTEGRATION_DAEMON_PROCESS_H_

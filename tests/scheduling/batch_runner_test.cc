@@ -1,0 +1,110 @@
+#include "fairserve/scheduling/batch_runner.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "scheduling/test_util.h"
+
+namespace fairserve {
+namespace {
+
+using namespace testing_util;
+using ::testing::ElementsAre;
+
+class RecordingObserver : public BatchObserver {
+ public:
+  void OnBatch(const BatchRecord& r) override { records.push_back(r); }
+  std::vector<BatchRecord> records;
+};
+
+class BatchRunnerTest : public ::testing::Test {
+ protected:
+  FakeClock clock_;
+  std::shared_ptr<DoublingExecutor> exec_ =
+      std::make_shared<DoublingExecutor>(&clock_, std::chrono::milliseconds(10));
+  std::shared_ptr<const Servable> servable_ = MakeServable(exec_);
+  RecordingObserver observer_;
+  BatchRunner runner_{clock_, {&observer_}};
+};
+
+TEST_F(BatchRunnerTest, SplitsOutputsAndCostBySamples) {
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, a));
+  batch.push_back(MakeRequest(servable_, "globex", 3, 5.0f, b));
+  BatchRecord record = runner_.Run(std::move(batch));
+
+  EXPECT_THAT(exec_->batches(), ElementsAre(4));
+  ASSERT_TRUE(a->result->ok());
+  ASSERT_TRUE(b->result->ok());
+  EXPECT_THAT(OutputFloats(**a->result), ElementsAre(2, 2));
+  EXPECT_THAT(OutputFloats(**b->result), ElementsAre(10, 10, 10, 10, 10, 10));
+  EXPECT_EQ((*b->result)->outputs[0].shape, (std::vector<int64_t>{3, 2}));
+  // 4 samples x 10 ms = 40 ms, split 1:3.
+  EXPECT_DOUBLE_EQ((*a->result)->compute_seconds, 0.010);
+  EXPECT_DOUBLE_EQ((*b->result)->compute_seconds, 0.030);
+  EXPECT_DOUBLE_EQ(record.compute_seconds, 0.040);
+  ASSERT_EQ(observer_.records.size(), 1u);
+  double sum = 0;
+  for (const BatchItem& item : observer_.records[0].items) sum += item.compute_seconds;
+  EXPECT_EQ(sum, record.compute_seconds);  // exactly, not approximately
+}
+
+TEST_F(BatchRunnerTest, FailingBatchIsRetriedSoOnlyTheFaultyRequestFails) {
+  auto good1 = std::make_shared<Outcome>(), bad = std::make_shared<Outcome>(),
+       good2 = std::make_shared<Outcome>();
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, good1));
+  batch.push_back(MakeRequest(servable_, "mallory", 1, DoublingExecutor::kPoison, bad));
+  batch.push_back(MakeRequest(servable_, "globex", 2, 3.0f, good2));
+  BatchRecord record = runner_.Run(std::move(batch));
+
+  EXPECT_THAT(exec_->batches(), ElementsAre(4, 1, 1, 2));
+  EXPECT_TRUE(good1->result->ok());
+  EXPECT_TRUE(good2->result->ok());
+  EXPECT_EQ(bad->result->status().code(), absl::StatusCode::kInvalidArgument);
+  // The shared failed run is not billed; each retry is billed to its own request.
+  EXPECT_DOUBLE_EQ(record.compute_seconds, 0.040);
+  ASSERT_EQ(record.items.size(), 3u);
+}
+
+TEST_F(BatchRunnerTest, ExpiredAndCancelledRequestsDoNotRun) {
+  auto late = std::make_shared<Outcome>(), gone = std::make_shared<Outcome>(),
+       fine = std::make_shared<Outcome>();
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, late));
+  batch.back()->deadline = clock_.Now() - std::chrono::milliseconds(1);
+  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, gone));
+  batch.back()->cancelled->store(true);
+  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, fine));
+  runner_.Run(std::move(batch));
+  EXPECT_EQ(late->result->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(gone->result->status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(fine->result->ok());
+  EXPECT_THAT(exec_->batches(), ElementsAre(1));
+}
+
+TEST_F(BatchRunnerTest, WrongOutputShapeIsInternal) {
+  auto s = std::make_shared<Servable>(*servable_);
+  s->config.outputs[0].shape = {-1, 3};
+  auto r = std::make_shared<Outcome>();
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(s, "acme", 1, 1.0f, r));
+  runner_.Run(std::move(batch));
+  EXPECT_EQ(r->result->status().code(), absl::StatusCode::kInternal);
+}
+
+TEST(BatchableTest, NeedsSameModelAndNonBatchDims) {
+  auto exec = std::make_shared<DoublingExecutor>(nullptr, Clock::Duration(0));
+  auto s1 = MakeServable(exec), s2 = MakeServable(exec);
+  auto o = std::make_shared<Outcome>();
+  auto a = MakeRequest(s1, "a", 1, 1, o), b = MakeRequest(s1, "b", 4, 1, o),
+       c = MakeRequest(s2, "a", 1, 1, o);
+  EXPECT_TRUE(a->BatchableWith(*b));
+  EXPECT_FALSE(a->BatchableWith(*c));
+  b->inputs[0].shape = {4, 3};
+  EXPECT_FALSE(a->BatchableWith(*b));
+}
+
+}  // namespace
+}  // namespace fairserve

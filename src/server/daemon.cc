@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "fairserve/admission/admission.h"
 #include "fairserve/common/status_macros.h"
 #include "fairserve/models/executor.h"
 #include "fairserve/models/model_manager.h"
@@ -67,6 +68,8 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   std::shared_ptr<const Config> config = ApplyFlags(*loaded, flags);
   config_.Set(config);
   tenants_.Set(std::make_shared<TenantRegistry>(config));
+  admission_ = std::make_unique<Admission>(SteadyClock::Get());
+  admission_->Update(*config);
   for (const TenantConfig& t : config->tenants) {
     spdlog::info("tenant '{}': weight {}, {} key(s), models [{}]", t.id, t.weight,
                  t.api_key_hashes.size(), absl::StrJoin(t.models, ", "));
@@ -100,7 +103,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   options.max_queue_wait = std::chrono::microseconds(
       static_cast<int64_t>(config->scheduler.max_queue_wait_s * 1e6));
   options.thread_init = [] { PrepareTorchWorkerThread(); };
-  scheduler_ = MakeFifoScheduler(options, SteadyClock::Get(), *runner_);
+  scheduler_ = MakeScheduler(options, SteadyClock::Get(), *runner_);
   spdlog::info("scheduler: policy {}, {} worker(s), {} intra-op thread(s) each", options.policy,
                workers, intra);
 
@@ -108,6 +111,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   deps.tenants = &tenants_;
   deps.models = models_.get();
   deps.scheduler = scheduler_.get();
+  deps.admission = admission_.get();
   deps.clock = &SteadyClock::Get();
   deps.ready = &ready_;
   service_ = std::make_unique<InferenceService>(deps);

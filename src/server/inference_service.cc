@@ -166,6 +166,16 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
                                     "retry on another replica"));
   }
   const TenantConfig& tenant = *caller->tenant;
+  // Limits first: a throttled request costs a hash and a few atomics, and its
+  // payload is never looked at.
+  Admission::Decision admitted = deps_.admission->Admit(tenant.id);
+  if (!admitted.status.ok()) {
+    if (admitted.retry_after > Clock::Duration(0)) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(admitted.retry_after);
+      ctx->AddTrailingMetadata("retry-after-ms", std::to_string(std::max<int64_t>(1, ms.count())));
+    }
+    return Finish(ctx, ToGrpcStatus(admitted.status));
+  }
   auto config = CheckModelAccess(tenant, req->model_name());
   if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
   auto servable = deps_.models->Get(req->model_name(), req->model_version());
@@ -184,6 +194,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
   request->max_batch_size = tenant.max_batch_size;
   request->arrival = now;
   request->deadline = Deadline(ctx, *req, now);
+  request->queued_counter = std::move(admitted.queued);
+  request->hold = std::make_shared<InflightSlot>(std::move(admitted.slot));
 
   auto* reactor = new InferReactor(request->cancelled);
   std::string model_name = req->model_name();

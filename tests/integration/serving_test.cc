@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "inference/grpc_service.grpc.pb.h"
+#include "fairserve/tenancy/api_key.h"
 #include "integration/daemon_process.h"
 
 namespace fairserve {
@@ -340,6 +341,67 @@ TEST_F(ServingTest, ConcurrentTenantsAllSucceed) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+// One tenant floods far past its rate limit; another tenant's requests all
+// succeed, and the flooder is told when to come back.
+TEST(FloodTest, FlooderIsThrottledOthersUnaffected) {
+  std::string flood_tenant = std::string("  - id: flood\n    api_keys: [\"") +
+                             HashApiKey("flood-key") +
+                             "\"]\n    rate_limit: {requests_per_second: 20, burst: 5}\n";
+  DaemonProcess daemon(TestConfigYaml(flood_tenant));
+  ASSERT_TRUE(daemon.serving()) << daemon.Log();
+  auto channel = grpc::CreateChannel(daemon.grpc_address(), grpc::InsecureChannelCredentials());
+  auto stub = GRPCInferenceService::NewStub(channel);
+  std::atomic<bool> stop{false};
+  std::atomic<int> flood_ok{0}, flood_exhausted{0}, flood_other{0}, hints{0};
+  std::vector<std::thread> flooders;
+  for (int t = 0; t < 4; ++t) {
+    flooders.emplace_back([&] {
+      ModelInferRequest req = FloatRequest("add_one", RandomFloats(16, 1), {1, 16});
+      while (!stop) {
+        grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", "Bearer flood-key");
+        ModelInferResponse resp;
+        grpc::Status s = stub->ModelInfer(&ctx, req, &resp);
+        if (s.ok()) {
+          ++flood_ok;
+        } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          ++flood_exhausted;
+          auto it = ctx.GetServerTrailingMetadata().find("retry-after-ms");
+          if (it != ctx.GetServerTrailingMetadata().end() && std::stoi(std::string(
+              it->second.data(), it->second.size())) > 0 &&
+              s.error_message().find("rate limit") != std::string::npos) {
+            ++hints;
+          }
+        } else {
+          ++flood_other;
+        }
+      }
+    });
+  }
+  int victim_ok = 0, victim_failed = 0;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 50; ++i) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kAcmeKey);
+    ModelInferResponse resp;
+    std::vector<float> x = RandomFloats(64, i);
+    grpc::Status s = stub->ModelInfer(&ctx, FloatRequest("mlp", x, {1, 64}), &resp);
+    (s.ok() ? victim_ok : victim_failed)++;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stop = true;
+  for (auto& t : flooders) t.join();
+  EXPECT_EQ(victim_ok, 50);
+  EXPECT_EQ(victim_failed, 0);
+  EXPECT_GT(flood_exhausted.load(), 100);
+  EXPECT_EQ(hints.load(), flood_exhausted.load());
+  EXPECT_EQ(flood_other.load(), 0);
+  // Admitted: the burst plus 20/s, with slack for timing.
+  EXPECT_LE(flood_ok.load(), 5 + 20 * seconds * 1.5 + 5);
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
 }
 
 TEST(DaemonStartupTest, BadConfigFailsWithMessage) {

@@ -46,6 +46,12 @@ struct InferenceRequest {
   int64_t max_batch_size = 0;
   Clock::TimePoint arrival{};
   Clock::TimePoint deadline = Clock::TimePoint::max();
+  // The tenant's count of queued requests (admission's max_queue): the
+  // scheduler adds one while the request waits in its queue. May be null.
+  std::shared_ptr<std::atomic<int64_t>> queued_counter;
+  // Keeps whatever the transport needs alive until the request is destroyed
+  // (the admission in-flight slot).
+  std::shared_ptr<void> hold;
   // Set by the transport when the client goes away.
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
   // Called exactly once, from a worker thread, once the scheduler accepted it.
@@ -54,6 +60,13 @@ struct InferenceRequest {
   // True when `other` may run in the same batch as this one: same model
   // version and equal non-batch dimensions for every input.
   bool BatchableWith(const InferenceRequest& other) const;
+
+  // Largest number of samples a batch led by this request may hold.
+  int64_t BatchLimit() const;
+  // True when the request should not run: its client left or its deadline passed.
+  bool Dead(Clock::TimePoint now) const {
+    return cancelled->load(std::memory_order_relaxed) || now >= deadline;
+  }
 };
 
 // Per-request line of a completed batch, for metering.

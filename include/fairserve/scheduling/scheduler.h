@@ -34,7 +34,8 @@ class Scheduler {
 };
 
 struct SchedulerOptions {
-  std::string policy = "fifo";
+  // "fair" (FairPolicy) or "fifo" (one global queue, the baseline).
+  std::string policy = "fair";
   int workers = 1;
   // Longest any request may wait in a queue.
   std::chrono::microseconds max_queue_wait = std::chrono::seconds(30);
@@ -42,11 +43,11 @@ struct SchedulerOptions {
   std::function<void()> thread_init;
 };
 
-// One global first-in-first-out queue: the baseline that the fair scheduler
-// is measured against. Workers take the oldest request and any queued
-// requests batchable with it, up to the model's max batch size.
-std::unique_ptr<Scheduler> MakeFifoScheduler(const SchedulerOptions& options, Clock& clock,
-                                             BatchRunner& runner);
+// Worker threads that take batches from the policy named in options.policy
+// (see queue_policy.h) and run them with `runner`. Cancelled and expired
+// requests leave their queue within 10 ms and are answered then.
+std::unique_ptr<Scheduler> MakeScheduler(const SchedulerOptions& options, Clock& clock,
+                                         BatchRunner& runner);
 
 }  // namespace fairserve
 

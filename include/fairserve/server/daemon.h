@@ -16,6 +16,7 @@ class Server;
 
 namespace fairserve {
 
+class Admission;
 class HttpServer;
 class InferenceService;
 class ModelManager;
@@ -59,6 +60,7 @@ class Daemon {
   Snapshot<Config> config_;
   Snapshot<TenantRegistry> tenants_;
   std::atomic<bool> ready_{false};
+  std::unique_ptr<Admission> admission_;
   std::unique_ptr<ModelManager> models_;
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <memory>
 
+#include "fairserve/admission/admission.h"
 #include "fairserve/common/clock.h"
 #include "fairserve/common/snapshot.h"
 #include "fairserve/models/model_manager.h"
@@ -18,6 +19,7 @@ struct InferenceServiceDeps {
   Snapshot<TenantRegistry>* tenants = nullptr;
   ModelManager* models = nullptr;
   Scheduler* scheduler = nullptr;
+  Admission* admission = nullptr;
   Clock* clock = nullptr;
   // False before start-up completes and once draining starts.
   const std::atomic<bool>* ready = nullptr;

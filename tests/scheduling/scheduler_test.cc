@@ -40,18 +40,27 @@ class GateExecutor : public DoublingExecutor {
   int started_ = 0;
 };
 
+// Behaviour both policies share (with one tenant they must agree).
+class SchedulerTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  SchedulerOptions Options() {
+    SchedulerOptions o;
+    o.policy = GetParam();
+    return o;
+  }
+};
+
 void WaitDone(const std::vector<std::shared_ptr<Outcome>>& outcomes) {
   for (const auto& o : outcomes) {
     while (!o->done()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 
-TEST(FifoSchedulerTest, BatchesQueuedRequestsUpToMaxBatch) {
+TEST_P(SchedulerTest, BatchesQueuedRequestsUpToMaxBatch) {
   auto exec = std::make_shared<GateExecutor>();
   auto servable = MakeServable(exec, /*max_batch=*/4);
   BatchRunner runner(SteadyClock::Get(), {});
-  SchedulerOptions options;
-  auto scheduler = MakeFifoScheduler(options, SteadyClock::Get(), runner);
+  auto scheduler = MakeScheduler(Options(), SteadyClock::Get(), runner);
 
   std::vector<std::shared_ptr<Outcome>> outcomes;
   for (int i = 0; i < 7; ++i) {
@@ -70,11 +79,11 @@ TEST(FifoSchedulerTest, BatchesQueuedRequestsUpToMaxBatch) {
   scheduler->Shutdown(std::chrono::milliseconds(100));
 }
 
-TEST(FifoSchedulerTest, TenantBatchCapIsRespected) {
+TEST_P(SchedulerTest, TenantBatchCapIsRespected) {
   auto exec = std::make_shared<GateExecutor>();
   auto servable = MakeServable(exec, 8);
   BatchRunner runner(SteadyClock::Get(), {});
-  auto scheduler = MakeFifoScheduler({}, SteadyClock::Get(), runner);
+  auto scheduler = MakeScheduler(Options(), SteadyClock::Get(), runner);
   std::vector<std::shared_ptr<Outcome>> outcomes;
   for (int i = 0; i < 5; ++i) {
     outcomes.push_back(std::make_shared<Outcome>());
@@ -88,11 +97,11 @@ TEST(FifoSchedulerTest, TenantBatchCapIsRespected) {
   EXPECT_THAT(exec->batches(), ::testing::ElementsAre(1, 2, 2));
 }
 
-TEST(FifoSchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
+TEST_P(SchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
   auto exec = std::make_shared<GateExecutor>();
   auto servable = MakeServable(exec, 1);
   BatchRunner runner(SteadyClock::Get(), {});
-  auto scheduler = MakeFifoScheduler({}, SteadyClock::Get(), runner);
+  auto scheduler = MakeScheduler(Options(), SteadyClock::Get(), runner);
   auto running = std::make_shared<Outcome>(), queued = std::make_shared<Outcome>();
   ASSERT_TRUE(scheduler->Submit(MakeRequest(servable, "t", 1, 1, running)).ok());
   exec->WaitStarted(1);
@@ -109,6 +118,39 @@ TEST(FifoSchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
   EXPECT_EQ(queued->result->status().code(), absl::StatusCode::kUnavailable);
   EXPECT_FALSE(late->done());
 }
+
+TEST_P(SchedulerTest, CancelledAndExpiredRequestsLeaveTheirQueue) {
+  // A model that waits up to 10 s for a batch to fill: without the sweep the
+  // requests would sit there that long.
+  auto exec = std::make_shared<DoublingExecutor>(nullptr, Clock::Duration(0));
+  auto base = MakeServable(exec, 8);
+  auto servable = std::make_shared<Servable>(*base);
+  servable->config.max_queue_delay_us = 10'000'000;
+  BatchRunner runner(SteadyClock::Get(), {});
+  auto scheduler = MakeScheduler(Options(), SteadyClock::Get(), runner);
+  auto counter = std::make_shared<std::atomic<int64_t>>(0);
+  auto cancelled = std::make_shared<Outcome>(), expired = std::make_shared<Outcome>();
+  auto r1 = MakeRequest(servable, "t", 1, 1, cancelled);
+  auto flag = r1->cancelled;
+  r1->queued_counter = counter;
+  auto r2 = MakeRequest(servable, "u", 1, 1, expired);
+  r2->queued_counter = counter;
+  r1->arrival = r2->arrival = SteadyClock::Get().Now();
+  r2->deadline = SteadyClock::Get().Now() + std::chrono::milliseconds(30);
+  ASSERT_TRUE(scheduler->Submit(std::move(r1)).ok());
+  ASSERT_TRUE(scheduler->Submit(std::move(r2)).ok());
+  EXPECT_EQ(counter->load(), 2);
+  flag->store(true);
+  auto start = std::chrono::steady_clock::now();
+  WaitDone({cancelled, expired});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(cancelled->result->status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(expired->result->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(counter->load(), 0);
+  EXPECT_TRUE(exec->batches().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, SchedulerTest, ::testing::Values("fifo", "fair"));
 
 }  // namespace
 }  // namespace fairserve

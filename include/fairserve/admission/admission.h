@@ -1,0 +1,95 @@
+#ifndef FAIRSERVE_ADMISSION_ADMISSION_H_
+#define FAIRSERVE_ADMISSION_ADMISSION_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+#include "fairserve/admission/token_bucket.h"
+#include "fairserve/common/clock.h"
+#include "fairserve/common/snapshot.h"
+#include "fairserve/config/config.h"
+
+namespace fairserve {
+
+// Why a request was turned away; also the `reason` label of
+// fairserve_rejected_requests_total.
+enum class RejectReason { kNone, kRateLimit, kMaxInflight, kMaxQueue };
+const char* RejectReasonName(RejectReason reason);
+
+// The admission state of one tenant: its token bucket and counters. Shared
+// by all requests of that tenant and by nobody else, so one tenant's flood
+// never contends with another tenant's checks. Thread-safe (atomics only).
+class TenantAdmission {
+ public:
+  explicit TenantAdmission(const TenantConfig& config);
+
+  // Applies a new config's limits; counters and spent tokens carry over.
+  void Reconfigure(const TenantConfig& config);
+
+  // Requests admitted and not yet answered (queued or running).
+  std::atomic<int64_t>& inflight() { return inflight_; }
+  // Requests waiting in a scheduler queue; the scheduler decrements it when
+  // it takes a request out of its queue.
+  const std::shared_ptr<std::atomic<int64_t>>& queued() const { return queued_; }
+
+ private:
+  friend class Admission;
+  std::atomic<int64_t> max_inflight_{0};
+  std::atomic<int64_t> max_queue_{0};
+  std::atomic<bool> limited_{false};
+  TokenBucket bucket_;
+  std::atomic<int64_t> inflight_{0};
+  std::shared_ptr<std::atomic<int64_t>> queued_ = std::make_shared<std::atomic<int64_t>>(0);
+};
+
+// Releases an admitted request's in-flight slot when destroyed.
+class InflightSlot {
+ public:
+  InflightSlot() = default;
+  explicit InflightSlot(std::shared_ptr<TenantAdmission> tenant) : tenant_(std::move(tenant)) {}
+  InflightSlot(InflightSlot&&) = default;
+  InflightSlot& operator=(InflightSlot&&) = default;
+  ~InflightSlot() {
+    if (tenant_) tenant_->inflight().fetch_sub(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::shared_ptr<TenantAdmission> tenant_;
+};
+
+// Per-tenant limits checked before a request's payload is even looked at:
+// the token bucket, the in-flight cap and the queue bound. Reads only
+// per-tenant atomics and one immutable table.
+class Admission {
+ public:
+  struct Decision {
+    RejectReason reason = RejectReason::kNone;
+    absl::Status status;  // RESOURCE_EXHAUSTED naming the limit, when rejected
+    Clock::Duration retry_after{0};  // > 0 when waiting would help
+    InflightSlot slot;               // held while the request lives, when admitted
+    std::shared_ptr<std::atomic<int64_t>> queued;  // the tenant's queue counter
+  };
+
+  explicit Admission(Clock& clock) : clock_(clock) { table_.Set(std::make_shared<Table>()); }
+
+  // Builds the table for `config`, keeping the state of tenants that stay.
+  void Update(const Config& config);
+
+  // Checks and takes one request's worth of every limit of `tenant_id`.
+  Decision Admit(const std::string& tenant_id);
+
+  std::shared_ptr<TenantAdmission> Find(const std::string& tenant_id) const;
+
+ private:
+  using Table = std::unordered_map<std::string, std::shared_ptr<TenantAdmission>>;
+  Clock& clock_;
+  Snapshot<Table> table_;
+};
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_ADMISSION_ADMISSION_H_

@@ -1,0 +1,172 @@
+#include "fairserve/scheduling/scheduler.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "fairserve/scheduling/queue_policy.h"
+#include "fairserve/scheduling/request_queue.h"
+
+namespace fairserve {
+
+Clock::TimePoint BatchReadyAt(const RequestQueue& q, bool flush);  // fair_policy.cc
+
+namespace {
+
+constexpr auto kSweepInterval = std::chrono::milliseconds(10);
+
+class FifoPolicy final : public QueuePolicy {
+ public:
+  void Push(std::unique_ptr<InferenceRequest> request, Clock::TimePoint) override {
+    queue_.Push(std::move(request));
+  }
+  bool Pop(Clock::TimePoint now, bool flush, Dispatch* out, Clock::TimePoint* wake_at) override {
+    *wake_at = Clock::TimePoint::max();
+    if (queue_.empty()) return false;
+    Clock::TimePoint at = BatchReadyAt(queue_, flush);
+    if (at > now) {
+      *wake_at = at;
+      return false;
+    }
+    out->tenant_id = queue_.front().tenant_id;
+    out->requests = queue_.TakeBatch();
+    return true;
+  }
+  void Done(const Dispatch&, const BatchRecord&) override {}
+  void TakeDead(Clock::TimePoint now, std::vector<std::unique_ptr<InferenceRequest>>* out) override {
+    queue_.TakeDead(now, out);
+  }
+  void TakeAll(std::vector<std::unique_ptr<InferenceRequest>>* out) override { queue_.TakeAll(out); }
+  int64_t size() const override { return static_cast<int64_t>(queue_.size()); }
+
+ private:
+  RequestQueue queue_;
+};
+
+// Worker threads around a QueuePolicy. The policy is only touched under mu_;
+// batches run outside it.
+class ThreadedScheduler final : public Scheduler {
+ public:
+  ThreadedScheduler(const SchedulerOptions& options, Clock& clock, BatchRunner& runner,
+                    std::unique_ptr<QueuePolicy> policy)
+      : options_(options), clock_(clock), runner_(runner), policy_(std::move(policy)) {
+    for (int i = 0; i < std::max(1, options_.workers); ++i) {
+      workers_.emplace_back([this] { WorkerLoop(); });
+    }
+  }
+
+  ~ThreadedScheduler() override { Shutdown(std::chrono::milliseconds(0)); }
+
+  absl::Status Submit(std::unique_ptr<InferenceRequest> request) override {
+    Clock::TimePoint now = clock_.Now();
+    Clock::TimePoint limit = now + options_.max_queue_wait;
+    if (request->deadline > limit) request->deadline = limit;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return absl::UnavailableError("the server is shutting down");
+      policy_->Push(std::move(request), now);
+    }
+    cv_.notify_one();
+    return absl::OkStatus();
+  }
+
+  void Shutdown(std::chrono::milliseconds drain) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!stopping_) {
+        stopping_ = true;
+        drain_until_ = clock_.Now() + drain;
+      }
+    }
+    cv_.notify_all();
+    std::vector<std::thread> workers;
+    {
+      std::lock_guard<std::mutex> lock(join_mu_);
+      workers.swap(workers_);
+    }
+    for (std::thread& t : workers) t.join();
+    std::vector<std::unique_ptr<InferenceRequest>> left;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      policy_->TakeAll(&left);
+    }
+    for (auto& r : left) {
+      r->on_done(absl::UnavailableError("the server shut down before this request could run"));
+    }
+  }
+
+  int64_t QueueDepth() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return policy_->size();
+  }
+
+ private:
+  void WorkerLoop() {
+    if (options_.thread_init) options_.thread_init();
+    std::unique_lock<std::mutex> lock(mu_);
+    Clock::TimePoint next_sweep = clock_.Now();
+    while (true) {
+      Clock::TimePoint now = clock_.Now();
+      if (now >= next_sweep) {
+        next_sweep = now + kSweepInterval;
+        std::vector<std::unique_ptr<InferenceRequest>> dead;
+        policy_->TakeDead(now, &dead);
+        if (!dead.empty()) {
+          lock.unlock();
+          for (auto& r : dead) {
+            std::vector<std::unique_ptr<InferenceRequest>> one;
+            one.push_back(std::move(r));
+            runner_.Run(std::move(one));  // answers DEADLINE_EXCEEDED / CANCELLED
+          }
+          lock.lock();
+          continue;
+        }
+      }
+      if (stopping_ && (now >= drain_until_ || policy_->size() == 0)) break;
+      Dispatch dispatch;
+      Clock::TimePoint wake_at;
+      if (policy_->Pop(now, stopping_, &dispatch, &wake_at)) {
+        lock.unlock();
+        BatchRecord record = runner_.Run(std::move(dispatch.requests));
+        lock.lock();
+        policy_->Done(dispatch, record);
+        continue;
+      }
+      Clock::TimePoint until = std::min(wake_at, next_sweep);
+      if (stopping_) until = std::min(until, drain_until_);
+      cv_.wait_until(lock, until);
+    }
+    lock.unlock();
+    cv_.notify_all();
+  }
+
+  const SchedulerOptions options_;
+  Clock& clock_;
+  BatchRunner& runner_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unique_ptr<QueuePolicy> policy_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Clock::TimePoint drain_until_ ABSL_GUARDED_BY(mu_);
+  std::mutex join_mu_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace
+
+std::unique_ptr<QueuePolicy> MakeFifoPolicy() { return std::make_unique<FifoPolicy>(); }
+
+std::unique_ptr<Scheduler> MakeScheduler(const SchedulerOptions& options, Clock& clock,
+                                         BatchRunner& runner) {
+  std::unique_ptr<QueuePolicy> policy;
+  if (options.policy == "fifo") {
+    policy = MakeFifoPolicy();
+  } else {
+    policy = std::make_unique<FairPolicy>();
+  }
+  return std::make_unique<ThreadedScheduler>(options, clock, runner, std::move(policy));
+}
+
+}  // namespace fairserve

@@ -72,8 +72,12 @@ Admission::Decision Admission::Admit(const std::string& tenant_id) {
     return d;
   }
   int64_t max_queue = t->max_queue_.load(std::memory_order_relaxed);
+  auto reject = [&t](RejectReason reason) {
+    t->rejected_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+    return reason;
+  };
   if (t->queued_->load(std::memory_order_relaxed) >= max_queue) {
-    d.reason = RejectReason::kMaxQueue;
+    d.reason = reject(RejectReason::kMaxQueue);
     d.status = absl::ResourceExhaustedError(absl::StrCat(
         "tenant queue is full (max_queue ", max_queue, " requests waiting); retry later"));
     d.retry_after = std::chrono::milliseconds(10);
@@ -83,7 +87,7 @@ Admission::Decision Admission::Admit(const std::string& tenant_id) {
   if (max_inflight > 0) {
     if (t->inflight_.fetch_add(1, std::memory_order_relaxed) >= max_inflight) {
       t->inflight_.fetch_sub(1, std::memory_order_relaxed);
-      d.reason = RejectReason::kMaxInflight;
+      d.reason = reject(RejectReason::kMaxInflight);
       d.status = absl::ResourceExhaustedError(absl::StrCat(
           "too many requests in flight (max_inflight ", max_inflight,
           "); wait for earlier requests to finish"));
@@ -98,7 +102,7 @@ Admission::Decision Admission::Admit(const std::string& tenant_id) {
   if (t->limited_.load(std::memory_order_relaxed)) {
     TokenBucket::Decision b = t->bucket_.TryAcquire(clock_.Now());
     if (!b.allowed) {
-      d.reason = RejectReason::kRateLimit;
+      d.reason = reject(RejectReason::kRateLimit);
       d.retry_after = std::max(b.retry_after, Clock::Duration(std::chrono::milliseconds(1)));
       d.status = absl::ResourceExhaustedError(absl::StrFormat(
           "rate limit exceeded; retry after %d ms",

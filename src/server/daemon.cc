@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <thread>
 
@@ -13,10 +14,14 @@
 #include "absl/strings/str_join.h"
 #include "fairserve/admission/admission.h"
 #include "fairserve/common/status_macros.h"
+#include "fairserve/metering/metrics.h"
+#include "fairserve/metering/server_metrics.h"
+#include "fairserve/metering/text_format.h"
 #include "fairserve/models/executor.h"
 #include "fairserve/models/model_manager.h"
 #include "fairserve/scheduling/batch_runner.h"
 #include "fairserve/scheduling/scheduler.h"
+#include "fairserve/server/admission_metrics.h"
 #include "fairserve/server/http_server.h"
 #include "fairserve/server/inference_service.h"
 #include "fairserve/tenancy/tenant_registry.h"
@@ -68,8 +73,18 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   std::shared_ptr<const Config> config = ApplyFlags(*loaded, flags);
   config_.Set(config);
   tenants_.Set(std::make_shared<TenantRegistry>(config));
+  registry_ = std::make_unique<Registry>();
+  metrics_ = std::make_unique<ServerMetrics>(*registry_);
+  registry_->AddGauge("fairserve_build_info", "Always 1; labels name the build")
+      .Add({{"version", kFairserveVersion}})
+      .Set(1);
+  registry_->AddGauge("process_start_time_seconds", "Start time of the process, Unix seconds")
+      .Add({})
+      .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+               .count());
   admission_ = std::make_unique<Admission>(SteadyClock::Get());
   admission_->Update(*config);
+  registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
   for (const TenantConfig& t : config->tenants) {
     spdlog::info("tenant '{}': weight {}, {} key(s), models [{}]", t.id, t.weight,
                  t.api_key_hashes.size(), absl::StrJoin(t.models, ", "));
@@ -91,12 +106,21 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
 
   models_ = std::make_unique<ModelManager>(MakeTorchModelLoader());
   RETURN_IF_ERROR(models_->LoadRepository(config->model_repository));
+  std::map<std::string, int> by_state;
   for (const ModelState& m : models_->Index()) {
     spdlog::info("model '{}' version '{}': {}{}", m.name, m.version, m.state,
                  m.reason.empty() ? "" : " (" + m.reason + ")");
+    ++by_state[m.state];
+    if (auto s = models_->Get(m.name, m.version); s.ok() && !m.version.empty()) {
+      metrics_->model_memory()
+          .Add({{"model_name", m.name}, {"version", m.version}, {"device", "cpu"}})
+          .Set(static_cast<double>((*s)->executor->memory_bytes()));
+    }
   }
+  for (const auto& [state, n] : by_state) metrics_->models().Add({{"state", state}}).Set(n);
 
-  runner_ = std::make_unique<BatchRunner>(SteadyClock::Get(), std::vector<BatchObserver*>{});
+  runner_ = std::make_unique<BatchRunner>(SteadyClock::Get(),
+                                          std::vector<BatchObserver*>{metrics_.get()});
   SchedulerOptions options;
   options.policy = config->scheduler.policy;
   options.workers = workers;
@@ -112,6 +136,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   deps.models = models_.get();
   deps.scheduler = scheduler_.get();
   deps.admission = admission_.get();
+  deps.metrics = metrics_.get();
   deps.clock = &SteadyClock::Get();
   deps.ready = &ready_;
   service_ = std::make_unique<InferenceService>(deps);
@@ -138,6 +163,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
     HttpServer::Handlers handlers;
     handlers.live = [] { return true; };
     handlers.ready = [this] { return ready_.load(); };
+    handlers.metrics = [this] { return SerializeText(registry_->Collect()); };
     ASSIGN_OR_RETURN(http_, HttpServer::Start(config->server.listen_address,
                                               static_cast<int>(config->server.http_port),
                                               std::move(handlers)));

@@ -69,6 +69,7 @@ absl::StatusOr<InferenceService::Caller> InferenceService::Authenticate(
   absl::string_view key = ExtractApiKey(Metadata(ctx, "authorization"), Metadata(ctx, "x-api-key"));
   caller.tenant = caller.registry->Authenticate(key);
   if (caller.tenant == nullptr) {
+    deps_.metrics->Unauthenticated();
     return absl::UnauthenticatedError(
         "missing or invalid API key; send metadata 'authorization: Bearer <key>' or "
         "'x-api-key: <key>'");
@@ -176,15 +177,19 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
     }
     return Finish(ctx, ToGrpcStatus(admitted.status));
   }
+  auto reject = [&](const absl::Status& status) {
+    deps_.metrics->RequestRejected(tenant.id, status.code());
+    return Finish(ctx, ToGrpcStatus(status));
+  };
   auto config = CheckModelAccess(tenant, req->model_name());
-  if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
+  if (!config.ok()) return reject(config.status());
   auto servable = deps_.models->Get(req->model_name(), req->model_version());
-  if (!servable.ok()) return Finish(ctx, ToGrpcStatus(servable.status()));
+  if (!servable.ok()) return reject(servable.status());
 
   auto request = std::make_unique<InferenceRequest>();
   absl::Status decoded =
       DecodeInferRequest(*req, (*servable)->config, tenant.max_batch_size, request.get());
-  if (!decoded.ok()) return Finish(ctx, ToGrpcStatus(decoded));
+  if (!decoded.ok()) return reject(decoded);
 
   Clock::TimePoint now = deps_.clock->Now();
   request->id = req->id();
@@ -201,8 +206,10 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
   std::string model_name = req->model_name();
   std::string version = (*servable)->version;
   std::string id = req->id();
-  request->on_done = [reactor, resp, model_name, version, id](
+  request->on_done = [reactor, resp, model_name, version, id, now, tenant_id = tenant.id,
+                      metrics = deps_.metrics, clock = deps_.clock](
                          absl::StatusOr<InferenceResult> result) {
+    metrics->RequestDone(tenant_id, model_name, result.status().code(), clock->Now() - now);
     if (!result.ok()) {
       reactor->Finish(ToGrpcStatus(result.status()));
       return;
@@ -211,7 +218,10 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
     reactor->Finish(grpc::Status::OK);
   };
   absl::Status submitted = deps_.scheduler->Submit(std::move(request));
-  if (!submitted.ok()) reactor->Finish(ToGrpcStatus(submitted));
+  if (!submitted.ok()) {
+    deps_.metrics->RequestRejected(tenant.id, submitted.code());
+    reactor->Finish(ToGrpcStatus(submitted));
+  }
   return reactor;
 }
 

@@ -6,81 +6,29 @@ Run by ctest with Debian's /usr/bin/python3 (python3-grpcio, python3-protobuf,
 python3-torch).
 """
 import argparse
-import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 import grpc
 import numpy as np
 
+import fairserve_testlib as lib
+from fairserve_testlib import ACME_KEY, GLOBEX_KEY
+
 ARGS = None
-ACME_KEY = "acme-demo-key"
-GLOBEX_KEY = "globex-demo-key"
-
-
-def sha256_key(key):
-    import hashlib
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-class Daemon:
-    def __init__(self, workdir):
-        self.workdir = workdir
-        config = os.path.join(workdir, "config.yaml")
-        with open(config, "w") as f:
-            f.write(f"""server: {{listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, data_dir: data}}
-model_repository: {ARGS.models}
-scheduler: {{workers: 1, intra_op_threads: 1}}
-tenants:
-  - id: acme
-    api_keys: ["{sha256_key(ACME_KEY)}"]
-  - id: globex
-    api_keys: ["{sha256_key(GLOBEX_KEY)}"]
-    models: [add_one]
-""")
-        ready = os.path.join(workdir, "ready.json")
-        self.log = open(os.path.join(workdir, "daemon.log"), "w")
-        self.proc = subprocess.Popen(
-            [ARGS.fairserve, "--config", config, "--ready-file", ready],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while not os.path.exists(ready):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("daemon did not start: " + open(self.log.name).read())
-            time.sleep(0.02)
-        with open(ready) as f:
-            self.ports = json.load(f)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        self.log.close()
-        return code
 
 
 class PythonClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="fairserve-py-")
-        stubs = os.path.join(cls.tmp, "stubs")
-        os.makedirs(stubs)
-        subprocess.check_call([
-            "protoc", f"--proto_path={ARGS.proto_dir}", f"--python_out={stubs}",
-            f"--grpc_python_out={stubs}",
-            "--plugin=protoc-gen-grpc_python=" + shutil.which("grpc_python_plugin"),
-            os.path.join(ARGS.proto_dir, "inference", "grpc_service.proto")])
-        sys.path.insert(0, stubs)
         global pb, pb_grpc
-        from inference import grpc_service_pb2 as pb  # noqa: E402
-        from inference import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
-        cls.daemon = Daemon(cls.tmp)
-        cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.daemon.ports['grpc_port']}")
+        pb, pb_grpc = lib.generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
+        cls.daemon = lib.Daemon(ARGS.fairserve, cls.tmp, lib.default_config(ARGS.models))
+        cls.channel = grpc.insecure_channel(cls.daemon.grpc_address)
         cls.stub = pb_grpc.GRPCInferenceServiceStub(cls.channel)
 
     @classmethod

@@ -1,6 +1,7 @@
 #ifndef FAIRSERVE_ADMISSION_ADMISSION_H_
 #define FAIRSERVE_ADMISSION_ADMISSION_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -35,6 +36,10 @@ class TenantAdmission {
   // Requests waiting in a scheduler queue; the scheduler decrements it when
   // it takes a request out of its queue.
   const std::shared_ptr<std::atomic<int64_t>>& queued() const { return queued_; }
+  // Requests rejected so far for `reason` (not kNone).
+  uint64_t rejected(RejectReason reason) const {
+    return rejected_[static_cast<int>(reason)].load(std::memory_order_relaxed);
+  }
 
  private:
   friend class Admission;
@@ -44,6 +49,7 @@ class TenantAdmission {
   TokenBucket bucket_;
   std::atomic<int64_t> inflight_{0};
   std::shared_ptr<std::atomic<int64_t>> queued_ = std::make_shared<std::atomic<int64_t>>(0);
+  std::array<std::atomic<uint64_t>, 4> rejected_{};
 };
 
 // Releases an admitted request's in-flight slot when destroyed.
@@ -83,6 +89,13 @@ class Admission {
   Decision Admit(const std::string& tenant_id);
 
   std::shared_ptr<TenantAdmission> Find(const std::string& tenant_id) const;
+
+  // Calls fn(tenant_id, state) for every configured tenant.
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    std::shared_ptr<const Table> table = table_.Get();
+    for (const auto& [id, state] : *table) fn(id, *state);
+  }
 
  private:
   using Table = std::unordered_map<std::string, std::shared_ptr<TenantAdmission>>;

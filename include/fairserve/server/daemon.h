@@ -17,6 +17,8 @@ class Server;
 namespace fairserve {
 
 class Admission;
+class Registry;
+class ServerMetrics;
 class HttpServer;
 class InferenceService;
 class ModelManager;
@@ -60,6 +62,8 @@ class Daemon {
   Snapshot<Config> config_;
   Snapshot<TenantRegistry> tenants_;
   std::atomic<bool> ready_{false};
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Admission> admission_;
   std::unique_ptr<ModelManager> models_;
   std::unique_ptr<BatchRunner> runner_;

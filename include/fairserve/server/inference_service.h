@@ -7,6 +7,7 @@
 #include "fairserve/admission/admission.h"
 #include "fairserve/common/clock.h"
 #include "fairserve/common/snapshot.h"
+#include "fairserve/metering/server_metrics.h"
 #include "fairserve/models/model_manager.h"
 #include "fairserve/scheduling/scheduler.h"
 #include "fairserve/tenancy/tenant_registry.h"
@@ -20,6 +21,7 @@ struct InferenceServiceDeps {
   ModelManager* models = nullptr;
   Scheduler* scheduler = nullptr;
   Admission* admission = nullptr;
+  ServerMetrics* metrics = nullptr;
   Clock* clock = nullptr;
   // False before start-up completes and once draining starts.
   const std::atomic<bool>* ready = nullptr;

@@ -1,0 +1,56 @@
+#ifndef FAIRSERVE_METERING_SERVER_METRICS_H_
+#define FAIRSERVE_METERING_SERVER_METRICS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "fairserve/common/clock.h"
+#include "fairserve/metering/metrics.h"
+#include "fairserve/scheduling/request.h"
+
+namespace fairserve {
+
+// The metrics fairserve exports, registered in one place so names, labels and
+// buckets are consistent (see docs/metrics.md). Also a BatchObserver: every
+// completed batch updates the per-tenant compute and queue metrics.
+class ServerMetrics final : public BatchObserver {
+ public:
+  explicit ServerMetrics(Registry& registry);
+
+  // BatchObserver: compute-seconds per tenant and model (the batch time split
+  // by samples), queue time, batch size.
+  void OnBatch(const BatchRecord& record) override;
+
+  // A request answered, from its arrival to its reply.
+  void RequestDone(const std::string& tenant, const std::string& model, absl::StatusCode code,
+                   Clock::Duration duration);
+  // An admitted request answered before it was queued (permission, unknown
+  // model, validation). Admission rejections are counted by admission itself
+  // (fairserve_rejected_requests_total).
+  void RequestRejected(const std::string& tenant, absl::StatusCode code);
+  void Unauthenticated() { unauthenticated_.Increment(); }
+
+  Registry& registry() { return registry_; }
+  Family<Gauge>& model_memory() { return model_memory_; }
+  Family<Gauge>& models() { return models_; }
+
+  // "ok", "invalid_argument", ... (the status label).
+  static std::string StatusLabel(absl::StatusCode code);
+
+ private:
+  Registry& registry_;
+  Family<Counter>& compute_seconds_;
+  Family<Counter>& requests_;
+  Family<Counter>& samples_;
+  Family<Counter>& batch_compute_seconds_;
+  Counter& unauthenticated_;
+  Family<Histogram>& request_duration_;
+  Family<Histogram>& queue_duration_;
+  Family<Histogram>& batch_size_;
+  Family<Gauge>& model_memory_;
+  Family<Gauge>& models_;
+};
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_METERING_SERVER_METRICS_H_

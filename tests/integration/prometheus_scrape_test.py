@@ -1,0 +1,159 @@
+"""/metrics against the real tools: `promtool check metrics` accepts the
+exposition, and a real Prometheus server scrapes the daemon and sees the
+per-tenant counters with the values the traffic implies."""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+import grpc
+import numpy as np
+
+import fairserve_testlib as lib
+from fairserve_testlib import ACME_KEY, GLOBEX_KEY
+
+ARGS = None
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value} from the text format."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, value = line.rsplit(" ", 1)
+        labels = {}
+        if "{" in name_labels:
+            name, rest = name_labels.split("{", 1)
+            for part in rest.rstrip("}").split(","):
+                k, v = part.split("=", 1)
+                labels[k] = v.strip('"')
+        else:
+            name = name_labels
+        out[(name, frozenset(labels.items()))] = float(value)
+    return out
+
+
+class PrometheusTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="fairserve-prom-")
+        cls.pb, cls.pbg = lib.generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
+        limited = (f'  - id: limited\n    api_keys: ["{lib.sha256_key("limited-key")}"]\n'
+                   f'    rate_limit: {{requests_per_second: 0.01, burst: 1}}\n')
+        cls.daemon = lib.Daemon(ARGS.fairserve, cls.tmp, lib.default_config(ARGS.models, limited))
+        cls.channel = grpc.insecure_channel(cls.daemon.grpc_address)
+        cls.stub = cls.pbg.GRPCInferenceServiceStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        code = cls.daemon.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        assert code == 0, f"daemon exited {code}"
+
+    def infer(self, model, rows, width, key):
+        pb = self.pb
+        x = np.ones((rows, width), dtype="<f4")
+        req = pb.ModelInferRequest(
+            model_name=model,
+            inputs=[pb.ModelInferRequest.InferInputTensor(name="INPUT0", datatype="FP32",
+                                                          shape=[rows, width])],
+            raw_input_contents=[x.tobytes()])
+        try:
+            self.stub.ModelInfer(req, metadata=[("x-api-key", key)], timeout=30)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            return e.code()
+
+    def scrape(self):
+        with urllib.request.urlopen(self.daemon.http_url + "/metrics") as r:
+            self.assertIn("text/plain; version=0.0.4", r.headers["Content-Type"])
+            return r.read().decode()
+
+    def test_promtool_and_prometheus_scrape(self):
+        for _ in range(12):
+            self.assertEqual(self.infer("mlp_large", 4, 1024, ACME_KEY), grpc.StatusCode.OK)
+        for _ in range(5):
+            self.assertEqual(self.infer("add_one", 1, 16, GLOBEX_KEY), grpc.StatusCode.OK)
+        self.assertEqual(self.infer("add_one", 1, 15, GLOBEX_KEY),
+                         grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(self.infer("add_one", 1, 16, "limited-key"), grpc.StatusCode.OK)
+        self.assertEqual(self.infer("add_one", 1, 16, "limited-key"),
+                         grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+        text = self.scrape()
+        check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                               capture_output=True)
+        self.assertEqual(check.returncode, 0, check.stdout.decode() + check.stderr.decode())
+
+        m = parse_metrics(text)
+        get = lambda name, **labels: m.get((name, frozenset(labels.items())), 0.0)  # noqa: E731
+        self.assertEqual(get("tenant_requests_total", tenant_id="acme", status="ok"), 12)
+        self.assertEqual(get("tenant_requests_total", tenant_id="globex", status="ok"), 5)
+        self.assertEqual(get("tenant_requests_total", tenant_id="globex",
+                             status="invalid_argument"), 1)
+        self.assertEqual(get("fairserve_rejected_requests_total", tenant_id="limited",
+                             reason="rate_limit"), 1)
+        self.assertEqual(get("tenant_samples_total", tenant_id="acme", model_name="mlp_large"), 48)
+        self.assertEqual(get("fairserve_request_duration_seconds_count", tenant_id="acme",
+                             model_name="mlp_large"), 12)
+        # The per-tenant split adds up to the measured batch time.
+        acme = get("tenant_gpu_compute_seconds_total", tenant_id="acme", model_name="mlp_large")
+        batches = get("fairserve_batch_compute_seconds_total", model_name="mlp_large")
+        self.assertGreater(acme, 0)
+        self.assertAlmostEqual(acme, batches, delta=1e-9 * max(1.0, batches))
+
+        # A real Prometheus server scrapes the daemon.
+        prom_port = lib.free_port()
+        prom_dir = os.path.join(self.tmp, "prometheus")
+        os.makedirs(prom_dir)
+        with open(os.path.join(prom_dir, "prometheus.yml"), "w") as f:
+            f.write(f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: fairserve
+    static_configs: [{{targets: ["127.0.0.1:{self.daemon.ports['http_port']}"]}}]
+""")
+        prom = subprocess.Popen(
+            ["prometheus", f"--config.file={prom_dir}/prometheus.yml",
+             f"--storage.tsdb.path={prom_dir}/data",
+             f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(prom_dir, "log"), "w"))
+        try:
+            query = urllib.parse.quote('tenant_requests_total{tenant_id="acme",status="ok"}')
+            url = f"http://127.0.0.1:{prom_port}/api/v1/query?query={query}"
+            value, deadline = None, time.time() + 90
+            while time.time() < deadline:
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        result = json.load(r)["data"]["result"]
+                    if result:
+                        value = float(result[0]["value"][1])
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            self.assertEqual(value, 12.0, "Prometheus did not scrape the expected value")
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{prom_port}/api/v1/targets", timeout=5) as r:
+                targets = json.load(r)["data"]["activeTargets"]
+            self.assertEqual(targets[0]["health"], "up", targets[0].get("lastError"))
+        finally:
+            prom.terminate()
+            prom.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fairserve", required=True)
+    parser.add_argument("--models", required=True)
+    parser.add_argument("--proto-dir", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -11,7 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev libsqlite3-dev sqlite3 libssl-dev libhiredis-dev libabsl-dev
   libopenblas0-pthread
-  redis-server prometheus
+  redis-server prometheus gnuplot-nox
   python3-grpcio python3-protobuf
 )
 

@@ -26,6 +26,8 @@ struct FairPolicy::TenantState {
   double weight = 1;
   int64_t queued = 0;
   int running = 0;
+  double running_estimate = 0;  // weighted estimates charged for batches still running
+  uint64_t last_dispatch = 0;   // dispatch sequence number, for round-robin ties
   std::map<const Servable*, RequestQueue> queues;
 };
 
@@ -37,11 +39,18 @@ struct FairPolicy::Impl {
   // Measured seconds per sample of each model version, smoothed, to charge a
   // batch ahead of its run (it matters with several workers).
   std::unordered_map<const Servable*, double> per_sample_cost;
+  uint64_t dispatches = 0;
 
+  // The least service of the backlogged tenants, not counting batches that
+  // are still running: a tenant returning from idle starts level with the
+  // others' completed service, so it goes before their next batch (it waits
+  // for at most the batch in progress) and still banks no credit.
   double MinBackloggedService(const TenantState* except) const {
     double best = std::numeric_limits<double>::infinity();
     for (const auto& [id, t] : tenants) {
-      if (&t != except && (t.queued > 0 || t.running > 0)) best = std::min(best, t.service);
+      if (&t != except && (t.queued > 0 || t.running > 0)) {
+        best = std::min(best, t.service - t.running_estimate);
+      }
     }
     return std::isinf(best) ? virtual_time : best;
   }
@@ -81,8 +90,9 @@ bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
       }
     }
     if (!ready) continue;
+    // Ties go to the tenant served longest ago (round robin).
     bool better = !best || t.service < best->service ||
-                  (t.service == best->service && ready->front().arrival < best_queue->front().arrival);
+                  (t.service == best->service && t.last_dispatch < best->last_dispatch);
     if (better) {
       best = &t;
       best_id = &id;
@@ -100,6 +110,7 @@ bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
   best->queued -= static_cast<int64_t>(out->requests.size());
   size_ -= static_cast<int64_t>(out->requests.size());
   ++best->running;
+  best->last_dispatch = ++impl_->dispatches;
   out->tenant_id = *best_id;
   out->weight = best->weight;
   auto cost = impl_->per_sample_cost.find(servable);
@@ -107,6 +118,7 @@ bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
   out->samples = samples;
   out->estimate_seconds = cost == impl_->per_sample_cost.end() ? 0 : cost->second * samples;
   best->service += out->estimate_seconds / best->weight;
+  best->running_estimate += out->estimate_seconds / best->weight;
   return true;
 }
 
@@ -115,6 +127,8 @@ void FairPolicy::Done(const Dispatch& dispatch, const BatchRecord& record) {
   if (it == impl_->tenants.end()) return;
   TenantState& t = it->second;
   --t.running;
+  t.running_estimate -= dispatch.estimate_seconds / dispatch.weight;
+  if (t.running == 0) t.running_estimate = 0;  // no drift from rounding
   t.service += (record.compute_seconds - dispatch.estimate_seconds) / dispatch.weight;
   if (record.samples > 0 && record.compute_seconds > 0) {
     double per_sample = record.compute_seconds / record.samples;

@@ -1,0 +1,296 @@
+"""Noisy-neighbour and fairness benchmarks for fairserve (see bench/README.md).
+
+Starts the real daemon per run, drives it with build/bin/fairserve-loadgen,
+reads per-tenant compute-seconds from /metrics, and prints every figure the
+fairness issue asks for with median and spread over --reps runs. Writes JSON
+and a gnuplot PNG of the victim's latency distribution into --out.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def key_hash(k):
+    return "sha256:" + hashlib.sha256(k.encode()).hexdigest()
+
+
+def tenant_yaml(name, weight=1, rps=100000, burst=100000, max_inflight=0, max_queue=100000):
+    return (f"  - id: {name}\n    api_keys: [\"{key_hash(name + '-key')}\"]\n"
+            f"    weight: {weight}\n"
+            f"    rate_limit: {{requests_per_second: {rps}, burst: {burst}}}\n"
+            f"    max_inflight: {max_inflight}\n    max_queue: {max_queue}\n")
+
+
+class Daemon:
+    def __init__(self, args, policy, tenants, workdir):
+        cfg = os.path.join(workdir, "config.yaml")
+        with open(cfg, "w") as f:
+            f.write("server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, "
+                    "data_dir: data}\n"
+                    f"model_repository: {args.models}\n"
+                    f"scheduler: {{policy: {policy}, workers: 1}}\n"
+                    "tenants:\n" + "".join(tenants))
+        ready = os.path.join(workdir, "ready.json")
+        if os.path.exists(ready):
+            os.remove(ready)
+        self.log = open(os.path.join(workdir, "daemon.log"), "a")
+        self.proc = subprocess.Popen([args.fairserve, "--config", cfg, "--ready-file", ready,
+                                      "--log-level", "warn"], stdout=self.log, stderr=self.log)
+        deadline = time.time() + 60
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.time() > deadline:
+                sys.exit("daemon did not start; see " + self.log.name)
+            time.sleep(0.02)
+        self.ports = json.load(open(ready))
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['http_port']}/metrics") as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            m = re.match(r'^([a-z_]+)\{(.*)\} (\S+)$', line)
+            if m:
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+                out[(m.group(1), tuple(sorted(labels.items())))] = float(m.group(3))
+        return out
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def loadgen(args, daemon, tenants, workdir, duration=None, warmup=None):
+    out = os.path.join(workdir, "loadgen.json")
+    lat_dir = os.path.join(workdir, "lat")
+    os.makedirs(lat_dir, exist_ok=True)
+    cmd = [args.loadgen, "--address", f"127.0.0.1:{daemon.ports['grpc_port']}",
+           "--duration", str(duration or args.duration), "--warmup", str(warmup or args.warmup),
+           "--json", out, "--latencies-dir", lat_dir]
+    for t in tenants:
+        cmd += ["--tenant", t]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    result = {t["name"]: t for t in json.load(open(out))["tenants"]}
+    for name in result:
+        with open(os.path.join(lat_dir, name + ".txt")) as f:
+            result[name]["latencies"] = [float(x) for x in f]
+    return result
+
+
+def compute_seconds(metrics, tenant):
+    return sum(v for (n, l), v in metrics.items()
+               if n == "tenant_gpu_compute_seconds_total" and ("tenant_id", tenant) in l)
+
+
+def mean_batch_seconds(metrics, model):
+    total = metrics.get(("fairserve_batch_compute_seconds_total", (("model_name", model),)), 0)
+    count = metrics.get(("fairserve_batch_size_count", (("model_name", model),)), 0)
+    return total / count if count else float("nan")
+
+
+def spread(values):
+    return f"median {statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def run(args, policy, tenant_yamls, specs, tag, rep, **kw):
+    workdir = tempfile.mkdtemp(prefix=f"fs-bench-{tag}-", dir=args.out)
+    d = Daemon(args, policy, tenant_yamls, workdir)
+    try:
+        before = d.metrics()
+        res = loadgen(args, d, specs, workdir, **kw)
+        after = d.metrics()
+    finally:
+        d.stop()
+    return res, before, after
+
+
+VICTIM = "name=victim,key=victim-key,model=mlp,batch=1,mode=open,rate={rate}"
+ATTACKER = "name=attacker,key=attacker-key,model=mlp_large,batch=32,mode=closed,concurrency=64"
+
+
+def noisy_neighbour(args, summary):
+    tenants = [tenant_yaml("victim"), tenant_yaml("attacker")]
+    victim = VICTIM.format(rate=args.victim_rate)
+    cases = [("alone", "fair", [victim]), ("fair", "fair", [victim, ATTACKER]),
+             ("fifo", "fifo", [victim, ATTACKER])]
+    results = {c[0]: [] for c in cases}
+    batch_ms = []
+    for rep in range(args.reps):
+        for name, policy, specs in cases:
+            res, _, after = run(args, policy, tenants, specs, name, rep)
+            results[name].append(res)
+            if name == "fair":
+                batch_ms.append(1e3 * mean_batch_seconds(after, "mlp_large"))
+    p99 = {n: [r["victim"]["p99_ms"] for r in results[n]] for n in results}
+    p50 = {n: [r["victim"]["p50_ms"] for r in results[n]] for n in results}
+    print("\n== Noisy neighbour: victim mlp batch 1 open-loop "
+          f"{args.victim_rate}/s; attacker mlp_large batch 32, 64 outstanding ==")
+    for n in ("alone", "fair", "fifo"):
+        line = f"  victim {n:5s}: p50 {spread(p50[n])} ms, p99 {spread(p99[n])} ms"
+        if n != "alone":
+            att = [r["attacker"]["samples_per_s"] for r in results[n]]
+            line += f"; attacker {spread(att)} samples/s"
+        print(line)
+    delay_ms = 0.5  # mlp's max_queue_delay_us
+    bound = statistics.median(p99["alone"]) + statistics.median(batch_ms) + delay_ms
+    print(f"  attacker batch execution: {spread(batch_ms)} ms")
+    print(f"  target 1: fair p99 {statistics.median(p99['fair']):.3f} ms <= alone p99 + batch + "
+          f"delay = {bound:.3f} ms -> {'MET' if statistics.median(p99['fair']) <= bound else 'MISSED'}")
+    ratio = statistics.median(p99["fair"]) / statistics.median(p99["fifo"])
+    print(f"  target 1b: fair p99 / fifo p99 = {ratio:.3f} (<= 0.2) -> "
+          f"{'MET' if ratio <= 0.2 else 'MISSED'}")
+    summary["noisy_neighbour"] = {"victim_p99_ms": p99, "victim_p50_ms": p50,
+                                  "attacker_batch_ms": batch_ms, "bound_ms": bound,
+                                  "fair_over_fifo_p99": ratio}
+    # Latency distributions of the median-p99 run of each case.
+    plot_dir = args.out
+    files = []
+    for n in ("alone", "fair", "fifo"):
+        runs = sorted(results[n], key=lambda r: r["victim"]["p99_ms"])
+        lat = sorted(runs[len(runs) // 2]["victim"]["latencies"])
+        path = os.path.join(plot_dir, f"victim_{n}.dat")
+        with open(path, "w") as f:
+            for i, v in enumerate(lat):
+                f.write(f"{v} {(i + 1) / len(lat)}\n")
+        files.append((n, path))
+    png = os.path.join(plot_dir, "noisy_neighbor.png")
+    plot = ", ".join(f"'{p}' using 1:2 with lines lw 2 title 'victim, {n}'" for n, p in files)
+    subprocess.run(["gnuplot", "-e",
+                    f"set terminal png size 900,560; set output '{png}'; set logscale x; "
+                    "set xlabel 'victim latency (ms, log)'; set ylabel 'fraction of requests'; "
+                    "set key bottom right; set grid; "
+                    "set title 'fairserve: victim latency CDF, alone vs attacker (fair, fifo)'; "
+                    f"plot {plot}"], check=True)
+    print(f"  plot: {png}")
+
+
+def weighted_shares(args, summary):
+    weights = {"w1a": 1, "w1b": 1, "w2": 2, "w4": 4}
+    sizes = {"w1a": 32, "w1b": 8, "w2": 16, "w4": 4}
+    tenants = [tenant_yaml(n, weight=w) for n, w in weights.items()]
+    specs = [f"name={n},key={n}-key,model=mlp_large,batch={sizes[n]},mode=closed,concurrency=16"
+             for n in weights]
+    shares_runs, jain_runs = [], []
+    for rep in range(args.reps):
+        _, before, after = run(args, "fair", tenants, specs, "weighted", rep)
+        used = {n: compute_seconds(after, n) - compute_seconds(before, n) for n in weights}
+        total = sum(used.values())
+        shares = {n: used[n] / total for n in weights}
+        wsum = sum(weights.values())
+        norm = [shares[n] / (weights[n] / wsum) for n in weights]
+        jain = sum(norm) ** 2 / (len(norm) * sum(x * x for x in norm))
+        shares_runs.append(shares)
+        jain_runs.append(jain)
+    print("\n== Weighted shares: 4 backlogged tenants, weights 1:1:2:4, "
+          "request sizes 32/8/16/4 rows of mlp_large ==")
+    wsum = sum(weights.values())
+    worst = 0
+    for n in weights:
+        vals = [s[n] for s in shares_runs]
+        want = weights[n] / wsum
+        err = statistics.median(vals) / want - 1
+        worst = max(worst, abs(err))
+        print(f"  {n}: weight share {want:.3f}, compute share {spread(vals)} ({err:+.1%})")
+    print(f"  Jain's index over weight-normalised shares: {spread(jain_runs)}")
+    print(f"  target 2: shares within 5% -> {'MET' if worst <= 0.05 else 'MISSED'} "
+          f"(worst {worst:.1%}); Jain >= 0.99 -> "
+          f"{'MET' if statistics.median(jain_runs) >= 0.99 else 'MISSED'}")
+    summary["weighted"] = {"shares": shares_runs, "jain": jain_runs, "worst_error": worst}
+
+
+def work_conservation_and_batching(args, summary):
+    tenants = [tenant_yaml("solo")]
+    alone = "name=solo,key=solo-key,model=mlp_large,batch=32,mode=closed,concurrency=8"
+    fair, fifo = [], []
+    for rep in range(args.reps):
+        fair.append(run(args, "fair", tenants, [alone], "solo-fair", rep)[0]["solo"]["samples_per_s"])
+        fifo.append(run(args, "fifo", tenants, [alone], "solo-fifo", rep)[0]["solo"]["samples_per_s"])
+    ratio = statistics.median(fair) / statistics.median(fifo)
+    print("\n== Work conservation: one tenant alone, mlp_large batch 32, 8 outstanding ==")
+    print(f"  fair {spread(fair)} samples/s; fifo {spread(fifo)} samples/s; "
+          f"ratio {ratio:.3f} (>= 0.95) -> {'MET' if ratio >= 0.95 else 'MISSED'}")
+    summary["work_conservation"] = {"fair": fair, "fifo": fifo, "ratio": ratio}
+
+    inproc = []
+    for rep in range(args.reps):
+        out = subprocess.run([args.inprocess, "--model-dir", os.path.join(args.models, "mlp_large"),
+                              "--batch", "32", "--seconds", "5"], capture_output=True, text=True,
+                             check=True).stdout
+        inproc.append(json.loads(out)["samples_per_s"])
+    print("\n== Dynamic batching: mlp_large at saturation vs in-process libtorch at batch 32 ==")
+    print(f"  in-process batch 32: {spread(inproc)} samples/s")
+    summary["batching"] = {"inprocess": inproc}
+    for rows, conc in ((1, 128), (4, 64), (8, 32)):
+        served = []
+        for rep in range(args.reps):
+            spec = f"name=solo,key=solo-key,model=mlp_large,batch={rows},mode=closed,concurrency={conc}"
+            served.append(run(args, "fair", tenants, [spec], f"batching{rows}", rep)[0]["solo"]["samples_per_s"])
+        ratio = statistics.median(served) / statistics.median(inproc)
+        print(f"  served, {rows}-row requests, {conc} outstanding: {spread(served)} samples/s = "
+              f"{ratio:.1%} of in-process (>= 80%) -> {'MET' if ratio >= 0.8 else 'MISSED'}")
+        summary["batching"][f"rows{rows}"] = {"served": served, "ratio": ratio}
+
+
+def rejections(args, summary):
+    tenants = [tenant_yaml("victim"), tenant_yaml("flood", rps=10, burst=10)]
+    victim = VICTIM.format(rate=args.victim_rate)
+    flood = f"name=flood,key=flood-key,model=mlp,batch=1,mode=closed,concurrency=256"
+    rates, p99 = [], []
+    for rep in range(args.reps):
+        res, _, _ = run(args, "fair", tenants, [victim, flood], "reject", rep)
+        rates.append(res["flood"]["status"].get("RESOURCE_EXHAUSTED", 0) / args.duration)
+        p99.append(res["victim"]["p99_ms"])
+    bound = summary.get("noisy_neighbour", {}).get("bound_ms", float("nan"))
+    print("\n== Rate-limited flood: 256 outstanding requests against a 10/s limit ==")
+    print(f"  rejections answered: {spread(rates)} /s (>= 20000) -> "
+          f"{'MET' if statistics.median(rates) >= 20000 else 'MISSED'}")
+    print(f"  victim p99 meanwhile: {spread(p99)} ms (bound {bound:.3f} ms) -> "
+          f"{'MET' if statistics.median(p99) <= bound else 'MISSED'}")
+    summary["rejections"] = {"per_s": rates, "victim_p99_ms": p99}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--out", default=None)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--duration", type=float, default=10)
+    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--victim-rate", type=float, default=50)
+    p.add_argument("--only", default="noisy,weighted,conservation,rejections")
+    args = p.parse_args()
+    args.fairserve = os.path.join(args.build, "bin", "fairserve")
+    args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
+    args.inprocess = os.path.join(args.build, "bin", "inprocess_throughput")
+    args.models = os.path.join(args.build, "demo-models")
+    args.out = args.out or os.path.join(args.build, "bench-results")
+    os.makedirs(args.out, exist_ok=True)
+    print(f"machine: {os.cpu_count()} cores; {args.reps} runs of {args.duration:g} s "
+          f"(+{args.warmup:g} s warm-up) each")
+    summary = {}
+    only = args.only.split(",")
+    if "noisy" in only:
+        noisy_neighbour(args, summary)
+    if "weighted" in only:
+        weighted_shares(args, summary)
+    if "conservation" in only:
+        work_conservation_and_batching(args, summary)
+    if "rejections" in only:
+        rejections(args, summary)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"\nJSON: {os.path.join(args.out, 'summary.json')}")
+
+
+if __name__ == "__main__":
+    main()

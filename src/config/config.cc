@@ -35,6 +35,7 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
                 "must be between 0 and 65535 (or -1 to disable HTTP)");
   }
   r.Get("data_dir", &out->data_dir);
+  r.Get("replica_id", &out->replica_id);
   if (r.GetBytes("max_message_bytes", &out->max_message_bytes) &&
       (out->max_message_bytes < 1024 || out->max_message_bytes > (1ull << 31) - 1)) {
     errors->Add(node["max_message_bytes"].Mark(), "server.max_message_bytes",
@@ -168,32 +169,65 @@ void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t
   r.Finish();
 }
 
+void ReadPrices(const YAML::Node& node, const std::string& path, Prices* out,
+                ConfigErrors* errors, MapReader* parent_reader = nullptr) {
+  // The default prices live directly under pricing:, tenant overrides in
+  // their own mapping; both read the same three keys.
+  std::unique_ptr<MapReader> own;
+  MapReader* r = parent_reader;
+  if (!r) {
+    own = std::make_unique<MapReader>(node, path, errors);
+    r = own.get();
+  }
+  if (r->Get("per_compute_second", &out->per_compute_second) && out->per_compute_second < 0) {
+    errors->Add(node["per_compute_second"].Mark(), r->FieldPath("per_compute_second"),
+                "must be >= 0");
+  }
+  if (r->Get("per_1k_requests", &out->per_1k_requests) && out->per_1k_requests < 0) {
+    errors->Add(node["per_1k_requests"].Mark(), r->FieldPath("per_1k_requests"), "must be >= 0");
+  }
+  YAML::Node tiers = r->Child("tiers");
+  if (tiers.IsDefined()) {
+    if (!tiers.IsSequence()) {
+      errors->Add(tiers.Mark(), r->FieldPath("tiers"),
+                  "expected a list of {above_compute_seconds, per_compute_second}");
+    } else {
+      for (size_t i = 0; i < tiers.size(); ++i) {
+        MapReader t(tiers[i], absl::StrCat(r->FieldPath("tiers"), "[", i, "]"), errors);
+        PriceTier tier;
+        t.Get("above_compute_seconds", &tier.above_compute_seconds, true);
+        t.Get("per_compute_second", &tier.per_compute_second, true);
+        if (tier.above_compute_seconds <= 0 || tier.per_compute_second < 0 ||
+            (!out->tiers.empty() &&
+             tier.above_compute_seconds <= out->tiers.back().above_compute_seconds)) {
+          errors->Add(tiers[i].Mark(), t.FieldPath("above_compute_seconds"),
+                      "thresholds must be > 0 and ascending, prices >= 0");
+        }
+        t.Finish();
+        out->tiers.push_back(tier);
+      }
+    }
+  }
+  if (own) own->Finish();
+}
+
 void ReadPricing(const YAML::Node& node, PricingConfig* out, ConfigErrors* errors) {
   MapReader r(node, "pricing", errors);
   r.Get("currency", &out->currency);
-  if (r.Get("per_compute_second", &out->per_compute_second) && out->per_compute_second < 0) {
-    errors->Add(node["per_compute_second"].Mark(), "pricing.per_compute_second", "must be >= 0");
-  }
-  if (r.Get("per_1k_requests", &out->per_1k_requests) && out->per_1k_requests < 0) {
-    errors->Add(node["per_1k_requests"].Mark(), "pricing.per_1k_requests", "must be >= 0");
-  }
-  YAML::Node models = r.Child("models");
-  if (models.IsDefined()) {
-    if (!models.IsMap()) {
-      errors->Add(models.Mark(), "pricing.models",
-                  "expected a mapping of model name to {per_compute_second}");
+  ReadPrices(node, "pricing", &out->defaults, errors, &r);
+  YAML::Node tenants = r.Child("tenants");
+  if (tenants.IsDefined()) {
+    if (!tenants.IsMap()) {
+      errors->Add(tenants.Mark(), "pricing.tenants",
+                  "expected a mapping of tenant id to {per_compute_second, per_1k_requests, "
+                  "tiers}");
     } else {
-      for (const auto& kv : models) {
-        std::string name = kv.first.Scalar();
-        MapReader m(kv.second, absl::StrCat("pricing.models.", name), errors);
-        double price = 0;
-        if (m.Get("per_compute_second", &price, /*required=*/true)) {
-          if (price < 0) {
-            errors->Add(kv.second.Mark(), m.FieldPath("per_compute_second"), "must be >= 0");
-          }
-          out->model_compute_second[name] = price;
-        }
-        m.Finish();
+      for (const auto& kv : tenants) {
+        std::string id = kv.first.Scalar();
+        Prices prices = out->defaults;
+        prices.tiers.clear();
+        ReadPrices(kv.second, absl::StrCat("pricing.tenants.", id), &prices, errors);
+        out->tenants[id] = prices;
       }
     }
   }
@@ -227,6 +261,11 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
 }
 
 }  // namespace
+
+const Prices& PricingConfig::For(const std::string& tenant_id) const {
+  auto it = tenants.find(tenant_id);
+  return it == tenants.end() ? defaults : it->second;
+}
 
 bool TenantConfig::AllowsModel(const std::string& model_name) const {
   for (const std::string& m : models) {
@@ -275,6 +314,14 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& tex
     }
   }
   if (YAML::Node n = r.Child("pricing"); n.IsDefined()) ReadPricing(n, &config->pricing, &errors);
+  for (const auto& [id, prices] : config->pricing.tenants) {
+    bool known = std::any_of(config->tenants.begin(), config->tenants.end(),
+                             [&id = id](const TenantConfig& t) { return t.id == id; });
+    if (!known) {
+      errors.Add(root["pricing"]["tenants"][id].Mark(), absl::StrCat("pricing.tenants.", id),
+                 "prices for a tenant that is not configured");
+    }
+  }
   r.Finish();
   RETURN_IF_ERROR(errors.ToStatus());
   config->model_repository = ResolvePath(base_dir, config->model_repository);

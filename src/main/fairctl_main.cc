@@ -4,7 +4,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "fairserve/config/config.h"
+#include "fairserve/metering/invoice.h"
+#include "fairserve/metering/ledger.h"
 #include "fairserve/tenancy/api_key.h"
 #include "fairserve/version.h"
 
@@ -16,7 +19,16 @@ commands:
   hash-key KEY        print the stored form of an API key (sha256:<hex>) for api_keys
   new-key             make a random API key; prints the key and its hash
   validate FILE       check a config file; prints every problem, exit 1 if any
+  usage --data-dir DIR [--data-dir DIR2 ...] [--tenant ID] [--from DATE] [--to DATE]
+                      usage per tenant, model and status from one or more ledgers
+  invoice --data-dir DIR [--data-dir DIR2 ...] --tenant ID [--from DATE] [--to DATE]
+          [--config FILE] [--format table|json|csv]
+                      price a tenant's usage with the config's pricing (defaults:
+                      0.0001 per compute-second, 0.20 per 1000 requests)
   version             print the version
+
+DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); --from is inclusive, --to exclusive.
+Several --data-dir (one per replica) are merged without double counting.
 
 exit codes: 0 success, 1 failure, 2 usage error.
 )";
@@ -24,6 +36,75 @@ exit codes: 0 success, 1 failure, 2 usage error.
 int Usage(const std::string& error) {
   std::cerr << "fairctl: " << error << "\n\n" << kUsage;
   return 2;
+}
+
+struct LedgerFlags {
+  std::vector<std::string> ledgers;
+  fairserve::UsageQuery query;
+  std::string config, format = "table";
+};
+
+// Parses the flags shared by usage and invoice; returns a usage error or "".
+std::string ParseLedgerFlags(const std::vector<std::string>& args, LedgerFlags* f) {
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (i + 1 >= args.size()) return a + " needs a value";
+    const std::string& v = args[++i];
+    if (a == "--data-dir") {
+      f->ledgers.push_back(fairserve::LedgerPath(v));
+    } else if (a == "--tenant") {
+      f->query.tenant_id = v;
+    } else if (a == "--from" || a == "--to") {
+      auto t = fairserve::ParseUtcDate(v);
+      if (!t.ok()) return std::string(t.status().message());
+      (a == "--from" ? f->query.from : f->query.to) = *t;
+    } else if (a == "--config") {
+      f->config = v;
+    } else if (a == "--format") {
+      f->format = v;
+    } else {
+      return "unknown option '" + a + "'";
+    }
+  }
+  if (f->ledgers.empty()) return "give at least one --data-dir";
+  return "";
+}
+
+int UsageOrInvoice(const std::string& cmd, const std::vector<std::string>& args) {
+  LedgerFlags f;
+  std::string error = ParseLedgerFlags(args, &f);
+  if (!error.empty()) return Usage(error);
+  if (cmd == "invoice" && f.query.tenant_id.empty()) return Usage("invoice needs --tenant ID");
+  auto usage = fairserve::ReadUsage(f.ledgers, f.query);
+  if (!usage.ok()) {
+    std::cerr << "fairctl: " << usage.status().message() << "\n";
+    return 1;
+  }
+  if (cmd == "usage") {
+    std::cout << absl::StrFormat("%-20s %-20s %-20s %10s %10s %16s\n", "tenant", "model",
+                                 "status", "requests", "samples", "compute_s");
+    for (const auto& r : *usage) {
+      std::cout << absl::StrFormat("%-20s %-20s %-20s %10d %10d %16.6f\n", r.tenant_id,
+                                   r.model_name, r.status, r.requests, r.samples,
+                                   r.compute_seconds);
+    }
+    return 0;
+  }
+  fairserve::PricingConfig pricing;
+  if (!f.config.empty()) {
+    auto config = fairserve::LoadConfigFile(f.config);
+    if (!config.ok()) {
+      std::cerr << config.status().message() << "\n";
+      return 1;
+    }
+    pricing = (*config)->pricing;
+  }
+  fairserve::Invoice invoice =
+      fairserve::MakeInvoice(*usage, pricing, f.query.tenant_id, f.query.from, f.query.to);
+  auto text = fairserve::FormatInvoice(invoice, f.format);
+  if (!text.ok()) return Usage(std::string(text.status().message()));
+  std::cout << *text;
+  return 0;
 }
 
 }  // namespace
@@ -62,5 +143,6 @@ int main(int argc, char** argv) {
     std::cout << args[1] << ": OK (" << (*config)->tenants.size() << " tenants)\n";
     return 0;
   }
+  if (cmd == "usage" || cmd == "invoice") return UsageOrInvoice(cmd, args);
   return Usage("unknown command '" + cmd + "'");
 }

@@ -23,8 +23,10 @@ ServerMetrics::ServerMetrics(Registry& registry)
           "tenant_gpu_compute_seconds_total",
           "Measured compute time used by a tenant's requests (batch time split by samples), "
           "in seconds; on CPU devices this is CPU compute time")),
-      requests_(registry.AddCounter("tenant_requests_total",
-                                    "Requests answered per tenant, by gRPC status")),
+      requests_("tenant_requests_total",
+                "Requests answered per tenant, by gRPC status (admission rejections included "
+                "as resource_exhausted)",
+                [] { return std::make_unique<Counter>(); }),
       samples_(registry.AddCounter("tenant_samples_total",
                                    "Samples (batch rows) run per tenant and model")),
       batch_compute_seconds_(registry.AddCounter(
@@ -45,7 +47,30 @@ ServerMetrics::ServerMetrics(Registry& registry)
                                         Histogram::ExponentialBounds(1, 2, 11))),
       model_memory_(registry.AddGauge("fairserve_model_memory_bytes",
                                       "Bytes a loaded model version holds")),
-      models_(registry.AddGauge("fairserve_models", "Model versions by state")) {}
+      models_(registry.AddGauge("fairserve_models", "Model versions by state")) {
+  registry.AddCollectable([this] {
+    std::map<Labels, double> values;
+    requests_.ForEach([&](const Labels& labels, const Counter& c) { values[labels] = c.Value(); });
+    if (rejection_source_) {
+      for (const auto& [tenant, n] : rejection_source_()) {
+        if (n > 0) values[{{"status", "resource_exhausted"}, {"tenant_id", tenant}}] += n;
+      }
+    }
+    CollectedFamily family{requests_.name(), requests_.help(), MetricType::kCounter, {}};
+    for (const auto& [labels, v] : values) {
+      CollectedMetric m;
+      m.labels = labels;
+      m.value = v;
+      family.metrics.push_back(std::move(m));
+    }
+    return std::vector<CollectedFamily>{std::move(family)};
+  });
+}
+
+void ServerMetrics::SetRejectionSource(
+    std::function<std::vector<std::pair<std::string, double>>()> source) {
+  rejection_source_ = std::move(source);
+}
 
 std::string ServerMetrics::StatusLabel(absl::StatusCode code) {
   return absl::AsciiStrToLower(absl::StatusCodeToString(code));

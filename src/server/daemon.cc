@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "fairserve/admission/admission.h"
 #include "fairserve/common/status_macros.h"
+#include "fairserve/metering/ledger.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/metering/text_format.h"
@@ -85,6 +86,18 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   admission_ = std::make_unique<Admission>(SteadyClock::Get());
   admission_->Update(*config);
   registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
+  metrics_->SetRejectionSource([this] {
+    std::vector<std::pair<std::string, double>> out;
+    admission_->ForEach([&](const std::string& id, TenantAdmission& t) {
+      double n = 0;
+      for (RejectReason r :
+           {RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue}) {
+        n += static_cast<double>(t.rejected(r));
+      }
+      out.emplace_back(id, n);
+    });
+    return out;
+  });
   for (const TenantConfig& t : config->tenants) {
     spdlog::info("tenant '{}': weight {}, {} key(s), models [{}]", t.id, t.weight,
                  t.api_key_hashes.size(), absl::StrJoin(t.models, ", "));
@@ -96,6 +109,19 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot create data_dir '", config->server.data_dir, "': ", ec.message()));
   }
+
+  LedgerWriter::Options ledger;
+  ledger.path = LedgerPath(config->server.data_dir);
+  ledger.replica = config->server.replica_id;
+  if (ledger.replica.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    ledger.replica = host;
+  }
+  ledger.registry = registry_.get();
+  ASSIGN_OR_RETURN(ledger_, LedgerWriter::Open(ledger));
+  spdlog::info("usage ledger: {} (replica '{}', group commits every 100 ms)", ledger.path,
+               ledger.replica);
 
   int workers = static_cast<int>(config->scheduler.workers);
   if (workers == 0) workers = static_cast<int>(config->devices.size());
@@ -120,7 +146,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   for (const auto& [state, n] : by_state) metrics_->models().Add({{"state", state}}).Set(n);
 
   runner_ = std::make_unique<BatchRunner>(SteadyClock::Get(),
-                                          std::vector<BatchObserver*>{metrics_.get()});
+                                          std::vector<BatchObserver*>{metrics_.get(), ledger_.get()});
   SchedulerOptions options;
   options.policy = config->scheduler.policy;
   options.workers = workers;
@@ -200,6 +226,10 @@ void Daemon::Shutdown() {
     grpc_server_->Wait();
   }
   if (http_) http_->Stop();
+  if (ledger_) {
+    ledger_->Close();
+    spdlog::info("usage ledger flushed");
+  }
   spdlog::info("stopped");
 }
 

@@ -39,7 +39,11 @@ tenants:
 )") + Tenant("    weight: 3\n    rate_limit: {requests_per_minute: 600, burst: 5}\n"
              "    max_inflight: 8\n    memory_limit: 512MiB\n    models: [mlp]\n") +
                    Tenant("", kHashB, "globex") + R"(
-pricing: {currency: EUR, per_compute_second: 0.5, models: {mlp: {per_compute_second: 1.0}}}
+pricing:
+  currency: EUR
+  per_compute_second: 0.5
+  tiers: [{above_compute_seconds: 100, per_compute_second: 0.25}]
+  tenants: {globex: {per_1k_requests: 1.0}}
 )");
   ASSERT_TRUE(c.ok()) << c.status();
   const Config& config = **c;
@@ -62,7 +66,24 @@ pricing: {currency: EUR, per_compute_second: 0.5, models: {mlp: {per_compute_sec
   EXPECT_FALSE(acme.AllowsModel("add_one"));
   EXPECT_TRUE(config.tenants[1].AllowsModel("anything"));  // default "*"
   EXPECT_EQ(config.pricing.currency, "EUR");
-  EXPECT_EQ(config.pricing.model_compute_second.at("mlp"), 1.0);
+  EXPECT_EQ(config.pricing.defaults.per_compute_second, 0.5);
+  EXPECT_EQ(config.pricing.defaults.per_1k_requests, 0.20);
+  ASSERT_EQ(config.pricing.defaults.tiers.size(), 1u);
+  EXPECT_EQ(config.pricing.defaults.tiers[0].per_compute_second, 0.25);
+  EXPECT_EQ(config.pricing.For("globex").per_1k_requests, 1.0);
+  EXPECT_EQ(config.pricing.For("globex").per_compute_second, 0.5);  // from the defaults
+  EXPECT_EQ(config.pricing.For("acme").per_1k_requests, 0.20);
+}
+
+TEST(ConfigTest, PricingErrors) {
+  EXPECT_THAT(Error("tenants:\n" + Tenant() + "pricing: {tenants: {initech: {per_compute_second: 1}}}\n"),
+              HasSubstr("pricing.tenants.initech: prices for a tenant that is not configured"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant() +
+                    "pricing: {tiers: [{above_compute_seconds: 10, per_compute_second: 1}, "
+                    "{above_compute_seconds: 5, per_compute_second: 1}]}\n"),
+              HasSubstr("ascending"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant() + "pricing: {per_1k_requests: -1}\n"),
+              HasSubstr("pricing.per_1k_requests: must be >= 0"));
 }
 
 TEST(ConfigTest, DefaultsAreSane) {

@@ -48,7 +48,9 @@ class PrometheusTest(unittest.TestCase):
         cls.pb, cls.pbg = lib.generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
         limited = (f'  - id: limited\n    api_keys: ["{lib.sha256_key("limited-key")}"]\n'
                    f'    rate_limit: {{requests_per_second: 0.01, burst: 1}}\n')
-        cls.daemon = lib.Daemon(ARGS.fairserve, cls.tmp, lib.default_config(ARGS.models, limited))
+        pricing = "pricing: {currency: EUR, per_compute_second: 2.5, per_1k_requests: 150}\n"
+        cls.config_text = lib.default_config(ARGS.models, limited) + pricing
+        cls.daemon = lib.Daemon(ARGS.fairserve, cls.tmp, cls.config_text)
         cls.channel = grpc.insecure_channel(cls.daemon.grpc_address)
         cls.stub = cls.pbg.GRPCInferenceServiceStub(cls.channel)
 
@@ -127,20 +129,23 @@ scrape_configs:
              f"--web.listen-address=127.0.0.1:{prom_port}"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(prom_dir, "log"), "w"))
         try:
-            query = urllib.parse.quote('tenant_requests_total{tenant_id="acme",status="ok"}')
+            # What the client sent, per tenant (rejected and invalid requests
+            # included), as Prometheus sees it.
+            query = urllib.parse.quote("sum by (tenant_id) (tenant_requests_total)")
             url = f"http://127.0.0.1:{prom_port}/api/v1/query?query={query}"
-            value, deadline = None, time.time() + 90
+            values, deadline = {}, time.time() + 90
             while time.time() < deadline:
                 try:
                     with urllib.request.urlopen(url, timeout=5) as r:
                         result = json.load(r)["data"]["result"]
-                    if result:
-                        value = float(result[0]["value"][1])
+                    values = {x["metric"]["tenant_id"]: float(x["value"][1]) for x in result}
+                    if values:
                         break
                 except OSError:
                     pass
                 time.sleep(0.5)
-            self.assertEqual(value, 12.0, "Prometheus did not scrape the expected value")
+            self.assertEqual(values, {"acme": 12.0, "globex": 6.0, "limited": 2.0},
+                             "Prometheus did not scrape the expected values")
             with urllib.request.urlopen(
                     f"http://127.0.0.1:{prom_port}/api/v1/targets", timeout=5) as r:
                 targets = json.load(r)["data"]["activeTargets"]
@@ -148,6 +153,30 @@ scrape_configs:
         finally:
             prom.terminate()
             prom.wait(timeout=30)
+
+        # The ledger (flushed on SIGTERM) and fairctl agree with the metrics
+        # and with the pricing formula, to the cent.
+        self.assertEqual(self.daemon.stop(), 0)
+        fairctl = os.path.join(os.path.dirname(ARGS.fairserve), "fairctl")
+        data_dir = os.path.join(self.tmp, "data")
+        config = os.path.join(self.tmp, "config.yaml")
+        out = subprocess.run([fairctl, "invoice", "--data-dir", data_dir, "--tenant", "acme",
+                              "--config", config, "--format", "json"],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        invoice = json.loads(out.stdout)
+        self.assertEqual(invoice["requests"], 12)
+        self.assertEqual(invoice["currency"], "EUR")
+        self.assertAlmostEqual(invoice["compute_seconds"], acme, delta=1e-6)
+        cents = lambda x: int(round(x * 100))  # noqa: E731
+        want = cents(acme * 2.5) + cents(12 / 1000 * 150)
+        self.assertEqual(cents(float(invoice["total"])), want, invoice)
+        usage = subprocess.run([fairctl, "usage", "--data-dir", data_dir], capture_output=True,
+                               text=True, check=True).stdout
+        rows = [line.split() for line in usage.splitlines()[1:]]
+        by_key = {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+        self.assertEqual(by_key[("acme", "mlp_large", "ok")], 12)
+        self.assertEqual(by_key[("globex", "add_one", "ok")], 5)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ struct ServerConfig {
   int64_t grpc_port = 8001;  // 0 picks a free port.
   int64_t http_port = 8000;  // 0 picks a free port; -1 disables HTTP.
   std::string data_dir = "data";
+  // Tags this replica's usage-ledger rows; empty = the host name.
+  std::string replica_id;
   // Largest gRPC message accepted, in bytes.
   uint64_t max_message_bytes = 64ull << 20;
   // Seconds that queued and running requests get to finish on SIGTERM.
@@ -64,12 +66,26 @@ struct TenantConfig {
   bool AllowsModel(const std::string& model_name) const;
 };
 
+// A volume tier: compute beyond `above_compute_seconds` (within one invoice)
+// is charged at `per_compute_second` instead.
+struct PriceTier {
+  double above_compute_seconds = 0;
+  double per_compute_second = 0;
+};
+
+struct Prices {
+  double per_compute_second = 0.0001;
+  double per_1k_requests = 0.20;
+  std::vector<PriceTier> tiers;  // ascending thresholds
+};
+
 struct PricingConfig {
   std::string currency = "USD";
-  double per_compute_second = 0;
-  double per_1k_requests = 0;
-  // Per-model overrides of per_compute_second.
-  std::map<std::string, double> model_compute_second;
+  Prices defaults;
+  // Per-tenant prices (each replaces the defaults whole for that tenant).
+  std::map<std::string, Prices> tenants;
+
+  const Prices& For(const std::string& tenant_id) const;
 };
 
 struct Config {

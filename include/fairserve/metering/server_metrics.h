@@ -1,7 +1,10 @@
 #ifndef FAIRSERVE_METERING_SERVER_METRICS_H_
 #define FAIRSERVE_METERING_SERVER_METRICS_H_
 
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "fairserve/common/clock.h"
@@ -30,6 +33,11 @@ class ServerMetrics final : public BatchObserver {
   void RequestRejected(const std::string& tenant, absl::StatusCode code);
   void Unauthenticated() { unauthenticated_.Increment(); }
 
+  // Where tenant_requests_total{status="resource_exhausted"} gets the
+  // requests admission turned away (counted there, on the tenant's own
+  // atomics): returns (tenant_id, rejections so far) pairs.
+  void SetRejectionSource(std::function<std::vector<std::pair<std::string, double>>()> source);
+
   Registry& registry() { return registry_; }
   Family<Gauge>& model_memory() { return model_memory_; }
   Family<Gauge>& models() { return models_; }
@@ -40,7 +48,10 @@ class ServerMetrics final : public BatchObserver {
  private:
   Registry& registry_;
   Family<Counter>& compute_seconds_;
-  Family<Counter>& requests_;
+  // Not registered directly: collected together with admission's rejections
+  // so tenant_requests_total counts every request a tenant sent.
+  Family<Counter> requests_;
+  std::function<std::vector<std::pair<std::string, double>>()> rejection_source_;
   Family<Counter>& samples_;
   Family<Counter>& batch_compute_seconds_;
   Counter& unauthenticated_;

@@ -17,6 +17,7 @@ class Server;
 namespace fairserve {
 
 class Admission;
+class LedgerWriter;
 class Registry;
 class ServerMetrics;
 class HttpServer;
@@ -65,6 +66,7 @@ class Daemon {
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Admission> admission_;
+  std::unique_ptr<LedgerWriter> ledger_;
   std::unique_ptr<ModelManager> models_;
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -1,0 +1,147 @@
+#include "fairserve/metering/invoice.h"
+
+#include <cmath>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "fairserve/metering/text_format.h"
+
+namespace fairserve {
+namespace {
+
+int64_t Cents(double amount) { return static_cast<int64_t>(std::llround(amount * 100.0)); }
+
+std::string Money(int64_t cents) {
+  return absl::StrFormat("%s%d.%02d", cents < 0 ? "-" : "", std::llabs(cents) / 100,
+                         std::llabs(cents) % 100);
+}
+
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+Invoice MakeInvoice(const std::vector<UsageRow>& usage, const PricingConfig& pricing,
+                    const std::string& tenant_id, int64_t from, int64_t to) {
+  Invoice inv;
+  inv.tenant_id = tenant_id;
+  inv.from = from;
+  inv.to = to;
+  inv.currency = pricing.currency;
+  for (const UsageRow& r : usage) {
+    if (r.tenant_id != tenant_id) continue;
+    inv.compute_seconds += r.compute_seconds;
+    (r.status == "ok" ? inv.requests : inv.failed_requests) += r.requests;
+  }
+  const Prices& prices = pricing.For(tenant_id);
+  // Graduated tiers: each band of compute at its own price.
+  double lower = 0;
+  double price = prices.per_compute_second;
+  std::string name = "compute";
+  for (size_t i = 0; i <= prices.tiers.size(); ++i) {
+    double upper = i < prices.tiers.size() ? prices.tiers[i].above_compute_seconds : INFINITY;
+    double band = std::max(0.0, std::min(inv.compute_seconds, upper) - lower);
+    if (band > 0 || i == 0) {
+      inv.lines.push_back({name, band, "s", price, Cents(band * price)});
+    }
+    if (i < prices.tiers.size()) {
+      lower = upper;
+      price = prices.tiers[i].per_compute_second;
+      name = absl::StrCat("compute (above ", FormatValue(upper), " s)");
+    }
+  }
+  double thousands = inv.requests / 1000.0;
+  inv.lines.push_back({"requests", thousands, "1k requests", prices.per_1k_requests,
+                       Cents(thousands * prices.per_1k_requests)});
+  for (const InvoiceLine& l : inv.lines) inv.total_cents += l.amount_cents;
+  return inv;
+}
+
+absl::StatusOr<std::string> FormatInvoice(const Invoice& inv, const std::string& format) {
+  if (format == "json") {
+    std::string out = absl::StrFormat(
+        "{\"tenant_id\":%s,\"from\":%s,\"to\":%s,\"currency\":%s,\"compute_seconds\":%.9f,"
+        "\"requests\":%d,\"failed_requests\":%d,\"lines\":[",
+        JsonString(inv.tenant_id), JsonString(FormatUtc(inv.from)), JsonString(FormatUtc(inv.to)),
+        JsonString(inv.currency), inv.compute_seconds, inv.requests, inv.failed_requests);
+    for (size_t i = 0; i < inv.lines.size(); ++i) {
+      const InvoiceLine& l = inv.lines[i];
+      absl::StrAppendFormat(&out,
+                            "%s{\"item\":%s,\"quantity\":%.9f,\"unit\":%s,\"unit_price\":%.9g,"
+                            "\"amount\":%s}",
+                            i ? "," : "", JsonString(l.item), l.quantity, JsonString(l.unit),
+                            l.unit_price, Money(l.amount_cents));
+    }
+    absl::StrAppendFormat(&out, "],\"total\":%s}\n", Money(inv.total_cents));
+    return out;
+  }
+  if (format == "csv") {
+    std::string out = "tenant_id,from,to,item,quantity,unit,unit_price,amount,currency\n";
+    for (const InvoiceLine& l : inv.lines) {
+      absl::StrAppendFormat(&out, "%s,%s,%s,%s,%.9f,%s,%.9g,%s,%s\n", CsvField(inv.tenant_id),
+                            FormatUtc(inv.from), FormatUtc(inv.to), CsvField(l.item), l.quantity,
+                            l.unit, l.unit_price, Money(l.amount_cents), inv.currency);
+    }
+    absl::StrAppendFormat(&out, "%s,%s,%s,total,,,,%s,%s\n", CsvField(inv.tenant_id),
+                          FormatUtc(inv.from), FormatUtc(inv.to), Money(inv.total_cents),
+                          inv.currency);
+    return out;
+  }
+  if (format != "table") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown format '", format, "'; use table, json or csv"));
+  }
+  std::string out = absl::StrFormat(
+      "Invoice for tenant %s, %s to %s\nCompute: %.6f s; requests: %d ok, %d failed\n\n"
+      "%-28s %18s %-12s %12s %12s\n",
+      inv.tenant_id, FormatUtc(inv.from), FormatUtc(inv.to), inv.compute_seconds, inv.requests,
+      inv.failed_requests, "item", "quantity", "unit", "unit price", "amount");
+  for (const InvoiceLine& l : inv.lines) {
+    absl::StrAppendFormat(&out, "%-28s %18.6f %-12s %12.6g %12s\n", l.item, l.quantity, l.unit,
+                          l.unit_price, Money(l.amount_cents));
+  }
+  absl::StrAppendFormat(&out, "%-28s %18s %-12s %12s %12s %s\n", "total", "", "", "",
+                        Money(inv.total_cents), inv.currency);
+  return out;
+}
+
+absl::StatusOr<int64_t> ParseUtcDate(const std::string& text) {
+  std::tm tm{};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (!end || *end) {
+    tm = {};
+    end = strptime(text.c_str(), "%Y-%m-%d", &tm);
+  }
+  if (!end || *end) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"));
+  }
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+std::string FormatUtc(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return "beginning";
+  if (unix_seconds >= INT64_MAX / 2) return "now";
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace fairserve

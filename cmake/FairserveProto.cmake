@@ -1,6 +1,7 @@
 # All protobuf/gRPC generated code lives in one library target, fairserve::proto.
 set(FAIRSERVE_PROTOS
   ${CMAKE_SOURCE_DIR}/proto/inference/grpc_service.proto
+  ${CMAKE_SOURCE_DIR}/proto/fairserve/admin/v1/admin.proto
 )
 set(PROTO_GEN_DIR ${CMAKE_BINARY_DIR}/gen)
 file(MAKE_DIRECTORY ${PROTO_GEN_DIR})

@@ -36,6 +36,15 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   }
   r.Get("data_dir", &out->data_dir);
   r.Get("replica_id", &out->replica_id);
+  if (r.Get("admin_api_keys", &out->admin_api_key_hashes)) {
+    for (size_t k = 0; k < out->admin_api_key_hashes.size(); ++k) {
+      if (!IsValidKeyHash(out->admin_api_key_hashes[k])) {
+        errors->Add(node["admin_api_keys"][k].Mark(), absl::StrCat("server.admin_api_keys[", k, "]"),
+                    "must be \"sha256:<64 lowercase hex digits>\"; make one with "
+                    "'fairctl hash-key KEY'");
+      }
+    }
+  }
   if (r.GetBytes("max_message_bytes", &out->max_message_bytes) &&
       (out->max_message_bytes < 1024 || out->max_message_bytes > (1ull << 31) - 1)) {
     errors->Add(node["max_message_bytes"].Mark(), "server.max_message_bytes",

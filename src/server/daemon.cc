@@ -22,6 +22,7 @@
 #include "fairserve/models/model_manager.h"
 #include "fairserve/scheduling/batch_runner.h"
 #include "fairserve/scheduling/scheduler.h"
+#include "fairserve/server/admin_service.h"
 #include "fairserve/server/admission_metrics.h"
 #include "fairserve/server/http_server.h"
 #include "fairserve/server/inference_service.h"
@@ -86,6 +87,30 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   admission_ = std::make_unique<Admission>(SteadyClock::Get());
   admission_->Update(*config);
   registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
+  // Tenant settings as gauges, read from the live snapshot at each scrape
+  // (so they follow reloads): alert and cost rules join on them.
+  registry_->AddCollectable([this] {
+    std::shared_ptr<const TenantRegistry> registry = tenants_.Get();
+    CollectedFamily rps{"fairserve_tenant_rate_limit_rps",
+                        "Configured requests per second of a tenant (0 = unlimited)",
+                        MetricType::kGauge, {}};
+    CollectedFamily weight{"fairserve_tenant_weight", "Configured scheduling weight",
+                           MetricType::kGauge, {}};
+    CollectedFamily price_s{"fairserve_price_per_compute_second",
+                            "Price of one compute-second for a tenant", MetricType::kGauge, {}};
+    CollectedFamily price_r{"fairserve_price_per_1k_requests",
+                            "Price of 1000 successful requests for a tenant", MetricType::kGauge, {}};
+    for (const TenantConfig& t : registry->config().tenants) {
+      const Prices& p = registry->config().pricing.For(t.id);
+      Labels labels{{"tenant_id", t.id}};
+      rps.metrics.push_back({labels, t.rate_limit.requests_per_second, {}, 0, 0});
+      weight.metrics.push_back({labels, t.weight, {}, 0, 0});
+      Labels priced{{"tenant_id", t.id}, {"currency", registry->config().pricing.currency}};
+      price_s.metrics.push_back({priced, p.per_compute_second, {}, 0, 0});
+      price_r.metrics.push_back({priced, p.per_1k_requests, {}, 0, 0});
+    }
+    return std::vector<CollectedFamily>{rps, weight, price_s, price_r};
+  });
   metrics_->SetRejectionSource([this] {
     std::vector<std::pair<std::string, double>> out;
     admission_->ForEach([&](const std::string& id, TenantAdmission& t) {
@@ -166,6 +191,12 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   deps.clock = &SteadyClock::Get();
   deps.ready = &ready_;
   service_ = std::make_unique<InferenceService>(deps);
+  AdminServiceDeps admin_deps;
+  admin_deps.tenants = &tenants_;
+  admin_deps.ledger = ledger_.get();
+  admin_deps.ledger_path = ledger.path;
+  admin_deps.admission = admission_.get();
+  admin_service_ = std::make_unique<AdminService>(admin_deps);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -178,6 +209,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(config->server.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config->server.max_message_bytes));
   builder.RegisterService(service_.get());
+  builder.RegisterService(admin_service_.get());
   grpc_server_ = builder.BuildAndStart();
   if (!grpc_server_ || grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat(

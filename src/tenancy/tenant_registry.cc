@@ -30,6 +30,23 @@ TenantRegistry::TenantRegistry(std::shared_ptr<const Config> config) : config_(s
       by_prefix_.emplace(Prefix(entry.digest.data()), entry);
     }
   }
+  for (const std::string& hash : config_->server.admin_api_key_hashes) {
+    std::string raw = absl::HexStringToBytes(absl::string_view(hash).substr(7));
+    Digest d;
+    std::memcpy(d.data(), raw.data(), d.size());
+    admin_digests_.push_back(d);
+  }
+}
+
+bool TenantRegistry::IsAdmin(absl::string_view api_key) const {
+  if (api_key.empty()) return false;
+  Digest digest;
+  SHA256(reinterpret_cast<const unsigned char*>(api_key.data()), api_key.size(), digest.data());
+  bool found = false;
+  for (const Digest& d : admin_digests_) {
+    found |= CRYPTO_memcmp(d.data(), digest.data(), digest.size()) == 0;
+  }
+  return found;
 }
 
 const TenantConfig* TenantRegistry::Authenticate(absl::string_view api_key) const {

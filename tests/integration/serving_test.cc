@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "fairserve/admin/v1/admin.grpc.pb.h"
 #include "inference/grpc_service.grpc.pb.h"
 #include "fairserve/tenancy/api_key.h"
 #include "integration/daemon_process.h"
@@ -401,6 +402,52 @@ TEST(FloodTest, FlooderIsThrottledOthersUnaffected) {
   EXPECT_EQ(flood_other.load(), 0);
   // Admitted: the burst plus 20/s, with slack for timing.
   EXPECT_LE(flood_ok.load(), 5 + 20 * seconds * 1.5 + 5);
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+}
+
+TEST(AdminServiceTest, UsageAndInvoicesRespectWhoAsks) {
+  // Add an admin key to the test config's server line.
+  std::string config = TestConfigYaml();
+  config.replace(config.find("drain_timeout_s: 10}"), 20,
+                 "drain_timeout_s: 10, admin_api_keys: [\"" + HashApiKey("admin-key") + "\"]}");
+  DaemonProcess daemon(config);
+  ASSERT_TRUE(daemon.serving()) << daemon.Log();
+  auto channel = grpc::CreateChannel(daemon.grpc_address(), grpc::InsecureChannelCredentials());
+  auto infer = GRPCInferenceService::NewStub(channel);
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-api-key", kAcmeKey);
+    ModelInferResponse resp;
+    ASSERT_TRUE(infer->ModelInfer(&ctx, FloatRequest("mlp", RandomFloats(128, i), {2, 64}), &resp).ok());
+  }
+  auto adminstub = fairserve::admin::v1::Admin::NewStub(channel);
+  auto invoice = [&](const std::string& key, const std::string& tenant,
+                     fairserve::admin::v1::GetInvoiceResponse* resp) {
+    grpc::ClientContext ctx;
+    if (!key.empty()) ctx.AddMetadata("x-api-key", key);
+    fairserve::admin::v1::GetInvoiceRequest req;
+    req.set_tenant_id(tenant);
+    return adminstub->GetInvoice(&ctx, req, resp);
+  };
+  fairserve::admin::v1::GetInvoiceResponse own, other, by_admin;
+  ASSERT_TRUE(invoice(kAcmeKey, "", &own).ok());
+  EXPECT_EQ(own.tenant_id(), "acme");
+  EXPECT_EQ(own.requests(), 3);
+  EXPECT_GT(own.compute_seconds(), 0);
+  EXPECT_EQ(invoice(kAcmeKey, "globex", &other).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(invoice("", "acme", &other).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(invoice("admin-key", "acme", &by_admin).ok());
+  EXPECT_EQ(by_admin.requests(), 3);
+  EXPECT_EQ(invoice("admin-key", "", &other).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext c1, c2;
+  c1.AddMetadata("x-api-key", "admin-key");
+  fairserve::admin::v1::ListTenantsResponse tenants;
+  ASSERT_TRUE(adminstub->ListTenants(&c1, {}, &tenants).ok());
+  EXPECT_EQ(tenants.tenants_size(), 2);
+  c2.AddMetadata("x-api-key", kAcmeKey);
+  EXPECT_EQ(adminstub->ListTenants(&c2, {}, &tenants).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(daemon.Stop(SIGTERM), 0);
 }
 

@@ -20,6 +20,8 @@ struct ServerConfig {
   int64_t grpc_port = 8001;  // 0 picks a free port.
   int64_t http_port = 8000;  // 0 picks a free port; -1 disables HTTP.
   std::string data_dir = "data";
+  // Key hashes ("sha256:...") that may call the admin service.
+  std::vector<std::string> admin_api_key_hashes;
   // Tags this replica's usage-ledger rows; empty = the host name.
   std::string replica_id;
   // Largest gRPC message accepted, in bytes.

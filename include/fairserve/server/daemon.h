@@ -20,6 +20,7 @@ class Admission;
 class LedgerWriter;
 class Registry;
 class ServerMetrics;
+class AdminService;
 class HttpServer;
 class InferenceService;
 class ModelManager;
@@ -71,6 +72,7 @@ class Daemon {
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<HttpServer> http_;
   int grpc_port_ = 0;

@@ -25,6 +25,9 @@ class TenantRegistry {
   const TenantConfig* Authenticate(absl::string_view api_key) const;
 
   const TenantConfig* FindById(absl::string_view id) const;
+
+  // True when `api_key` is one of server.admin_api_keys (constant-time compare).
+  bool IsAdmin(absl::string_view api_key) const;
   const Config& config() const { return *config_; }
   const std::shared_ptr<const Config>& config_ptr() const { return config_; }
 
@@ -42,6 +45,7 @@ class TenantRegistry {
   // differing byte.
   std::unordered_multimap<uint64_t, Entry> by_prefix_;
   std::unordered_map<std::string, const TenantConfig*> by_id_;
+  std::vector<Digest> admin_digests_;
 };
 
 }  // namespace fairserve

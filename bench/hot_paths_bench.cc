@@ -1,0 +1,204 @@
+// Micro-benchmarks of fairserve's hot paths (Google Benchmark):
+//   build/bin/hot_paths_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+
+#include "fairserve/admission/admission.h"
+#include "fairserve/admission/token_bucket.h"
+#include "fairserve/metering/ledger.h"
+#include "fairserve/metering/metrics.h"
+#include "fairserve/metering/server_metrics.h"
+#include "fairserve/metering/text_format.h"
+#include "fairserve/scheduling/queue_policy.h"
+#include "fairserve/server/tensor_codec.h"
+#include "fairserve/tenancy/api_key.h"
+#include "fairserve/tenancy/tenant_registry.h"
+
+namespace fairserve {
+namespace {
+
+void BM_CounterIncrement(benchmark::State& state) {
+  static Counter counter;
+  for (auto _ : state) counter.Increment(0.5);
+}
+BENCHMARK(BM_CounterIncrement)->Threads(1)->Threads(2);
+
+void BM_HistogramObserve(benchmark::State& state) {
+  static Histogram h(Histogram::ExponentialBounds(0.0001, 2, 20));
+  double v = 0.0003;
+  for (auto _ : state) h.Observe(v += 1e-7);
+}
+BENCHMARK(BM_HistogramObserve)->Threads(1)->Threads(2);
+
+void BM_FamilyLookup(benchmark::State& state) {
+  static Registry registry;
+  static Family<Counter>& f = registry.AddCounter("x_total", "x");
+  for (auto _ : state) f.Add({{"tenant_id", "acme"}, {"model_name", "mlp"}}).Increment();
+}
+BENCHMARK(BM_FamilyLookup)->Threads(1)->Threads(2);
+
+BatchRecord MakeBatch(int requests) {
+  BatchRecord r;
+  r.model_name = "mlp";
+  for (int i = 0; i < requests; ++i) {
+    BatchItem item;
+    item.tenant_id = i % 2 ? "acme" : "globex";
+    item.samples = 1;
+    item.compute_seconds = 0.001;
+    r.items.push_back(item);
+  }
+  r.samples = requests;
+  r.compute_seconds = 0.001 * requests;
+  return r;
+}
+
+// Per-batch metrics update (what every completed batch costs in metering).
+void BM_ServerMetricsOnBatch(benchmark::State& state) {
+  Registry registry;
+  ServerMetrics metrics(registry);
+  BatchRecord batch = MakeBatch(static_cast<int>(state.range(0)));
+  for (auto _ : state) metrics.OnBatch(batch);
+}
+BENCHMARK(BM_ServerMetricsOnBatch)->Arg(1)->Arg(32);
+
+std::string TempLedger() {
+  auto path = std::filesystem::temp_directory_path() / "fairserve-bench-ledger.sqlite";
+  std::filesystem::remove(path);
+  std::filesystem::remove(path.string() + "-wal");
+  return path.string();
+}
+
+// Adding a batch to the pending window (on the worker thread).
+void BM_LedgerOnBatch(benchmark::State& state) {
+  LedgerWriter::Options o;
+  o.path = TempLedger();
+  auto ledger = *LedgerWriter::Open(o);
+  BatchRecord batch = MakeBatch(static_cast<int>(state.range(0)));
+  for (auto _ : state) ledger->OnBatch(batch);
+}
+BENCHMARK(BM_LedgerOnBatch)->Arg(1)->Arg(32);
+
+// One group commit holding one window's rows (off the request path).
+void BM_LedgerCommit(benchmark::State& state) {
+  LedgerWriter::Options o;
+  o.path = TempLedger();
+  o.commit_interval = std::chrono::hours(1);
+  auto ledger = *LedgerWriter::Open(o);
+  BatchRecord batch = MakeBatch(32);
+  for (auto _ : state) {
+    for (int i = 0; i < state.range(0); ++i) ledger->OnBatch(batch);
+    benchmark::DoNotOptimize(ledger->Flush());
+  }
+  state.SetLabel("batches per commit: " + std::to_string(state.range(0)));
+}
+BENCHMARK(BM_LedgerCommit)->Arg(1)->Arg(100)->Unit(benchmark::kMicrosecond);
+
+void BM_SerializeText(benchmark::State& state) {
+  Registry registry;
+  ServerMetrics metrics(registry);
+  for (int t = 0; t < state.range(0); ++t) {
+    BatchRecord b = MakeBatch(1);
+    b.items[0].tenant_id = "tenant-" + std::to_string(t);
+    metrics.OnBatch(b);
+    metrics.RequestDone(b.items[0].tenant_id, "mlp", absl::StatusCode::kOk,
+                        std::chrono::milliseconds(3));
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(SerializeText(registry.Collect()));
+  state.SetLabel(std::to_string(state.range(0)) + " tenants");
+}
+BENCHMARK(BM_SerializeText)->Arg(10)->Arg(100)->Unit(benchmark::kMicrosecond);
+
+void BM_TokenBucket(benchmark::State& state) {
+  static TokenBucket bucket(1e9, 1e9);
+  for (auto _ : state) benchmark::DoNotOptimize(bucket.TryAcquire(SteadyClock::Get().Now()));
+}
+BENCHMARK(BM_TokenBucket)->Threads(1)->Threads(2);
+
+std::shared_ptr<Config> TenantsConfig(int n) {
+  auto config = std::make_shared<Config>();
+  for (int i = 0; i < n; ++i) {
+    TenantConfig t;
+    t.id = "tenant-" + std::to_string(i);
+    t.api_key_hashes = {HashApiKey("key-" + std::to_string(i))};
+    t.rate_limit = {10, 10};
+    config->tenants.push_back(t);
+  }
+  return config;
+}
+
+// The whole rejection path minus gRPC: authenticate the key, check limits.
+void BM_AuthenticateAndReject(benchmark::State& state) {
+  auto config = TenantsConfig(static_cast<int>(state.range(0)));
+  TenantRegistry registry(config);
+  Admission admission(SteadyClock::Get());
+  admission.Update(*config);
+  for (int i = 0; i < 100; ++i) admission.Admit("tenant-1");  // drain its bucket
+  for (auto _ : state) {
+    const TenantConfig* t = registry.Authenticate("key-1");
+    benchmark::DoNotOptimize(admission.Admit(t->id));
+  }
+  state.SetLabel(std::to_string(state.range(0)) + " tenants");
+}
+BENCHMARK(BM_AuthenticateAndReject)->Arg(10)->Arg(10000);
+
+// Validating and decoding a raw mlp_large request (batch 32 x 1024 FP32).
+void BM_DecodeRawRequest(benchmark::State& state) {
+  ModelConfig config;
+  config.name = "mlp_large";
+  config.max_batch_size = 32;
+  config.inputs = {{"INPUT0", DataType::kFp32, {-1, 1024}}};
+  config.outputs = {{"OUTPUT0", DataType::kFp32, {-1, 1024}}};
+  inference::ModelInferRequest req;
+  req.set_model_name("mlp_large");
+  auto* in = req.add_inputs();
+  in->set_name("INPUT0");
+  in->set_datatype("FP32");
+  in->add_shape(state.range(0));
+  in->add_shape(1024);
+  req.add_raw_input_contents(std::string(state.range(0) * 1024 * 4, '\0'));
+  for (auto _ : state) {
+    InferenceRequest out;
+    benchmark::DoNotOptimize(DecodeInferRequest(req, config, 0, &out));
+  }
+}
+BENCHMARK(BM_DecodeRawRequest)->Arg(1)->Arg(32);
+
+// Fair policy: push + pop + done for one request among many backlogged tenants.
+void BM_FairPolicyCycle(benchmark::State& state) {
+  FairPolicy policy;
+  auto servable = std::make_shared<Servable>();
+  servable->config.name = "m";
+  servable->config.max_batch_size = 1;
+  servable->version = "1";
+  Clock::TimePoint now = SteadyClock::Get().Now();
+  int tenants = static_cast<int>(state.range(0));
+  auto make = [&](int t) {
+    auto r = std::make_unique<InferenceRequest>();
+    r->tenant_id = "t" + std::to_string(t);
+    r->servable = servable;
+    r->arrival = now;
+    r->on_done = [](absl::StatusOr<InferenceResult>) {};
+    return r;
+  };
+  for (int t = 0; t < tenants; ++t) policy.Push(make(t), now);
+  int next = 0;
+  for (auto _ : state) {
+    policy.Push(make(next++ % tenants), now);
+    Dispatch d;
+    Clock::TimePoint wake;
+    policy.Pop(now, false, &d, &wake);
+    BatchRecord record;
+    record.samples = 1;
+    record.compute_seconds = 0.001;
+    policy.Done(d, record);
+  }
+  state.SetLabel(std::to_string(tenants) + " backlogged tenants");
+}
+BENCHMARK(BM_FairPolicyCycle)->Arg(2)->Arg(100);
+
+}  // namespace
+}  // namespace fairserve
+
+BENCHMARK_MAIN();

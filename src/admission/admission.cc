@@ -30,14 +30,18 @@ const char* RejectReasonName(RejectReason reason) {
 
 TenantAdmission::TenantAdmission(const TenantConfig& config)
     : bucket_(Rate(config), Burst(config)) {
-  Reconfigure(config);
+  SetLimits(config);
 }
 
-void TenantAdmission::Reconfigure(const TenantConfig& config) {
+void TenantAdmission::SetLimits(const TenantConfig& config) {
   max_inflight_.store(config.max_inflight, std::memory_order_relaxed);
   max_queue_.store(config.max_queue, std::memory_order_relaxed);
   limited_.store(config.rate_limit.requests_per_second > 0, std::memory_order_relaxed);
-  bucket_.Reconfigure(Rate(config), Burst(config));
+}
+
+void TenantAdmission::Reconfigure(const TenantConfig& config, Clock::TimePoint now) {
+  SetLimits(config);
+  bucket_.Reconfigure(Rate(config), Burst(config), now);
 }
 
 void Admission::Update(const Config& config) {
@@ -48,7 +52,7 @@ void Admission::Update(const Config& config) {
     std::shared_ptr<TenantAdmission> state;
     if (it != old->end()) {
       state = it->second;
-      state->Reconfigure(t);
+      state->Reconfigure(t, clock_.Now());
     } else {
       state = std::make_shared<TenantAdmission>(t);
     }

@@ -13,11 +13,22 @@ Clock::Duration::rep Ticks(double seconds) {
 
 }  // namespace
 
-TokenBucket::TokenBucket(double rate, double burst) { Reconfigure(rate, burst); }
-
-void TokenBucket::Reconfigure(double rate, double burst) {
+TokenBucket::TokenBucket(double rate, double burst) {
   Rep interval = std::max<Rep>(1, Ticks(1.0 / rate));
   interval_.store(interval, std::memory_order_relaxed);
+  tolerance_.store(static_cast<Rep>((std::max(1.0, burst) - 1.0) * interval),
+                   std::memory_order_relaxed);
+}
+
+void TokenBucket::Reconfigure(double rate, double burst, Clock::TimePoint now) {
+  Rep interval = std::max<Rep>(1, Ticks(1.0 / rate));
+  Rep old_interval = interval_.exchange(interval, std::memory_order_relaxed);
+  const Rep t = now.time_since_epoch().count();
+  Rep tat = tat_.load(std::memory_order_relaxed);
+  while (tat > t) {
+    Rep scaled = t + static_cast<Rep>(static_cast<double>(tat - t) * interval / old_interval);
+    if (tat_.compare_exchange_weak(tat, scaled, std::memory_order_relaxed)) break;
+  }
   tolerance_.store(static_cast<Rep>((std::max(1.0, burst) - 1.0) * interval),
                    std::memory_order_relaxed);
 }

@@ -53,6 +53,9 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   if (r.Get("drain_timeout_s", &out->drain_timeout_s) && out->drain_timeout_s < 0) {
     errors->Add(node["drain_timeout_s"].Mark(), "server.drain_timeout_s", "must be >= 0");
   }
+  if (r.Get("shutdown_grace_s", &out->shutdown_grace_s) && out->shutdown_grace_s < 0) {
+    errors->Add(node["shutdown_grace_s"].Mark(), "server.shutdown_grace_s", "must be >= 0");
+  }
   r.Finish();
 }
 

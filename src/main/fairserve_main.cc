@@ -35,7 +35,8 @@ options:
   --version                print the version
   -h, --help               this help
 
-signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once).
+signals: SIGHUP reloads the config (so does saving the file); SIGTERM/SIGINT drain
+and exit 0 (a second one exits at once).
 )";
 
 int Usage(const std::string& error) {
@@ -119,7 +120,7 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
-      spdlog::warn("SIGHUP: live reload is not available in this build; restart to apply changes");
+      (*daemon)->Reload("SIGHUP").IgnoreError();  // logged and counted either way
       continue;
     }
     spdlog::info("{} received: draining (send it again to exit at once)", strsignal(sig));

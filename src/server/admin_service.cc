@@ -144,4 +144,17 @@ grpc::Status AdminService::ListTenants(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status AdminService::Reload(grpc::ServerContext* ctx, const admin::v1::ReloadRequest*,
+                                  admin::v1::ReloadResponse* resp) {
+  auto caller = Authenticate(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (!caller->admin) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "Reload needs an admin key");
+  }
+  absl::Status s = deps_.reload();
+  if (!s.ok()) return ToGrpcStatus(s);
+  resp->set_tenants(static_cast<int32_t>(deps_.tenants->Get()->config().tenants.size()));
+  return grpc::Status::OK;
+}
+
 }  // namespace fairserve

@@ -3,7 +3,13 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <filesystem>
 #include <map>
@@ -70,6 +76,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonFlags& flags) 
 
 absl::Status Daemon::Init(const DaemonFlags& flags) {
   auto start = std::chrono::steady_clock::now();
+  flags_ = flags;
   spdlog::info("fairserve {} starting (config {})", kFairserveVersion, flags.config_path);
   ASSIGN_OR_RETURN(std::shared_ptr<const Config> loaded, LoadConfigFile(flags.config_path));
   std::shared_ptr<const Config> config = ApplyFlags(*loaded, flags);
@@ -196,6 +203,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   admin_deps.ledger = ledger_.get();
   admin_deps.ledger_path = ledger.path;
   admin_deps.admission = admission_.get();
+  admin_deps.reload = [this] { return Reload("admin RPC"); };
   admin_service_ = std::make_unique<AdminService>(admin_deps);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -228,6 +236,13 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
     http_port_ = http_->port();
   }
 
+  RETURN_IF_ERROR(CheckAgainstRepository(*config));
+  reloads_ = &registry_->AddCounter("fairserve_config_reloads_total",
+                                    "Config reloads by result (ok, error)");
+  reloads_->Add({{"result", "ok"}});
+  reloads_->Add({{"result", "error"}});
+  WatchConfigFile();
+
   ready_.store(true);
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   double cold_start = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -240,9 +255,118 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   return absl::OkStatus();
 }
 
+absl::Status Daemon::CheckAgainstRepository(const Config& config) const {
+  std::vector<std::string> problems;
+  for (size_t i = 0; i < config.tenants.size(); ++i) {
+    for (const std::string& m : config.tenants[i].models) {
+      if (m != "*" && models_->Versions(m).empty() && !models_->GetConfig(m).ok()) {
+        problems.push_back(absl::StrCat(config.source, ": tenants[", i, "] (", config.tenants[i].id,
+                                        ").models: unknown model '", m, "' (not in ",
+                                        config.model_repository, ")"));
+      }
+    }
+  }
+  if (problems.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
+}
+
+absl::Status Daemon::Reload(const std::string& trigger) {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  auto fail = [&](const absl::Status& s) {
+    reloads_->Add({{"result", "error"}}).Increment();
+    spdlog::error("config reload ({}) rejected, the old config stays: {}", trigger,
+                  std::string(s.message()));
+    return s;
+  };
+  absl::StatusOr<std::shared_ptr<const Config>> loaded = LoadConfigFile(flags_.config_path);
+  if (!loaded.ok()) return fail(loaded.status());
+  std::shared_ptr<const Config> next = ApplyFlags(**loaded, flags_);
+  absl::Status known = CheckAgainstRepository(*next);
+  if (!known.ok()) return fail(known);
+  std::shared_ptr<const Config> current = config_.Get();
+  // What only a restart can change.
+  std::vector<std::string> static_changes;
+  if (next->server.grpc_port != current->server.grpc_port) static_changes.push_back("server.grpc_port");
+  if (next->server.http_port != current->server.http_port) static_changes.push_back("server.http_port");
+  if (next->server.listen_address != current->server.listen_address) static_changes.push_back("server.listen_address");
+  if (next->server.data_dir != current->server.data_dir) static_changes.push_back("server.data_dir");
+  if (next->model_repository != current->model_repository) static_changes.push_back("model_repository");
+  if (next->scheduler.policy != current->scheduler.policy ||
+      next->scheduler.workers != current->scheduler.workers) {
+    static_changes.push_back("scheduler");
+  }
+  admission_->Update(*next);
+  tenants_.Set(std::make_shared<TenantRegistry>(next));
+  config_.Set(next);
+  reloads_->Add({{"result", "ok"}}).Increment();
+  spdlog::info("config reloaded ({}): {} tenant(s)", trigger, next->tenants.size());
+  if (!static_changes.empty()) {
+    spdlog::warn("config reload: {} changed but only take effect after a restart",
+                 absl::StrJoin(static_changes, ", "));
+  }
+  return absl::OkStatus();
+}
+
+void Daemon::WatchConfigFile() {
+  // inotify on the file's directory: editors and ConfigMap updates replace
+  // the file (rename, symlink swap) rather than writing it in place.
+  int fd = inotify_init1(IN_CLOEXEC);
+  if (fd < 0) {
+    spdlog::warn("cannot watch {} for changes (inotify: {}); reload with SIGHUP",
+                 flags_.config_path, std::strerror(errno));
+    return;
+  }
+  std::filesystem::path path = std::filesystem::absolute(flags_.config_path);
+  std::string dir = path.parent_path().string();
+  if (inotify_add_watch(fd, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
+    spdlog::warn("cannot watch {} for changes; reload with SIGHUP", dir);
+    close(fd);
+    return;
+  }
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    close(fd);
+    return;
+  }
+  watch_stop_fd_ = pipe_fds[1];
+  std::string name = path.filename().string();
+  watcher_ = std::thread([this, fd, stop = pipe_fds[0], name] {
+    alignas(inotify_event) char buf[4096];
+    while (true) {
+      pollfd fds[2] = {{fd, POLLIN, 0}, {stop, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+      if (fds[1].revents) break;
+      if (!(fds[0].revents & POLLIN)) continue;
+      ssize_t n = read(fd, buf, sizeof(buf));
+      bool ours = false;
+      for (ssize_t off = 0; off < n;) {
+        auto* ev = reinterpret_cast<inotify_event*>(buf + off);
+        // Kubernetes ConfigMaps swap a "..data" symlink; count that too.
+        if (ev->len > 0 && (name == ev->name || std::string(ev->name) == "..data")) ours = true;
+        off += sizeof(inotify_event) + ev->len;
+      }
+      if (!ours) continue;
+      // Let a burst of writes settle before reading the file.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      while (poll(fds, 1, 0) > 0 && read(fd, buf, sizeof(buf)) > 0) {
+      }
+      Reload("file changed").IgnoreError();
+    }
+    close(fd);
+    close(stop);
+  });
+}
+
 void Daemon::Shutdown() {
   if (stopped_) return;
   stopped_ = true;
+  if (watch_stop_fd_ >= 0) {
+    if (write(watch_stop_fd_, "x", 1) < 0) {
+    }
+    if (watcher_.joinable()) watcher_.join();
+    close(watch_stop_fd_);
+    watch_stop_fd_ = -1;
+  }
   ready_.store(false);
   std::shared_ptr<const Config> config = config_.Get();
   double drain = config ? config->server.drain_timeout_s : 0;
@@ -250,13 +374,22 @@ void Daemon::Shutdown() {
     spdlog::info("shutting down: draining queued and running requests (up to {} s)", drain);
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
   }
-  if (scheduler_) {
-    scheduler_->Shutdown(std::chrono::milliseconds(static_cast<int64_t>(drain * 1000)));
-  }
+  // A short grace period in which calls still arrive and are answered
+  // UNAVAILABLE ("not ready, retry on another replica") while load balancers
+  // notice the failing readiness; closing the port at once would make gRPC
+  // cancel calls that are already on the wire.
+  std::this_thread::sleep_for(std::chrono::milliseconds(
+      static_cast<int64_t>(1000 * std::min(drain, config ? config->server.shutdown_grace_s : 0))));
+  // gRPC first: it stops taking calls and waits (up to the drain time) for
+  // the calls it already has, which the still-running scheduler completes.
+  // Stopping the scheduler first would cut off calls that gRPC had received
+  // but not yet handed to us.
+  auto drain_for = std::chrono::milliseconds(static_cast<int64_t>(drain * 1000));
   if (grpc_server_) {
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + drain_for);
     grpc_server_->Wait();
   }
+  if (scheduler_) scheduler_->Shutdown(std::chrono::milliseconds(0));
   if (http_) http_->Stop();
   if (ledger_) {
     ledger_->Close();

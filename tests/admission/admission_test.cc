@@ -76,6 +76,9 @@ TEST_F(AdmissionTest, ReloadKeepsStateOfRemainingTenants) {
   Configure(10, 1, 0, 100);
   EXPECT_EQ(admission_.Find("acme"), before);
   EXPECT_FALSE(admission_.Admit("acme").status.ok());  // the spent token stays spent
+  Configure(1000, 1, 0, 100);
+  clock_.Advance(std::chrono::milliseconds(2));
+  EXPECT_TRUE(admission_.Admit("acme").status.ok());  // a raised limit applies at once
   EXPECT_EQ(admission_.Find("initech"), nullptr);
 }
 

@@ -49,11 +49,16 @@ TEST(TokenBucketTest, ReconfigureChangesRate) {
   TokenBucket bucket(1, 1);
   EXPECT_TRUE(bucket.TryAcquire(clock.Now()).allowed);
   EXPECT_FALSE(bucket.TryAcquire(clock.Now()).allowed);
-  bucket.Reconfigure(1000, 1);
-  clock.Advance(milliseconds(1000));
-  EXPECT_TRUE(bucket.TryAcquire(clock.Now()).allowed);
+  // The spent token's debt (1 s at the old rate) shrinks with the new rate.
+  bucket.Reconfigure(1000, 1, clock.Now());
   clock.Advance(milliseconds(1));
   EXPECT_TRUE(bucket.TryAcquire(clock.Now()).allowed);
+  EXPECT_FALSE(bucket.TryAcquire(clock.Now()).allowed);
+  clock.Advance(milliseconds(1));
+  EXPECT_TRUE(bucket.TryAcquire(clock.Now()).allowed);
+  // Lowering the rate does not hand out a fresh burst either.
+  bucket.Reconfigure(1, 1, clock.Now());
+  EXPECT_FALSE(bucket.TryAcquire(clock.Now()).allowed);
 }
 
 TEST(TokenBucketTest, ConcurrentCallersNeverOverspend) {

@@ -28,8 +28,9 @@ class TenantAdmission {
  public:
   explicit TenantAdmission(const TenantConfig& config);
 
-  // Applies a new config's limits; counters and spent tokens carry over.
-  void Reconfigure(const TenantConfig& config);
+  // Applies a new config's limits at `now`; counters and the spent share of
+  // the token bucket carry over.
+  void Reconfigure(const TenantConfig& config, Clock::TimePoint now);
 
   // Requests admitted and not yet answered (queued or running).
   std::atomic<int64_t>& inflight() { return inflight_; }
@@ -43,6 +44,7 @@ class TenantAdmission {
 
  private:
   friend class Admission;
+  void SetLimits(const TenantConfig& config);
   std::atomic<int64_t> max_inflight_{0};
   std::atomic<int64_t> max_queue_{0};
   std::atomic<bool> limited_{false};

@@ -27,8 +27,10 @@ class TokenBucket {
   // Takes one token at time `now` if one is available.
   Decision TryAcquire(Clock::TimePoint now);
 
-  // Changes rate and burst, keeping the tokens already spent (config reload).
-  void Reconfigure(double rate, double burst);
+  // Changes rate and burst at time `now` (config reload). The share of the
+  // bucket already spent carries over, rescaled to the new rate, so a higher
+  // limit helps at once and a lower one does not hand out a fresh burst.
+  void Reconfigure(double rate, double burst, Clock::TimePoint now);
 
  private:
   using Rep = Clock::Duration::rep;

@@ -28,6 +28,9 @@ struct ServerConfig {
   uint64_t max_message_bytes = 64ull << 20;
   // Seconds that queued and running requests get to finish on SIGTERM.
   double drain_timeout_s = 30.0;
+  // On SIGTERM, seconds during which new calls are still answered (with
+  // UNAVAILABLE) before the port closes; part of the drain time.
+  double shutdown_grace_s = 0.5;
 };
 
 struct SchedulerConfig {

@@ -1,6 +1,7 @@
 #ifndef FAIRSERVE_SERVER_ADMIN_SERVICE_H_
 #define FAIRSERVE_SERVER_ADMIN_SERVICE_H_
 
+#include <functional>
 #include <string>
 
 #include "fairserve/admission/admission.h"
@@ -16,6 +17,7 @@ struct AdminServiceDeps {
   LedgerWriter* ledger = nullptr;
   std::string ledger_path;
   Admission* admission = nullptr;
+  std::function<absl::Status()> reload;
 };
 
 // fairserve.admin.v1.Admin. Synchronous gRPC service: its calls read the
@@ -31,6 +33,8 @@ class AdminService final : public fairserve::admin::v1::Admin::Service {
                           admin::v1::GetInvoiceResponse* resp) override;
   grpc::Status ListTenants(grpc::ServerContext* ctx, const admin::v1::ListTenantsRequest* req,
                            admin::v1::ListTenantsResponse* resp) override;
+  grpc::Status Reload(grpc::ServerContext* ctx, const admin::v1::ReloadRequest* req,
+                      admin::v1::ReloadResponse* resp) override;
 
  private:
   // Who is calling: an admin, or a tenant (which may only see itself).

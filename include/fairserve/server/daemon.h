@@ -4,7 +4,9 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "fairserve/common/snapshot.h"
@@ -18,6 +20,9 @@ namespace fairserve {
 
 class Admission;
 class LedgerWriter;
+class Counter;
+template <typename T>
+class Family;
 class Registry;
 class ServerMetrics;
 class AdminService;
@@ -54,13 +59,27 @@ class Daemon {
   // the endpoints close. Idempotent; call from one thread.
   void Shutdown();
 
+  // Re-reads the config file and swaps tenants, keys, weights, limits,
+  // allowed models and pricing in one atomic step. Requests in flight finish
+  // under the snapshot they started with. A bad file is rejected whole and
+  // the old config stays. Thread-safe; called on SIGHUP, on a change of the
+  // file, and by the admin Reload RPC.
+  absl::Status Reload(const std::string& trigger);
+
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_port_; }
 
  private:
   Daemon();
   absl::Status Init(const DaemonFlags& flags);
+  // Checks what a config needs from the running daemon (known models).
+  absl::Status CheckAgainstRepository(const Config& config) const;
+  void WatchConfigFile();
 
+  DaemonFlags flags_;
+  std::mutex reload_mu_;
+  std::thread watcher_;
+  int watch_stop_fd_ = -1;
   Snapshot<Config> config_;
   Snapshot<TenantRegistry> tenants_;
   std::atomic<bool> ready_{false};
@@ -75,6 +94,7 @@ class Daemon {
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<HttpServer> http_;
+  Family<Counter>* reloads_ = nullptr;
   int grpc_port_ = 0;
   int http_port_ = -1;
   bool stopped_ = false;

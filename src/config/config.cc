@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 #include <filesystem>
+#include <regex>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -36,6 +37,16 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   }
   r.Get("data_dir", &out->data_dir);
   r.Get("replica_id", &out->replica_id);
+  if (r.Get("log_level", &out->log_level) &&
+      std::string("trace debug info warn error").find(out->log_level) == std::string::npos) {
+    errors->Add(node["log_level"].Mark(), "server.log_level",
+                absl::StrCat("unknown level '", out->log_level, "'; use trace, debug, info, warn or error"));
+  }
+  if (r.Get("log_format", &out->log_format) && out->log_format != "plain" &&
+      out->log_format != "json" && out->log_format != "off") {
+    errors->Add(node["log_format"].Mark(), "server.log_format",
+                absl::StrCat("unknown format '", out->log_format, "'; use plain, json or off"));
+  }
   if (r.Get("admin_api_keys", &out->admin_api_key_hashes)) {
     for (size_t k = 0; k < out->admin_api_key_hashes.size(); ++k) {
       if (!IsValidKeyHash(out->admin_api_key_hashes[k])) {
@@ -178,6 +189,32 @@ void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t
                 "must be >= 0 (0 = the model's limit)");
   }
   if (!r.Get("models", &t->models)) t->models = {"*"};
+  if (YAML::Node k = r.Child("kubernetes"); k.IsDefined()) {
+    MapReader kr(k, r.FieldPath("kubernetes"), errors);
+    KubernetesQuota& q = t->kubernetes;
+    kr.Get("gpus", &q.gpus);
+    kr.Get("cpu", &q.cpu);
+    kr.Get("memory", &q.memory);
+    kr.Get("pods", &q.pods);
+    kr.Get("max_gpus_per_container", &q.max_gpus_per_container);
+    kr.Get("default_gpus_per_container", &q.default_gpus_per_container);
+    auto quantity = [](const std::string& v) {
+      static const std::regex re("^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$");
+      return std::regex_match(v, re);
+    };
+    if (!quantity(q.cpu)) {
+      errors->Add(k.Mark(), kr.FieldPath("cpu"), "not a Kubernetes quantity (e.g. 4 or 500m)");
+    }
+    if (!quantity(q.memory)) {
+      errors->Add(k.Mark(), kr.FieldPath("memory"), "not a Kubernetes quantity (e.g. 16Gi)");
+    }
+    if (q.gpus < 0 || q.pods < 0 || q.max_gpus_per_container < 0 ||
+        q.default_gpus_per_container < 0 || q.default_gpus_per_container > q.max_gpus_per_container) {
+      errors->Add(k.Mark(), kr.FieldPath("gpus"),
+                  "counts must be >= 0 and default_gpus_per_container <= max_gpus_per_container");
+    }
+    kr.Finish();
+  }
   r.Finish();
 }
 

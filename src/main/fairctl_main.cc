@@ -1,11 +1,14 @@
 // fairctl: the operator's command-line tool for fairserve.
 
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
 #include "fairserve/config/config.h"
+#include "fairserve/config/render.h"
 #include "fairserve/metering/invoice.h"
 #include "fairserve/metering/ledger.h"
 #include "fairserve/tenancy/api_key.h"
@@ -19,6 +22,13 @@ commands:
   hash-key KEY        print the stored form of an API key (sha256:<hex>) for api_keys
   new-key             make a random API key; prints the key and its hash
   validate FILE       check a config file; prints every problem, exit 1 if any
+  tenants --config FILE
+                      table of tenants and their limits
+  partitions --config FILE
+                      each tenant's memory share and bytes per device, and the shared pool
+  k8s render --config FILE --out DIR
+                      write DIR/tenant-<id>.yaml per tenant: Namespace (label tenant: <id>),
+                      ResourceQuota and LimitRange for namespace-per-tenant isolation
   usage --data-dir DIR [--data-dir DIR2 ...] [--tenant ID] [--from DATE] [--to DATE]
                       usage per tenant, model and status from one or more ledgers
   invoice --data-dir DIR [--data-dir DIR2 ...] --tenant ID [--from DATE] [--to DATE]
@@ -107,6 +117,53 @@ int UsageOrInvoice(const std::string& cmd, const std::vector<std::string>& args)
   return 0;
 }
 
+// tenants, partitions, k8s render: views of a config file.
+int ConfigViews(const std::string& cmd, std::vector<std::string> args) {
+  if (cmd == "k8s") {
+    if (args.size() < 2 || args[1] != "render") return Usage("k8s takes the subcommand 'render'");
+    args.erase(args.begin());
+  }
+  std::string config_path, out_dir;
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (i + 1 >= args.size()) return Usage(args[i] + " needs a value");
+    if (args[i] == "--config") {
+      config_path = args[++i];
+    } else if (args[i] == "--out" && cmd == "k8s") {
+      out_dir = args[++i];
+    } else {
+      return Usage("unknown option '" + args[i] + "'");
+    }
+  }
+  if (config_path.empty()) return Usage(cmd + " needs --config FILE");
+  if (cmd == "k8s" && out_dir.empty()) return Usage("k8s render needs --out DIR");
+  auto config = fairserve::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::cerr << config.status().message() << "\n";
+    return 1;
+  }
+  if (cmd == "tenants") {
+    std::cout << fairserve::RenderTenantTable(**config);
+    return 0;
+  }
+  if (cmd == "partitions") {
+    std::cout << fairserve::RenderPartitions(**config);
+    return 0;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  for (const auto& t : (*config)->tenants) {
+    std::string path = out_dir + "/" + fairserve::TenantNamespace(t.id) + ".yaml";
+    std::ofstream out(path);
+    out << fairserve::RenderTenantManifests(t);
+    if (!out) {
+      std::cerr << "fairctl: cannot write " << path << "\n";
+      return 1;
+    }
+    std::cout << "wrote " << path << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,5 +201,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "usage" || cmd == "invoice") return UsageOrInvoice(cmd, args);
+  if (cmd == "tenants" || cmd == "partitions" || cmd == "k8s") return ConfigViews(cmd, args);
   return Usage("unknown command '" + cmd + "'");
 }

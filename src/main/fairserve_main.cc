@@ -14,6 +14,7 @@
 #include "fairserve/config/config.h"
 #include "fairserve/server/daemon.h"
 #include "fairserve/version.h"
+#include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -51,6 +52,8 @@ bool ParsePort(const std::string& text, int64_t* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Logs (and access-log lines) go to stderr, as daemons' logs do.
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("fairserve"));
   fairserve::DaemonFlags flags;
   std::string check_config;
   for (int i = 1; i < argc; ++i) {
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--log-level") {
       if (!value(&v)) return Usage("--log-level needs a level");
       spdlog::set_level(spdlog::level::from_str(v));
+      flags.log_level_forced = true;
     } else {
       return Usage("unknown argument '" + arg + "'");
     }

@@ -28,6 +28,7 @@
 #include "fairserve/models/model_manager.h"
 #include "fairserve/scheduling/batch_runner.h"
 #include "fairserve/scheduling/scheduler.h"
+#include "fairserve/server/access_log.h"
 #include "fairserve/server/admin_service.h"
 #include "fairserve/server/admission_metrics.h"
 #include "fairserve/server/http_server.h"
@@ -81,6 +82,8 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   ASSIGN_OR_RETURN(std::shared_ptr<const Config> loaded, LoadConfigFile(flags.config_path));
   std::shared_ptr<const Config> config = ApplyFlags(*loaded, flags);
   config_.Set(config);
+  access_log_ = std::make_unique<AccessLog>();
+  ApplyLogging(*config);
   tenants_.Set(std::make_shared<TenantRegistry>(config));
   registry_ = std::make_unique<Registry>();
   metrics_ = std::make_unique<ServerMetrics>(*registry_);
@@ -195,6 +198,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   deps.scheduler = scheduler_.get();
   deps.admission = admission_.get();
   deps.metrics = metrics_.get();
+  deps.access_log = access_log_.get();
   deps.clock = &SteadyClock::Get();
   deps.ready = &ready_;
   service_ = std::make_unique<InferenceService>(deps);
@@ -255,6 +259,13 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   return absl::OkStatus();
 }
 
+void Daemon::ApplyLogging(const Config& config) {
+  if (!flags_.log_level_forced) spdlog::set_level(spdlog::level::from_str(config.server.log_level));
+  access_log_->SetFormat(config.server.log_format == "json"  ? AccessLog::Format::kJson
+                         : config.server.log_format == "off" ? AccessLog::Format::kOff
+                                                             : AccessLog::Format::kPlain);
+}
+
 absl::Status Daemon::CheckAgainstRepository(const Config& config) const {
   std::vector<std::string> problems;
   for (size_t i = 0; i < config.tenants.size(); ++i) {
@@ -298,6 +309,7 @@ absl::Status Daemon::Reload(const std::string& trigger) {
   admission_->Update(*next);
   tenants_.Set(std::make_shared<TenantRegistry>(next));
   config_.Set(next);
+  ApplyLogging(*next);
   reloads_->Add({{"result", "ok"}}).Increment();
   spdlog::info("config reloaded ({}): {} tenant(s)", trigger, next->tenants.size());
   if (!static_changes.empty()) {

@@ -179,6 +179,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
   }
   auto reject = [&](const absl::Status& status) {
     deps_.metrics->RequestRejected(tenant.id, status.code());
+    AccessRecord record;
+    record.tenant_id = tenant.id;
+    record.model = req->model_name();
+    record.request_id = req->id();
+    record.code = status.code();
+    deps_.access_log->Log(record);
     return Finish(ctx, ToGrpcStatus(status));
   };
   auto config = CheckModelAccess(tenant, req->model_name());
@@ -207,9 +213,19 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
   std::string version = (*servable)->version;
   std::string id = req->id();
   request->on_done = [reactor, resp, model_name, version, id, now, tenant_id = tenant.id,
-                      metrics = deps_.metrics, clock = deps_.clock](
-                         absl::StatusOr<InferenceResult> result) {
-    metrics->RequestDone(tenant_id, model_name, result.status().code(), clock->Now() - now);
+                      rows = request->batch_size, metrics = deps_.metrics,
+                      access_log = deps_.access_log,
+                      clock = deps_.clock](absl::StatusOr<InferenceResult> result) {
+    Clock::Duration total = clock->Now() - now;
+    metrics->RequestDone(tenant_id, model_name, result.status().code(), total);
+    AccessRecord record{tenant_id, model_name, version, id, result.status().code(), rows};
+    record.total_ms = std::chrono::duration<double, std::milli>(total).count();
+    if (result.ok()) {
+      record.batch_samples = result->batch_samples;
+      record.queue_ms = std::chrono::duration<double, std::milli>(result->queue_time).count();
+      record.compute_ms = result->compute_seconds * 1e3;
+    }
+    access_log->Log(record);
     if (!result.ok()) {
       reactor->Finish(ToGrpcStatus(result.status()));
       return;

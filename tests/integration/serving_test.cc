@@ -158,6 +158,18 @@ TEST_F(ServingTest, AddOneRawAndTyped) {
   EXPECT_EQ(OutputFloats(resp2), y);
 }
 
+TEST_F(ServingTest, AccessLogLineWithoutTheKey) {
+  ModelInferRequest req = FloatRequest("add_one", RandomFloats(32, 9), {2, 16});
+  req.set_id("access-log-probe");
+  ModelInferResponse resp;
+  ASSERT_TRUE(Infer(req, &resp).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::string log = daemon_->Log();
+  EXPECT_THAT(log, HasSubstr("access tenant=acme model=add_one version=1 id=access-log-probe "
+                             "status=ok rows=2 batch=2"));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr(kAcmeKey)));
+}
+
 TEST_F(ServingTest, NumericsMatchInProcessLibtorch) {
   for (const auto& [model, width] : std::vector<std::pair<std::string, int>>{
            {"mlp", 64}, {"mlp_large", 1024}}) {

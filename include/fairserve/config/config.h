@@ -22,6 +22,10 @@ struct ServerConfig {
   std::string data_dir = "data";
   // Key hashes ("sha256:...") that may call the admin service.
   std::vector<std::string> admin_api_key_hashes;
+  // trace, debug, info, warn, error (reloadable).
+  std::string log_level = "info";
+  // Access log lines: plain, json, or off (reloadable).
+  std::string log_format = "plain";
   // Tags this replica's usage-ledger rows; empty = the host name.
   std::string replica_id;
   // Largest gRPC message accepted, in bytes.
@@ -54,6 +58,16 @@ struct RateLimitConfig {
   double burst = 0;                // 0 = max(1, requests_per_second)
 };
 
+// What `fairctl k8s render` puts in a tenant's ResourceQuota and LimitRange.
+struct KubernetesQuota {
+  int64_t gpus = 1;
+  std::string cpu = "4";
+  std::string memory = "16Gi";
+  int64_t pods = 10;
+  int64_t max_gpus_per_container = 1;
+  int64_t default_gpus_per_container = 1;
+};
+
 struct TenantConfig {
   std::string id;
   // Each "sha256:<64 lowercase hex>": the hash of one API key.
@@ -67,6 +81,7 @@ struct TenantConfig {
   int64_t max_batch_size = 0;  // 0 = the model's limit
   // Model names this tenant may use; "*" allows every shared model.
   std::vector<std::string> models;
+  KubernetesQuota kubernetes;
 
   bool AllowsModel(const std::string& model_name) const;
 };

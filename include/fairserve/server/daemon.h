@@ -25,6 +25,7 @@ template <typename T>
 class Family;
 class Registry;
 class ServerMetrics;
+class AccessLog;
 class AdminService;
 class HttpServer;
 class InferenceService;
@@ -43,6 +44,8 @@ struct DaemonFlags {
   // When set, {"grpc_port":N,"http_port":M,"pid":P} is written here once the
   // daemon serves (how tests and scripts learn ports chosen with port 0).
   std::string ready_file;
+  // --log-level given: it wins over server.log_level.
+  bool log_level_forced = false;
 };
 
 // The whole server: config, models, scheduler, gRPC and HTTP endpoints.
@@ -72,6 +75,8 @@ class Daemon {
  private:
   Daemon();
   absl::Status Init(const DaemonFlags& flags);
+  // Applies the settings that follow reloads: log level and access-log format.
+  void ApplyLogging(const Config& config);
   // Checks what a config needs from the running daemon (known models).
   absl::Status CheckAgainstRepository(const Config& config) const;
   void WatchConfigFile();
@@ -90,6 +95,7 @@ class Daemon {
   std::unique_ptr<ModelManager> models_;
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -8,6 +8,7 @@
 #include "fairserve/common/clock.h"
 #include "fairserve/common/snapshot.h"
 #include "fairserve/metering/server_metrics.h"
+#include "fairserve/server/access_log.h"
 #include "fairserve/models/model_manager.h"
 #include "fairserve/scheduling/scheduler.h"
 #include "fairserve/tenancy/tenant_registry.h"
@@ -22,6 +23,7 @@ struct InferenceServiceDeps {
   Scheduler* scheduler = nullptr;
   Admission* admission = nullptr;
   ServerMetrics* metrics = nullptr;
+  const AccessLog* access_log = nullptr;
   Clock* clock = nullptr;
   // False before start-up completes and once draining starts.
   const std::atomic<bool>* ready = nullptr;

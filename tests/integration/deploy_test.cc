@@ -1,0 +1,117 @@
+// The shipped deployment files: every manifest parses, the Deployment's
+// settings agree with the config it mounts, the PrometheusRule matches the
+// rules file, and the rendered tenant namespaces match `fairctl k8s render`.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "fairserve/config/config.h"
+#include "fairserve/config/render.h"
+#include "yaml-cpp/yaml.h"
+
+namespace fairserve {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kDeploy = fs::path(SOURCE_DIR) / "deploy";
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Structural equality (flow vs block style and quoting do not matter).
+bool SameYaml(const YAML::Node& a, const YAML::Node& b) {
+  if (a.Type() != b.Type()) return false;
+  if (a.IsScalar()) return a.Scalar() == b.Scalar();
+  if (a.size() != b.size()) return false;
+  if (a.IsSequence()) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (!SameYaml(a[i], b[i])) return false;
+    }
+    return true;
+  }
+  for (const auto& kv : a) {
+    YAML::Node other = b[kv.first.Scalar()];
+    if (!other.IsDefined() || !SameYaml(kv.second, other)) return false;
+  }
+  return true;
+}
+
+YAML::Node FindKind(const std::string& file, const std::string& kind) {
+  for (const YAML::Node& doc : YAML::LoadAllFromFile((kDeploy / "k8s" / file).string())) {
+    if (doc["kind"].as<std::string>() == kind) return doc;
+  }
+  ADD_FAILURE() << "no " << kind << " in " << file;
+  return YAML::Node();
+}
+
+TEST(DeployTest, EveryKubernetesManifestParses) {
+  int docs = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(kDeploy / "k8s")) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::vector<YAML::Node> nodes;
+    ASSERT_NO_THROW(nodes = YAML::LoadAllFromFile(entry.path().string())) << entry.path();
+    for (const YAML::Node& doc : nodes) {
+      EXPECT_TRUE(doc["apiVersion"].IsScalar()) << entry.path();
+      EXPECT_TRUE(doc["kind"].IsScalar()) << entry.path();
+      EXPECT_TRUE(doc["metadata"]["name"].IsScalar()) << entry.path();
+      ++docs;
+    }
+  }
+  EXPECT_GE(docs, 12);
+  ASSERT_NO_THROW(YAML::LoadFile((kDeploy / "prometheus" / "prometheus.yml").string()));
+}
+
+TEST(DeployTest, DeploymentAgreesWithItsConfig) {
+  YAML::Node cm = FindKind("configmap.yaml", "ConfigMap");
+  auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
+  ASSERT_TRUE(config.ok()) << config.status();
+  YAML::Node dep = FindKind("deployment.yaml", "Deployment");
+  YAML::Node pod = dep["spec"]["template"]["spec"];
+  double drain = (*config)->server.drain_timeout_s + (*config)->server.shutdown_grace_s;
+  EXPECT_GE(pod["terminationGracePeriodSeconds"].as<double>(), drain);
+  YAML::Node c = pod["containers"][0];
+  EXPECT_EQ(c["readinessProbe"]["grpc"]["port"].as<int>(), (*config)->server.grpc_port);
+  EXPECT_EQ(c["resources"]["limits"]["nvidia.com/gpu"].as<int>(), 1);
+  EXPECT_EQ(c["livenessProbe"]["httpGet"]["path"].as<std::string>(), "/healthz");
+  bool data_mounted = false;
+  for (const YAML::Node& m : c["volumeMounts"]) {
+    data_mounted |= m["mountPath"].as<std::string>() == (*config)->server.data_dir;
+  }
+  EXPECT_TRUE(data_mounted) << "the ledger directory must be on the persistent volume";
+}
+
+TEST(DeployTest, PrometheusRuleHoldsTheRulesFile) {
+  YAML::Node rule = FindKind("prometheusrule.yaml", "PrometheusRule");
+  YAML::Node file = YAML::LoadFile((kDeploy / "prometheus" / "fairserve-rules.yml").string());
+  EXPECT_TRUE(SameYaml(rule["spec"]["groups"], file["groups"]))
+      << "deploy/k8s/prometheusrule.yaml differs from deploy/prometheus/fairserve-rules.yml";
+}
+
+TEST(DeployTest, RenderedTenantNamespacesAreCurrent) {
+  YAML::Node cm = FindKind("configmap.yaml", "ConfigMap");
+  auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
+  ASSERT_TRUE(config.ok()) << config.status();
+  for (const TenantConfig& t : (*config)->tenants) {
+    fs::path file = kDeploy / "k8s" / "tenants" / (TenantNamespace(t.id) + ".yaml");
+    EXPECT_EQ(Slurp(file), RenderTenantManifests(t))
+        << file << " is stale: re-run fairctl k8s render on the ConfigMap's config";
+  }
+}
+
+TEST(DeployTest, SystemdUnitReloadsWithSighupAndDrains) {
+  std::string unit = Slurp(kDeploy / "systemd" / "fairserve.service");
+  EXPECT_THAT(unit, ::testing::HasSubstr("ExecReload=/bin/kill -HUP $MAINPID"));
+  EXPECT_THAT(unit, ::testing::HasSubstr("KillSignal=SIGTERM"));
+  EXPECT_THAT(Slurp(kDeploy / "docker" / "Dockerfile"), ::testing::HasSubstr("FROM debian:12"));
+}
+
+}  // namespace
+}  // namespace fairserve

@@ -12,7 +12,8 @@ PACKAGES=(
   libcpp-httplib-dev libsqlite3-dev sqlite3 libssl-dev libhiredis-dev libabsl-dev
   libopenblas0-pthread
   redis-server prometheus gnuplot-nox
-  python3-grpcio python3-protobuf
+  python3-grpcio python3-protobuf python3-yaml
+  chromium
 )
 
 missing=()

@@ -37,6 +37,11 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   }
   r.Get("data_dir", &out->data_dir);
   r.Get("replica_id", &out->replica_id);
+  if (r.Get("status_page", &out->status_page) && out->status_page != "loopback" &&
+      out->status_page != "admin" && out->status_page != "off") {
+    errors->Add(node["status_page"].Mark(), "server.status_page",
+                absl::StrCat("unknown mode '", out->status_page, "'; use loopback, admin or off"));
+  }
   if (r.Get("log_level", &out->log_level) &&
       std::string("trace debug info warn error").find(out->log_level) == std::string::npos) {
     errors->Add(node["log_level"].Mark(), "server.log_level",

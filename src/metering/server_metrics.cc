@@ -72,6 +72,15 @@ void ServerMetrics::SetRejectionSource(
   rejection_source_ = std::move(source);
 }
 
+double ServerMetrics::RequestsTotal(const std::string& tenant) const {
+  double total = 0;
+  requests_.ForEach([&](const Labels& labels, const Counter& c) {
+    auto it = labels.find("tenant_id");
+    if (it != labels.end() && it->second == tenant) total += c.Value();
+  });
+  return total;
+}
+
 std::string ServerMetrics::StatusLabel(absl::StatusCode code) {
   return absl::AsciiStrToLower(absl::StatusCodeToString(code));
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <cstring>
 
 #include <filesystem>
@@ -30,6 +31,10 @@
 #include "fairserve/scheduling/scheduler.h"
 #include "fairserve/server/access_log.h"
 #include "fairserve/server/admin_service.h"
+#include "fairserve/server/status_page.h"
+#include "fairserve/metering/invoice.h"
+#include "fairserve/tenancy/api_key.h"
+#include "absl/strings/match.h"
 #include "fairserve/server/admission_metrics.h"
 #include "fairserve/server/http_server.h"
 #include "fairserve/server/inference_service.h"
@@ -77,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonFlags& flags) 
 
 absl::Status Daemon::Init(const DaemonFlags& flags) {
   auto start = std::chrono::steady_clock::now();
+  started_ = start;
   flags_ = flags;
   spdlog::info("fairserve {} starting (config {})", kFairserveVersion, flags.config_path);
   ASSIGN_OR_RETURN(std::shared_ptr<const Config> loaded, LoadConfigFile(flags.config_path));
@@ -234,6 +240,10 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
     handlers.live = [] { return true; };
     handlers.ready = [this] { return ready_.load(); };
     handlers.metrics = [this] { return SerializeText(registry_->Collect()); };
+    status_page_ = std::make_unique<StatusPage>();
+    handlers.status = [this](const std::string& addr, const std::string& auth) {
+      return StatusResponse(addr, auth);
+    };
     ASSIGN_OR_RETURN(http_, HttpServer::Start(config->server.listen_address,
                                               static_cast<int>(config->server.http_port),
                                               std::move(handlers)));
@@ -257,6 +267,77 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
     RETURN_IF_ERROR(WriteReadyFile(flags.ready_file, grpc_port_, http_port_));
   }
   return absl::OkStatus();
+}
+
+std::pair<int, std::string> Daemon::StatusResponse(const std::string& remote_addr,
+                                                   const std::string& authorization) {
+  std::shared_ptr<const TenantRegistry> registry = tenants_.Get();
+  const Config& config = registry->config();
+  const std::string& mode = config.server.status_page;
+  bool loopback = absl::StartsWith(remote_addr, "127.") || remote_addr == "::1" ||
+                  absl::StartsWith(remote_addr, "::ffff:127.");
+  if (mode == "off") return {404, "the status page is off (server.status_page)\n"};
+  if (mode == "loopback" && !loopback) {
+    return {403, "the status page is only served to loopback clients (server.status_page: "
+                 "loopback); use an SSH tunnel or set server.status_page: admin\n"};
+  }
+  if (mode == "admin" && !registry->IsAdmin(ExtractApiKey(authorization, ""))) {
+    return {401, "send an admin key: Authorization: Bearer <key>\n"};
+  }
+  StatusSnapshot snap;
+  snap.version = kFairserveVersion;
+  snap.currency = config.pricing.currency;
+  snap.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  // This calendar month (UTC) is the billing period shown.
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  tm.tm_mday = 1;
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  UsageQuery query;
+  query.from = timegm(&tm);
+  char period[16];
+  std::strftime(period, sizeof(period), "%Y-%m", &tm);
+  snap.period = period;
+  ledger_->Flush().IgnoreError();
+  std::vector<UsageRow> usage;
+  if (auto rows = ReadUsage({LedgerPath(config.server.data_dir)}, query); rows.ok()) usage = *rows;
+
+  std::map<std::string, uint64_t> owned_bytes;
+  for (const ModelState& m : models_->Index()) {
+    ModelStatus ms{m.name, m.version, m.state, "", 0};
+    if (auto s = models_->Get(m.name, m.version); s.ok() && !m.version.empty()) {
+      ms.bytes = (*s)->executor->memory_bytes();
+      ms.owner = (*s)->config.owner;
+      if (!ms.owner.empty()) owned_bytes[ms.owner] += ms.bytes;
+    }
+    snap.models.push_back(ms);
+  }
+  uint64_t budget = config.devices.empty() ? 0 : config.devices[0].memory_budget;
+  for (const TenantConfig& t : config.tenants) {
+    TenantStatus ts;
+    ts.id = t.id;
+    ts.weight = t.weight;
+    ts.rate_limit = t.rate_limit.requests_per_second;
+    ts.max_inflight = t.max_inflight;
+    ts.requests_total = metrics_->RequestsTotal(t.id);
+    if (auto state = admission_->Find(t.id)) {
+      ts.queued = state->queued()->load();
+      ts.inflight = state->inflight().load();
+      for (RejectReason r :
+           {RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue}) {
+        ts.requests_total += static_cast<double>(state->rejected(r));
+      }
+    }
+    ts.memory_used = owned_bytes[t.id];
+    ts.memory_quota = t.memory_limit ? t.memory_limit
+                                     : static_cast<uint64_t>(budget * t.memory_share_percent / 100);
+    Invoice inv = MakeInvoice(usage, config.pricing, t.id, query.from, query.to);
+    ts.compute_seconds = inv.compute_seconds;
+    ts.cost_cents = inv.total_cents;
+    snap.tenants.push_back(ts);
+  }
+  return {200, status_page_->Render(snap)};
 }
 
 void Daemon::ApplyLogging(const Config& config) {

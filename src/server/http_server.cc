@@ -25,6 +25,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
       res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
     });
   }
+  if (handlers.status) {
+    s.Get("/status", [status = handlers.status](const httplib::Request& req, httplib::Response& res) {
+      auto [code, body] = status(req.remote_addr, req.get_header_value("Authorization"));
+      res.status = code;
+      res.set_content(body, code == 200 ? "text/html; charset=utf-8" : "text/plain");
+    });
+  }
   int bound = port == 0 ? s.bind_to_any_port(address) : (s.bind_to_port(address, port) ? port : -1);
   if (bound <= 0) {
     return absl::UnavailableError(absl::StrCat(

@@ -22,6 +22,9 @@ struct ServerConfig {
   std::string data_dir = "data";
   // Key hashes ("sha256:...") that may call the admin service.
   std::vector<std::string> admin_api_key_hashes;
+  // Who may open /status: "loopback" (default), "admin" (an admin key as
+  // Authorization: Bearer), or "off".
+  std::string status_page = "loopback";
   // trace, debug, info, warn, error (reloadable).
   std::string log_level = "info";
   // Access log lines: plain, json, or off (reloadable).

@@ -40,6 +40,8 @@ class ServerMetrics final : public BatchObserver {
 
   Registry& registry() { return registry_; }
   Family<Gauge>& model_memory() { return model_memory_; }
+  // Requests of `tenant` counted so far (every status, not admission rejections).
+  double RequestsTotal(const std::string& tenant) const;
   Family<Gauge>& models() { return models_; }
 
   // "ok", "invalid_argument", ... (the status label).

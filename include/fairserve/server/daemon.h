@@ -4,7 +4,9 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <chrono>
 #include <mutex>
+#include <utility>
 #include <string>
 #include <thread>
 
@@ -26,6 +28,7 @@ class Family;
 class Registry;
 class ServerMetrics;
 class AccessLog;
+class StatusPage;
 class AdminService;
 class HttpServer;
 class InferenceService;
@@ -75,6 +78,9 @@ class Daemon {
  private:
   Daemon();
   absl::Status Init(const DaemonFlags& flags);
+  // Answers /status (HTTP code and body), enforcing server.status_page.
+  std::pair<int, std::string> StatusResponse(const std::string& remote_addr,
+                                             const std::string& authorization);
   // Applies the settings that follow reloads: log level and access-log format.
   void ApplyLogging(const Config& config);
   // Checks what a config needs from the running daemon (known models).
@@ -100,6 +106,8 @@ class Daemon {
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<StatusPage> status_page_;
+  std::chrono::steady_clock::time_point started_;
   Family<Counter>* reloads_ = nullptr;
   int grpc_port_ = 0;
   int http_port_ = -1;

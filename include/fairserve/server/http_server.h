@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/status/statusor.h"
 
@@ -23,6 +24,11 @@ class HttpServer {
     std::function<bool()> ready;
     // Prometheus text exposition; null = no /metrics.
     std::function<std::string()> metrics;
+    // /status: given the client's address and Authorization header, returns
+    // an HTTP status and an HTML body; null = no /status.
+    std::function<std::pair<int, std::string>(const std::string& remote_addr,
+                                              const std::string& authorization)>
+        status;
   };
 
   // Binds `address:port` (0 picks a free port) and serves on its own thread.

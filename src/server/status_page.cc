@@ -1,0 +1,114 @@
+#include "fairserve/server/status_page.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "fairserve/common/units.h"
+
+namespace fairserve {
+
+std::string HtmlEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+constexpr const char* kHead = R"(<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="5">
+<title>fairserve status</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1b1f24;background:#fafbfc}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
+.sub{color:#57606a;margin-bottom:16px}
+table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002}
+th,td{padding:6px 12px;border-bottom:1px solid #d0d7de;text-align:right}
+th{background:#f6f8fa;font-weight:600} td:first-child,th:first-child{text-align:left}
+.bar{display:inline-block;width:80px;height:8px;background:#eaeef2;border-radius:4px;vertical-align:middle;margin-right:6px}
+.bar i{display:block;height:8px;border-radius:4px;background:#2da44e}
+.hot i{background:#cf222e} .READY{color:#1a7f37} .UNAVAILABLE{color:#cf222e}
+</style></head><body>
+)";
+
+std::string Bar(double fraction) {
+  double f = std::max(0.0, std::min(1.0, fraction));
+  return absl::StrFormat("<span class=\"bar%s\"><i style=\"width:%.0f%%\"></i></span>",
+                         f > 0.9 ? " hot" : "", f * 100);
+}
+
+std::string Money(int64_t cents) { return absl::StrFormat("%d.%02d", cents / 100, cents % 100); }
+
+}  // namespace
+
+std::string StatusPage::Render(const StatusSnapshot& snap) {
+  auto now = std::chrono::steady_clock::now();
+  std::map<std::string, double> rates;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    double dt = std::chrono::duration<double>(now - last_time_).count();
+    if (!last_totals_.empty() && dt > 0.5) {
+      for (const TenantStatus& t : snap.tenants) {
+        auto it = last_totals_.find(t.id);
+        if (it != last_totals_.end()) rates[t.id] = (t.requests_total - it->second) / dt;
+      }
+    }
+    last_totals_.clear();
+    for (const TenantStatus& t : snap.tenants) last_totals_[t.id] = t.requests_total;
+    last_time_ = now;
+  }
+  std::string html = kHead;
+  absl::StrAppendFormat(&html,
+                        "<h1>fairserve %s</h1><div class=\"sub\">up %.0f s &middot; %d tenants "
+                        "&middot; billing period %s &middot; refreshes every 5 s</div>\n",
+                        HtmlEscape(snap.version), snap.uptime_s, snap.tenants.size(),
+                        HtmlEscape(snap.period));
+  html += "<h2>Tenants</h2>\n<table id=\"tenants\"><tr><th>tenant</th><th>weight</th>"
+          "<th>requests/s (limit)</th><th>queued</th><th>in flight</th><th>memory (quota)</th>"
+          "<th>compute s this period</th><th>cost this period</th></tr>\n";
+  for (const TenantStatus& t : snap.tenants) {
+    auto rate = rates.find(t.id);
+    std::string rate_text = rate == rates.end() ? "&ndash;" : absl::StrFormat("%.1f", rate->second);
+    std::string limit = t.rate_limit > 0 ? absl::StrFormat("%.6g", t.rate_limit) : "&infin;";
+    std::string rate_cell =
+        (t.rate_limit > 0 && rate != rates.end() ? Bar(rate->second / t.rate_limit) : "") +
+        rate_text + " (" + limit + ")";
+    std::string inflight =
+        absl::StrCat(t.max_inflight > 0 ? Bar(static_cast<double>(t.inflight) / t.max_inflight) : "",
+                     t.inflight, t.max_inflight > 0 ? absl::StrCat(" / ", t.max_inflight) : "");
+    std::string memory =
+        t.memory_quota > 0
+            ? absl::StrCat(Bar(static_cast<double>(t.memory_used) / t.memory_quota),
+                           FormatBytes(t.memory_used), " / ", FormatBytes(t.memory_quota))
+            : absl::StrCat(FormatBytes(t.memory_used), " (shared pool)");
+    absl::StrAppendFormat(&html,
+                          "<tr data-tenant=\"%s\"><td>%s</td><td>%.4g</td><td>%s</td><td>%d</td>"
+                          "<td>%s</td><td>%s</td><td>%.3f</td><td>%s %s</td></tr>\n",
+                          HtmlEscape(t.id), HtmlEscape(t.id), t.weight, rate_cell, t.queued,
+                          inflight, memory, t.compute_seconds, Money(t.cost_cents),
+                          HtmlEscape(snap.currency));
+  }
+  html += "</table>\n<h2>Models</h2>\n<table id=\"models\"><tr><th>model</th><th>version</th>"
+          "<th>state</th><th>owner</th><th>resident bytes</th></tr>\n";
+  for (const ModelStatus& m : snap.models) {
+    absl::StrAppendFormat(&html,
+                          "<tr><td>%s</td><td>%s</td><td class=\"%s\">%s</td><td>%s</td>"
+                          "<td>%s</td></tr>\n",
+                          HtmlEscape(m.name), HtmlEscape(m.version), HtmlEscape(m.state),
+                          HtmlEscape(m.state), m.owner.empty() ? "shared" : HtmlEscape(m.owner),
+                          m.state == "READY" ? FormatBytes(m.bytes) : "&ndash;");
+  }
+  html += "</table>\n</body></html>\n";
+  return html;
+}
+
+}  // namespace fairserve

@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "fairserve/common/status_macros.h"
 #include "fairserve/config/yaml_reader.h"
 
@@ -326,6 +327,38 @@ bool TenantConfig::AllowsModel(const std::string& model_name) const {
     if (m == "*" || m == model_name) return true;
   }
   return false;
+}
+
+std::set<std::string> ListRepositoryModels(const std::string& repository) {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const fs::directory_entry& dir : fs::directory_iterator(repository, ec)) {
+    if (dir.is_directory(ec) && fs::exists(dir.path() / "config.yaml", ec)) {
+      names.insert(dir.path().filename().string());
+    }
+  }
+  return names;
+}
+
+absl::Status CheckTenantModels(const Config& config, const std::set<std::string>& known) {
+  std::vector<std::string> problems;
+  for (size_t i = 0; i < config.tenants.size(); ++i) {
+    for (const std::string& m : config.tenants[i].models) {
+      if (m != "*" && known.count(m) == 0) {
+        problems.push_back(absl::StrCat(config.source, ": tenants[", i, "] (",
+                                        config.tenants[i].id, ").models: unknown model '", m,
+                                        "' (not in ", config.model_repository, ")"));
+      }
+    }
+  }
+  if (problems.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
+}
+
+absl::Status CheckConfigModels(const Config& config) {
+  std::error_code ec;
+  if (!fs::is_directory(config.model_repository, ec)) return absl::OkStatus();
+  return CheckTenantModels(config, ListRepositoryModels(config.model_repository));
 }
 
 bool IsValidKeyHash(const std::string& s) {

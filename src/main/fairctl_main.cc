@@ -193,8 +193,10 @@ int main(int argc, char** argv) {
   if (cmd == "validate") {
     if (args.size() != 2) return Usage("validate takes exactly one FILE");
     auto config = fairserve::LoadConfigFile(args[1]);
-    if (!config.ok()) {
-      std::cerr << config.status().message() << "\n";
+    absl::Status status = config.status();
+    if (status.ok()) status = fairserve::CheckConfigModels(**config);
+    if (!status.ok()) {
+      std::cerr << status.message() << "\n";
       return 1;
     }
     std::cout << args[1] << ": OK (" << (*config)->tenants.size() << " tenants)\n";

@@ -96,8 +96,10 @@ int main(int argc, char** argv) {
   }
   if (!check_config.empty()) {
     auto config = fairserve::LoadConfigFile(check_config);
-    if (!config.ok()) {
-      std::cerr << config.status().message() << "\n";
+    absl::Status status = config.status();
+    if (status.ok()) status = fairserve::CheckConfigModels(**config);
+    if (!status.ok()) {
+      std::cerr << status.message() << "\n";
       return 1;
     }
     std::cout << check_config << ": OK (" << (*config)->tenants.size() << " tenants)\n";

@@ -14,6 +14,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <fstream>
 #include <thread>
 
@@ -348,18 +349,9 @@ void Daemon::ApplyLogging(const Config& config) {
 }
 
 absl::Status Daemon::CheckAgainstRepository(const Config& config) const {
-  std::vector<std::string> problems;
-  for (size_t i = 0; i < config.tenants.size(); ++i) {
-    for (const std::string& m : config.tenants[i].models) {
-      if (m != "*" && models_->Versions(m).empty() && !models_->GetConfig(m).ok()) {
-        problems.push_back(absl::StrCat(config.source, ": tenants[", i, "] (", config.tenants[i].id,
-                                        ").models: unknown model '", m, "' (not in ",
-                                        config.model_repository, ")"));
-      }
-    }
-  }
-  if (problems.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
+  std::set<std::string> known;
+  for (const ModelState& m : models_->Index()) known.insert(m.name);
+  return CheckTenantModels(config, known);
 }
 
 absl::Status Daemon::Reload(const std::string& trigger) {

@@ -166,6 +166,21 @@ TEST(ConfigTest, LoadsFileAndResolvesRelativePaths) {
             absl::StatusCode::kNotFound);
 }
 
+TEST(ConfigTest, TenantModelsMustExistInTheRepository) {
+  auto c = Parse("tenants:\n" + Tenant("    models: [mlp, mpl]\n"));
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(CheckTenantModels(**c, {"mlp", "mpl"}).ok());
+  absl::Status s = CheckTenantModels(**c, {"mlp", "add_one"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("tenants[0] (acme).models: unknown model 'mpl'"));
+
+  std::string repo = ::testing::TempDir() + "/fairserve-repo-names";
+  std::filesystem::create_directories(repo + "/mlp");
+  std::filesystem::create_directories(repo + "/empty_dir");
+  std::ofstream(repo + "/mlp/config.yaml") << "x: 1\n";
+  EXPECT_EQ(ListRepositoryModels(repo), (std::set<std::string>{"mlp"}));
+}
+
 TEST(ConfigTest, ShippedDemoConfigIsValid) {
   auto c = LoadConfigFile(SOURCE_DIR "/config/demo.yaml");
   ASSERT_TRUE(c.ok()) << c.status();

@@ -67,6 +67,16 @@ TEST_F(FairctlTest, KeysAndValidation) {
   EXPECT_EQ(bad.code, 1);
   EXPECT_THAT(bad.out, HasSubstr("bad.yaml:3:16: tenants[0].api_keys[0]"));
   EXPECT_THAT(bad.out, HasSubstr("bad.yaml:4:5: tenants[0].wieght: unknown key"));
+
+  // A tenant naming a model the repository lacks.
+  fs::create_directories(dir_ / "repo" / "mlp");
+  std::ofstream(dir_ / "repo" / "mlp" / "config.yaml") << "max_batch_size: 1\n";
+  std::ofstream(dir_ / "models.yaml") << "model_repository: repo\ntenants:\n  - id: x\n"
+                                      << "    api_keys: [\"" << HashApiKey("k") << "\"]\n"
+                                      << "    models: [mlp, mlpp]\n";
+  CliRun unknown = Fairctl("validate " + (dir_ / "models.yaml").string());
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_THAT(unknown.out, HasSubstr("tenants[0] (x).models: unknown model 'mlpp'"));
 }
 
 TEST_F(FairctlTest, UsageErrorsExitTwo) {

@@ -44,10 +44,7 @@ ServerMetrics::ServerMetrics(Registry& registry)
           "fairserve_queue_duration_seconds",
           "Time a request waited in its queue before its batch ran", LatencyBounds())),
       batch_size_(registry.AddHistogram("fairserve_batch_size", "Samples per executed batch",
-                                        Histogram::ExponentialBounds(1, 2, 11))),
-      model_memory_(registry.AddGauge("fairserve_model_memory_bytes",
-                                      "Bytes a loaded model version holds")),
-      models_(registry.AddGauge("fairserve_models", "Model versions by state")) {
+                                        Histogram::ExponentialBounds(1, 2, 11))) {
   registry.AddCollectable([this] {
     std::map<Labels, double> values;
     requests_.ForEach([&](const Labels& labels, const Counter& c) { values[labels] = c.Value(); });

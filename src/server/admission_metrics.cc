@@ -1,5 +1,7 @@
 #include "fairserve/server/admission_metrics.h"
 
+#include <map>
+
 namespace fairserve {
 
 std::vector<CollectedFamily> CollectAdmissionMetrics(const Admission& admission) {
@@ -27,6 +29,40 @@ std::vector<CollectedFamily> CollectAdmissionMetrics(const Admission& admission)
     inflight.metrics.push_back(d);
   });
   return {std::move(rejected), std::move(depth), std::move(inflight)};
+}
+
+std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
+  CollectedFamily memory{"fairserve_model_memory_bytes",
+                         "Bytes charged for a resident model version", MetricType::kGauge, {}};
+  CollectedFamily states{"fairserve_models", "Model versions by state", MetricType::kGauge, {}};
+  std::map<std::string, double> by_state;
+  for (const ModelState& m : cache.Index()) {
+    by_state[m.state] += 1;
+    if (m.state == "READY") {
+      memory.metrics.push_back({{{"model_name", m.name}, {"version", m.version}}, double(m.bytes), {}, 0, 0});
+    }
+  }
+  for (const auto& [state, n] : by_state) states.metrics.push_back({{{"state", state}}, n, {}, 0, 0});
+  CollectedFamily used{"fairserve_memory_used_bytes",
+                       "Model bytes charged to a memory partition (tenant quota or shared pool)",
+                       MetricType::kGauge, {}};
+  CollectedFamily capacity{"fairserve_memory_capacity_bytes",
+                           "Size of a memory partition (0 = unlimited)", MetricType::kGauge, {}};
+  for (const PartitionUsage& p : cache.Partitions()) {
+    Labels labels{{"partition", p.partition.empty() ? "shared" : p.partition}};
+    used.metrics.push_back({labels, double(p.used), {}, 0, 0});
+    capacity.metrics.push_back({labels, double(p.capacity), {}, 0, 0});
+  }
+  ModelCache::Counters c = cache.counters();
+  auto counter = [](const char* name, const char* help, double v) {
+    return CollectedFamily{name, help, MetricType::kCounter, {{{}, v, {}, 0, 0}}};
+  };
+  return {memory, states, used, capacity,
+          counter("fairserve_model_loads_total", "Model loads that succeeded", c.loads),
+          counter("fairserve_model_load_failures_total", "Model loads that failed", c.load_failures),
+          counter("fairserve_model_evictions_total", "Models evicted to make room", c.evictions),
+          counter("fairserve_model_cache_hits_total", "Requests that found their model resident", c.hits),
+          counter("fairserve_model_cache_misses_total", "Requests that had to load their model", c.misses)};
 }
 
 }  // namespace fairserve

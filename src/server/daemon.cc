@@ -27,7 +27,7 @@
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/metering/text_format.h"
 #include "fairserve/models/executor.h"
-#include "fairserve/models/model_manager.h"
+#include "fairserve/models/model_cache.h"
 #include "fairserve/scheduling/batch_runner.h"
 #include "fairserve/scheduling/scheduler.h"
 #include "fairserve/server/access_log.h"
@@ -172,20 +172,15 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   if (intra == 0) intra = std::max(1, cores / workers);
   ConfigureTorchRuntime({intra});
 
-  models_ = std::make_unique<ModelManager>(MakeTorchModelLoader());
-  RETURN_IF_ERROR(models_->LoadRepository(config->model_repository));
-  std::map<std::string, int> by_state;
+  models_ = std::make_unique<ModelCache>(MakeTorchModelLoader(), SteadyClock::Get());
+  RETURN_IF_ERROR(models_->Scan(config->model_repository));
+  models_->SetLimits(*config);
   for (const ModelState& m : models_->Index()) {
     spdlog::info("model '{}' version '{}': {}{}", m.name, m.version, m.state,
                  m.reason.empty() ? "" : " (" + m.reason + ")");
-    ++by_state[m.state];
-    if (auto s = models_->Get(m.name, m.version); s.ok() && !m.version.empty()) {
-      metrics_->model_memory()
-          .Add({{"model_name", m.name}, {"version", m.version}, {"device", "cpu"}})
-          .Set(static_cast<double>((*s)->executor->memory_bytes()));
-    }
   }
-  for (const auto& [state, n] : by_state) metrics_->models().Add({{"state", state}}).Set(n);
+  RETURN_IF_ERROR(models_->Preload());
+  registry_->AddCollectable([this] { return CollectModelMetrics(*models_); });
 
   runner_ = std::make_unique<BatchRunner>(SteadyClock::Get(),
                                           std::vector<BatchObserver*>{metrics_.get(), ledger_.get()});
@@ -306,13 +301,8 @@ std::pair<int, std::string> Daemon::StatusResponse(const std::string& remote_add
 
   std::map<std::string, uint64_t> owned_bytes;
   for (const ModelState& m : models_->Index()) {
-    ModelStatus ms{m.name, m.version, m.state, "", 0};
-    if (auto s = models_->Get(m.name, m.version); s.ok() && !m.version.empty()) {
-      ms.bytes = (*s)->executor->memory_bytes();
-      ms.owner = (*s)->config.owner;
-      if (!ms.owner.empty()) owned_bytes[ms.owner] += ms.bytes;
-    }
-    snap.models.push_back(ms);
+    snap.models.push_back({m.name, m.version, m.state, m.owner, m.bytes});
+    if (!m.owner.empty()) owned_bytes[m.owner] += m.bytes;
   }
   uint64_t budget = config.devices.empty() ? 0 : config.devices[0].memory_budget;
   for (const TenantConfig& t : config.tenants) {
@@ -380,6 +370,7 @@ absl::Status Daemon::Reload(const std::string& trigger) {
     static_changes.push_back("scheduler");
   }
   admission_->Update(*next);
+  models_->SetLimits(*next);
   tenants_.Set(std::make_shared<TenantRegistry>(next));
   config_.Set(next);
   ApplyLogging(*next);

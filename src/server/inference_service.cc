@@ -118,7 +118,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerConte
   if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
   auto config = CheckModelAccess(*caller->tenant, req->name());
   if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
-  auto servable = deps_.models->Get(req->name(), req->version());
+  auto servable = deps_.models->GetResident(req->name(), req->version());
   if (!servable.ok() && servable.status().code() == absl::StatusCode::kNotFound) {
     return Finish(ctx, ToGrpcStatus(servable.status()));
   }
@@ -177,43 +177,67 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
     }
     return Finish(ctx, ToGrpcStatus(admitted.status));
   }
-  auto reject = [&](const absl::Status& status) {
-    deps_.metrics->RequestRejected(tenant.id, status.code());
-    AccessRecord record;
-    record.tenant_id = tenant.id;
-    record.model = req->model_name();
-    record.request_id = req->id();
-    record.code = status.code();
-    deps_.access_log->Log(record);
-    return Finish(ctx, ToGrpcStatus(status));
-  };
   auto config = CheckModelAccess(tenant, req->model_name());
-  if (!config.ok()) return reject(config.status());
-  auto servable = deps_.models->Get(req->model_name(), req->model_version());
-  if (!servable.ok()) return reject(servable.status());
+  if (!config.ok()) {
+    LogRejected(tenant.id, *req, config.status());
+    return Finish(ctx, ToGrpcStatus(config.status()));
+  }
 
-  auto request = std::make_unique<InferenceRequest>();
-  absl::Status decoded =
-      DecodeInferRequest(*req, (*servable)->config, tenant.max_batch_size, request.get());
-  if (!decoded.ok()) return reject(decoded);
+  auto pending = std::make_shared<PendingInfer>();
+  pending->request = std::make_unique<InferenceRequest>();
+  InferenceRequest& request = *pending->request;
+  pending->reactor = new InferReactor(request.cancelled);
+  pending->req = req;
+  pending->resp = resp;
+  request.id = req->id();
+  request.tenant_id = tenant.id;
+  request.tenant_weight = tenant.weight;
+  request.max_batch_size = tenant.max_batch_size;
+  request.arrival = deps_.clock->Now();
+  request.deadline = Deadline(ctx, *req, request.arrival);
+  request.queued_counter = std::move(admitted.queued);
+  request.hold = std::make_shared<InflightSlot>(std::move(admitted.slot));
+  grpc::ServerUnaryReactor* reactor = pending->reactor;
+  // The rest runs once the model is resident: right here on a cache hit, on
+  // the cache's loader thread after a load, never blocking this thread.
+  deps_.models->Acquire(req->model_name(), req->model_version(),
+                        [this, pending](absl::StatusOr<std::shared_ptr<const Servable>> servable) {
+                          ContinueInfer(*pending, std::move(servable));
+                        });
+  return reactor;
+}
 
-  Clock::TimePoint now = deps_.clock->Now();
-  request->id = req->id();
-  request->tenant_id = tenant.id;
-  request->tenant_weight = tenant.weight;
-  request->servable = *servable;
-  request->max_batch_size = tenant.max_batch_size;
-  request->arrival = now;
-  request->deadline = Deadline(ctx, *req, now);
-  request->queued_counter = std::move(admitted.queued);
-  request->hold = std::make_shared<InflightSlot>(std::move(admitted.slot));
+void InferenceService::LogRejected(const std::string& tenant,
+                                   const inference::ModelInferRequest& req,
+                                   const absl::Status& status) const {
+  deps_.metrics->RequestRejected(tenant, status.code());
+  AccessRecord record;
+  record.tenant_id = tenant;
+  record.model = req.model_name();
+  record.request_id = req.id();
+  record.code = status.code();
+  deps_.access_log->Log(record);
+}
 
-  auto* reactor = new InferReactor(request->cancelled);
-  std::string model_name = req->model_name();
-  std::string version = (*servable)->version;
-  std::string id = req->id();
-  request->on_done = [reactor, resp, model_name, version, id, now, tenant_id = tenant.id,
-                      rows = request->batch_size, metrics = deps_.metrics,
+void InferenceService::ContinueInfer(PendingInfer& pending,
+                                     absl::StatusOr<std::shared_ptr<const Servable>> servable) {
+  std::unique_ptr<InferenceRequest> request = std::move(pending.request);
+  const inference::ModelInferRequest& req = *pending.req;
+  grpc::ServerUnaryReactor* reactor = pending.reactor;
+  absl::Status status = servable.status();
+  if (status.ok()) {
+    request->servable = *servable;
+    status = DecodeInferRequest(req, (*servable)->config, request->max_batch_size, request.get());
+  }
+  if (!status.ok()) {
+    LogRejected(request->tenant_id, req, status);
+    reactor->Finish(ToGrpcStatus(status));
+    return;
+  }
+  std::string tenant_id = request->tenant_id;
+  request->on_done = [reactor, resp = pending.resp, model_name = req.model_name(),
+                      version = (*servable)->version, id = req.id(), now = request->arrival,
+                      tenant_id, rows = request->batch_size, metrics = deps_.metrics,
                       access_log = deps_.access_log,
                       clock = deps_.clock](absl::StatusOr<InferenceResult> result) {
     Clock::Duration total = clock->Now() - now;
@@ -235,10 +259,9 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
   };
   absl::Status submitted = deps_.scheduler->Submit(std::move(request));
   if (!submitted.ok()) {
-    deps_.metrics->RequestRejected(tenant.id, submitted.code());
+    deps_.metrics->RequestRejected(tenant_id, submitted.code());
     reactor->Finish(ToGrpcStatus(submitted));
   }
-  return reactor;
 }
 
 }  // namespace fairserve

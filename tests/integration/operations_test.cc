@@ -29,9 +29,10 @@ using namespace testing_util;
 using inference::GRPCInferenceService;
 using ::testing::HasSubstr;
 
-std::string LimitedTenant(double rps) {
+std::string LimitedTenant(double rps, double burst = 1) {
   return "  - id: limited\n    api_keys: [\"" + HashApiKey("limited-key") +
-         "\"]\n    rate_limit: {requests_per_second: " + std::to_string(rps) + ", burst: 1}\n";
+         "\"]\n    rate_limit: {requests_per_second: " + std::to_string(rps) +
+         ", burst: " + std::to_string(burst) + "}\n";
 }
 
 std::string WithAdmin(std::string config) {
@@ -131,7 +132,7 @@ TEST(ReloadTest, RateLimitChangeUnderLoadDropsNothing) {
   SteadyLoad load(d, kAcmeKey);
   EXPECT_LE(client.Succeeded("limited-key", 10), 2);  // 0.5/s, burst 1
 
-  RewriteConfig(d, TestConfigYaml(LimitedTenant(10000)));
+  RewriteConfig(d, TestConfigYaml(LimitedTenant(10000, 100)));
   ASSERT_TRUE(WaitFor([&] {
     return Metric(d, "fairserve_config_reloads_total{result=\"ok\"}") >= 1;
   })) << d.Log();
@@ -189,7 +190,7 @@ TEST(ReloadTest, AdminRpcReloads) {
   auto admin = fairserve::admin::v1::Admin::NewStub(client.channel());
   // Written in place without a rename: the watcher may or may not catch it,
   // the RPC reloads regardless.
-  std::ofstream(d.dir() + "/config.yaml") << WithAdmin(TestConfigYaml(LimitedTenant(10000)));
+  std::ofstream(d.dir() + "/config.yaml") << WithAdmin(TestConfigYaml(LimitedTenant(10000, 100)));
   grpc::ClientContext ctx;
   ctx.AddMetadata("x-api-key", "admin-key");
   fairserve::admin::v1::ReloadResponse resp;

@@ -122,6 +122,9 @@ TEST_F(ServingTest, ModelMetadataAndReady) {
   EXPECT_THAT(resp.inputs(0).shape(), ::testing::ElementsAre(-1, 64));
   EXPECT_THAT(resp.versions(), ::testing::ElementsAre("1"));
 
+  // Models load on first use: make sure mlp is resident, then ask.
+  ModelInferResponse infer;
+  ASSERT_TRUE(Infer(FloatRequest("mlp", RandomFloats(64, 3), {1, 64}), &infer).ok());
   grpc::ClientContext c2, c3;
   c2.AddMetadata("x-api-key", kAcmeKey);
   c3.AddMetadata("x-api-key", kAcmeKey);

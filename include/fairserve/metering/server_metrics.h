@@ -39,10 +39,8 @@ class ServerMetrics final : public BatchObserver {
   void SetRejectionSource(std::function<std::vector<std::pair<std::string, double>>()> source);
 
   Registry& registry() { return registry_; }
-  Family<Gauge>& model_memory() { return model_memory_; }
   // Requests of `tenant` counted so far (every status, not admission rejections).
   double RequestsTotal(const std::string& tenant) const;
-  Family<Gauge>& models() { return models_; }
 
   // "ok", "invalid_argument", ... (the status label).
   static std::string StatusLabel(absl::StatusCode code);
@@ -60,8 +58,6 @@ class ServerMetrics final : public BatchObserver {
   Family<Histogram>& request_duration_;
   Family<Histogram>& queue_duration_;
   Family<Histogram>& batch_size_;
-  Family<Gauge>& model_memory_;
-  Family<Gauge>& models_;
 };
 
 }  // namespace fairserve

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "fairserve/common/clock.h"
-#include "fairserve/models/model_manager.h"
+#include "fairserve/models/model_cache.h"
 #include "fairserve/models/tensor.h"
 
 namespace fairserve {

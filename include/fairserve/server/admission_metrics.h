@@ -5,6 +5,7 @@
 
 #include "fairserve/admission/admission.h"
 #include "fairserve/metering/metrics.h"
+#include "fairserve/models/model_cache.h"
 
 namespace fairserve {
 
@@ -13,6 +14,12 @@ namespace fairserve {
 // fairserve_rejected_requests_total{tenant_id,reason},
 // fairserve_queue_depth{tenant_id}, fairserve_inflight_requests{tenant_id}.
 std::vector<CollectedFamily> CollectAdmissionMetrics(const Admission& admission);
+
+// The model cache as metric families: fairserve_model_memory_bytes{model_name,
+// version} of resident models, fairserve_models{state},
+// fairserve_memory_used_bytes / fairserve_memory_capacity_bytes{partition},
+// and load, eviction, hit and miss counters.
+std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache);
 
 }  // namespace fairserve
 

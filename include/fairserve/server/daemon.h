@@ -32,7 +32,7 @@ class StatusPage;
 class AdminService;
 class HttpServer;
 class InferenceService;
-class ModelManager;
+class ModelCache;
 class Scheduler;
 class BatchRunner;
 class TenantRegistry;
@@ -98,7 +98,7 @@ class Daemon {
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Admission> admission_;
   std::unique_ptr<LedgerWriter> ledger_;
-  std::unique_ptr<ModelManager> models_;
+  std::unique_ptr<ModelCache> models_;
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<AccessLog> access_log_;

@@ -9,7 +9,7 @@
 #include "fairserve/common/snapshot.h"
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/server/access_log.h"
-#include "fairserve/models/model_manager.h"
+#include "fairserve/models/model_cache.h"
 #include "fairserve/scheduling/scheduler.h"
 #include "fairserve/tenancy/tenant_registry.h"
 #include "inference/grpc_service.grpc.pb.h"
@@ -19,7 +19,7 @@ namespace fairserve {
 // What the inference service needs from the daemon. Not owned.
 struct InferenceServiceDeps {
   Snapshot<TenantRegistry>* tenants = nullptr;
-  ModelManager* models = nullptr;
+  ModelCache* models = nullptr;
   Scheduler* scheduler = nullptr;
   Admission* admission = nullptr;
   ServerMetrics* metrics = nullptr;
@@ -65,6 +65,18 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   // NOT_FOUND for an unknown model, PERMISSION_DENIED when `tenant` may not use it.
   absl::StatusOr<ModelConfig> CheckModelAccess(const TenantConfig& tenant,
                                                const std::string& name) const;
+
+  // A ModelInfer call between admission and its model being resident.
+  struct PendingInfer {
+    std::unique_ptr<InferenceRequest> request;
+    grpc::ServerUnaryReactor* reactor = nullptr;
+    const inference::ModelInferRequest* req = nullptr;
+    inference::ModelInferResponse* resp = nullptr;
+  };
+  void ContinueInfer(PendingInfer& pending,
+                     absl::StatusOr<std::shared_ptr<const Servable>> servable);
+  void LogRejected(const std::string& tenant, const inference::ModelInferRequest& req,
+                   const absl::Status& status) const;
 
   InferenceServiceDeps deps_;
 };

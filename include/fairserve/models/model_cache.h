@@ -1,0 +1,159 @@
+#ifndef FAIRSERVE_MODELS_MODEL_CACHE_H_
+#define FAIRSERVE_MODELS_MODEL_CACHE_H_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "fairserve/common/clock.h"
+#include "fairserve/config/config.h"
+#include "fairserve/models/executor.h"
+#include "fairserve/models/model_config.h"
+
+namespace fairserve {
+
+// One loaded version of a model. Immutable and shared: every queued or
+// running request holds a shared_ptr, which is what keeps a model that has
+// work from being evicted, and keeps an unloaded model's memory alive until
+// its last request finishes.
+struct Servable {
+  ModelConfig config;
+  std::string version;
+  std::shared_ptr<Executor> executor;
+};
+
+// What RepositoryIndex reports for one model version.
+struct ModelState {
+  std::string name;
+  std::string version;
+  std::string state;   // READY (resident), LOADING, UNLOADED (loads on demand), UNAVAILABLE
+  std::string reason;  // why it is unavailable
+  std::string owner;   // tenant of a private model; empty = shared
+  uint64_t bytes = 0;  // charged bytes (resident or loading)
+};
+
+// Memory of one partition: a tenant's quota, or the shared pool ("").
+struct PartitionUsage {
+  std::string partition;
+  uint64_t used = 0;
+  uint64_t capacity = 0;  // 0 = unlimited
+};
+
+// The model repository on disk and a byte-budgeted LRU cache of loaded
+// models: `<repository>/<model>/config.yaml` and
+// `<repository>/<model>/<version>/model.pt`.
+//
+// - Models load on first use (or at start with `preload: true`, which also
+//   pins them); concurrent requests for a model being loaded wait for that
+//   one load (single flight); loads run on the cache's own thread.
+// - The device budget (devices[0].memory_budget) is split into strict
+//   partitions: each tenant with a memory_limit / memory_share_percent owns
+//   a partition holding its private models (config `owner`); every other
+//   model lives in the shared pool (budget minus all tenant partitions). A
+//   load only ever evicts from its own partition, least recently used idle
+//   model first, so no tenant can push out another tenant's models.
+// - A model with queued or running work, or a pinned one, is never evicted.
+// - A load that cannot fit even after evicting every idle model of its
+//   partition fails with RESOURCE_EXHAUSTED naming the limit and the size.
+// - A model's charge is its measured size after load (parameters and
+//   buffers); before that, its memory_estimate or its file size.
+// Thread-safe.
+class ModelCache {
+ public:
+  using Callback = std::function<void(absl::StatusOr<std::shared_ptr<const Servable>>)>;
+
+  ModelCache(std::unique_ptr<ModelLoader> loader, Clock& clock);
+  ~ModelCache();
+
+  // Reads the repository's model configs (nothing is loaded). Bad models are
+  // recorded with their reason. Fails only when the directory is unreadable.
+  absl::Status Scan(const std::string& root);
+
+  // Sets the budget and tenant partitions from `config` (at start and on
+  // every reload). Resident models stay; new limits apply to later loads.
+  void SetLimits(const Config& config);
+
+  // Loads and pins the models marked preload; returns the first failure.
+  absl::Status Preload();
+
+  // The servable for `name` at `version` (empty = the highest version that
+  // is not unavailable). Resident: `done` runs before Acquire returns.
+  // Otherwise the load is queued and `done` runs on the loader thread.
+  // Errors: NOT_FOUND (unknown model or version), UNAVAILABLE (bad config or
+  // file), RESOURCE_EXHAUSTED (does not fit).
+  void Acquire(const std::string& name, const std::string& version, Callback done);
+  absl::StatusOr<std::shared_ptr<const Servable>> AcquireSync(const std::string& name,
+                                                              const std::string& version);
+
+  // The servable only if it is resident now (no load, no LRU touch).
+  absl::StatusOr<std::shared_ptr<const Servable>> GetResident(const std::string& name,
+                                                              const std::string& version) const;
+
+  // Drops every resident version of `name` from the cache (requests in
+  // flight keep theirs) and clears a failed load so the next use retries.
+  absl::Status Unload(const std::string& name);
+
+  absl::StatusOr<ModelConfig> GetConfig(const std::string& name) const;
+  std::vector<std::string> Versions(const std::string& name) const;
+  std::vector<ModelState> Index() const;
+  std::vector<PartitionUsage> Partitions() const;
+
+  struct Counters {
+    int64_t loads = 0, load_failures = 0, evictions = 0, hits = 0, misses = 0;
+  };
+  Counters counters() const;
+
+ private:
+  enum class State { kUnloaded, kLoading, kReady, kFailed };
+  struct Entry {
+    std::string name;
+    int64_t version = 0;
+    std::string file;
+    State state = State::kUnloaded;
+    std::string reason;
+    std::shared_ptr<const Servable> servable;
+    uint64_t charge = 0;
+    std::string partition;
+    Clock::TimePoint last_used{};
+    bool pinned = false;
+    std::vector<Callback> waiters;
+  };
+  struct Model {
+    absl::StatusOr<ModelConfig> config = absl::UnknownError("not scanned");
+    std::map<int64_t, Entry> versions;
+  };
+
+  absl::StatusOr<Entry*> Resolve(const std::string& name, const std::string& version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string PartitionOf(const ModelConfig& config) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t Capacity(const std::string& partition) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t Used(const std::string& partition) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes room for `e` in its partition (evicting idle models) and marks it
+  // loading, or says why it cannot fit.
+  absl::Status Reserve(Entry& e, const ModelConfig& config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LoaderLoop();
+
+  std::unique_ptr<ModelLoader> loader_;
+  Clock& clock_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Model> models_ ABSL_GUARDED_BY(mu_);
+  uint64_t budget_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, uint64_t> quotas_ ABSL_GUARDED_BY(mu_);  // tenant -> bytes
+  std::deque<Entry*> jobs_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Counters counters_ ABSL_GUARDED_BY(mu_);
+  std::thread loader_thread_;
+};
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_MODELS_MODEL_CACHE_H_

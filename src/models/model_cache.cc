@@ -1,0 +1,403 @@
+#include "fairserve/models/model_cache.h"
+
+#include <filesystem>
+#include <future>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "fairserve/common/units.h"
+#include "spdlog/spdlog.h"
+
+namespace fairserve {
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* StateName(int s) {
+  static const char* kNames[] = {"UNLOADED", "LOADING", "READY", "UNAVAILABLE"};
+  return kNames[s];
+}
+
+std::string PartitionName(const std::string& p) {
+  return p.empty() ? "the shared pool" : absl::StrCat("tenant '", p, "''s memory quota");
+}
+
+}  // namespace
+
+ModelCache::ModelCache(std::unique_ptr<ModelLoader> loader, Clock& clock)
+    : loader_(std::move(loader)), clock_(clock) {
+  loader_thread_ = std::thread([this] { LoaderLoop(); });
+}
+
+ModelCache::~ModelCache() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  loader_thread_.join();
+}
+
+absl::Status ModelCache::Scan(const std::string& root) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) {
+    return absl::NotFoundError(absl::StrCat(
+        "model repository '", root, "' is not a readable directory; set model_repository in "
+        "the config or pass --model-repository DIR"));
+  }
+  std::map<std::string, Model> scanned;
+  for (const fs::directory_entry& dir : fs::directory_iterator(root, ec)) {
+    if (!dir.is_directory()) continue;
+    std::string name = dir.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    Model model;
+    model.config = LoadModelConfig((dir.path() / "config.yaml").string(), name);
+    if (!model.config.ok()) {
+      spdlog::error("model '{}' is unavailable: {}", name,
+                    std::string(model.config.status().message()));
+    } else {
+      for (const fs::directory_entry& vdir : fs::directory_iterator(dir.path(), ec)) {
+        int64_t version = 0;
+        if (!vdir.is_directory() ||
+            !absl::SimpleAtoi(vdir.path().filename().string(), &version) || version < 0) {
+          continue;
+        }
+        Entry& e = model.versions[version];
+        e.name = name;
+        e.version = version;
+        e.file = (vdir.path() / "model.pt").string();
+        if (!fs::exists(e.file, ec)) {
+          e.state = State::kFailed;
+          e.reason = absl::StrCat(e.file, ": no such file");
+        }
+      }
+      if (model.versions.empty()) {
+        spdlog::error("model '{}' has no version directory (expected {}/1/model.pt)", name,
+                      dir.path().string());
+      }
+    }
+    scanned[name] = std::move(model);
+  }
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot read model repository '", root, "': ", ec.message()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  models_ = std::move(scanned);
+  return absl::OkStatus();
+}
+
+void ModelCache::SetLimits(const Config& config) {
+  std::lock_guard<std::mutex> lock(mu_);
+  budget_ = config.devices.empty() ? 0 : config.devices[0].memory_budget;
+  quotas_.clear();
+  for (const TenantConfig& t : config.tenants) {
+    uint64_t q = t.memory_limit;
+    if (t.memory_share_percent > 0 && budget_ > 0) {
+      q = static_cast<uint64_t>(budget_ * t.memory_share_percent / 100.0);
+    }
+    if (q > 0) quotas_[t.id] = q;
+  }
+}
+
+std::string ModelCache::PartitionOf(const ModelConfig& config) const {
+  return quotas_.count(config.owner) ? config.owner : std::string();
+}
+
+uint64_t ModelCache::Capacity(const std::string& partition) const {
+  if (!partition.empty()) return quotas_.at(partition);
+  if (budget_ == 0) return 0;
+  uint64_t reserved = 0;
+  for (const auto& [tenant, q] : quotas_) reserved += q;
+  return budget_ > reserved ? budget_ - reserved : 1;  // over-committed: nothing shared
+}
+
+uint64_t ModelCache::Used(const std::string& partition) const {
+  uint64_t used = 0;
+  for (const auto& [name, model] : models_) {
+    for (const auto& [v, e] : model.versions) {
+      if ((e.state == State::kReady || e.state == State::kLoading) && e.partition == partition) {
+        used += e.charge;
+      }
+    }
+  }
+  return used;
+}
+
+absl::StatusOr<ModelCache::Entry*> ModelCache::Resolve(const std::string& name,
+                                                       const std::string& version) {
+  auto it = models_.find(name);
+  if (it == models_.end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  Model& model = it->second;
+  if (!model.config.ok()) {
+    return absl::UnavailableError(absl::StrCat("model '", name, "' is unavailable: its config is "
+                                               "invalid (see RepositoryIndex)"));
+  }
+  if (version.empty()) {
+    for (auto v = model.versions.rbegin(); v != model.versions.rend(); ++v) {
+      if (v->second.state != State::kFailed) return &v->second;
+    }
+    if (model.versions.empty()) {
+      return absl::UnavailableError(absl::StrCat("model '", name, "' has no version"));
+    }
+    return &model.versions.rbegin()->second;  // failed: its reason is reported
+  }
+  int64_t number = 0;
+  auto v = absl::SimpleAtoi(version, &number) ? model.versions.find(number) : model.versions.end();
+  if (v == model.versions.end()) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '", version, "'"));
+  }
+  return &v->second;
+}
+
+absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config) {
+  std::error_code ec;
+  uint64_t size = config.memory_estimate;
+  if (size == 0) size = static_cast<uint64_t>(fs::file_size(e.file, ec));
+  if (ec) size = 0;
+  e.partition = PartitionOf(config);
+  uint64_t cap = Capacity(e.partition);
+  std::string what = absl::StrCat("model '", e.name, "' version ", e.version, " needs ",
+                                  FormatBytes(size));
+  if (budget_ > 0 && size > budget_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, ", more than the device memory budget of ", FormatBytes(budget_),
+        " (devices[0].memory_budget)"));
+  }
+  if (cap > 0 && size > cap) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what, ", more than ", PartitionName(e.partition), " (", FormatBytes(cap), ")"));
+  }
+  while (cap > 0 && Used(e.partition) + size > cap) {
+    // The least recently used idle model of the same partition goes first.
+    Entry* victim = nullptr;
+    for (auto& [name, model] : models_) {
+      for (auto& [v, other] : model.versions) {
+        bool idle = other.state == State::kReady && !other.pinned &&
+                    other.servable.use_count() == 1 && &other != &e;
+        if (idle && other.partition == e.partition &&
+            (!victim || other.last_used < victim->last_used)) {
+          victim = &other;
+        }
+      }
+    }
+    if (!victim) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          what, " but ", PartitionName(e.partition), " (", FormatBytes(cap), ") holds ",
+          FormatBytes(Used(e.partition)), " of models that are in use or pinned; retry later"));
+    }
+    spdlog::info("evicting model '{}' version {} ({}) from {} to make room for '{}'",
+                 victim->name, victim->version, FormatBytes(victim->charge),
+                 PartitionName(victim->partition), e.name);
+    victim->servable.reset();
+    victim->state = State::kUnloaded;
+    victim->charge = 0;
+    ++counters_.evictions;
+  }
+  e.charge = size;
+  e.state = State::kLoading;
+  return absl::OkStatus();
+}
+
+void ModelCache::Acquire(const std::string& name, const std::string& version, Callback done) {
+  absl::Status error;
+  std::shared_ptr<const Servable> hit;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::StatusOr<Entry*> entry = Resolve(name, version);
+    if (!entry.ok()) {
+      error = entry.status();
+    } else {
+      Entry& e = **entry;
+      switch (e.state) {
+        case State::kReady:
+          e.last_used = clock_.Now();
+          hit = e.servable;
+          ++counters_.hits;
+          break;
+        case State::kFailed:
+          error = absl::UnavailableError(absl::StrCat("model '", name, "' version ", e.version,
+                                                      " is unavailable: ", e.reason));
+          break;
+        case State::kLoading:
+          e.waiters.push_back(std::move(done));
+          return;
+        case State::kUnloaded:
+          ++counters_.misses;
+          error = Reserve(e, *models_[name].config);
+          if (error.ok()) {
+            e.waiters.push_back(std::move(done));
+            jobs_.push_back(&e);
+            cv_.notify_all();
+            return;
+          }
+          break;
+      }
+    }
+  }
+  if (hit) {
+    done(std::move(hit));
+  } else {
+    done(error);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const Servable>> ModelCache::AcquireSync(
+    const std::string& name, const std::string& version) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::shared_ptr<const Servable>>>>();
+  auto future = promise->get_future();
+  Acquire(name, version, [promise](absl::StatusOr<std::shared_ptr<const Servable>> s) {
+    promise->set_value(std::move(s));
+  });
+  return future.get();
+}
+
+void ModelCache::LoaderLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) break;
+    Entry* e = jobs_.front();
+    jobs_.pop_front();
+    ModelConfig config = *models_[e->name].config;
+    std::string file = e->file;
+    lock.unlock();
+    auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<std::unique_ptr<Executor>> executor = loader_->Load(config, file);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    lock.lock();
+    std::vector<Callback> waiters;
+    waiters.swap(e->waiters);
+    absl::StatusOr<std::shared_ptr<const Servable>> result;
+    if (executor.ok()) {
+      auto servable = std::make_shared<Servable>();
+      servable->config = config;
+      servable->version = absl::StrCat(e->version);
+      servable->executor = std::move(*executor);
+      uint64_t measured = servable->executor->memory_bytes();
+      if (measured > 0) e->charge = measured;
+      e->servable = servable;
+      e->state = State::kReady;
+      e->last_used = clock_.Now();
+      ++counters_.loads;
+      spdlog::info("model '{}' version {} loaded in {:.3f} s ({} in {})", e->name, e->version,
+                   seconds, FormatBytes(e->charge), PartitionName(e->partition));
+      result = std::shared_ptr<const Servable>(servable);
+    } else {
+      e->state = State::kFailed;
+      e->reason = std::string(executor.status().message());
+      e->charge = 0;
+      ++counters_.load_failures;
+      spdlog::error("model '{}' version {} is unavailable: {}", e->name, e->version, e->reason);
+      result = absl::UnavailableError(absl::StrCat("model '", e->name, "' version ", e->version,
+                                                   " is unavailable: ", e->reason));
+    }
+    lock.unlock();
+    for (Callback& w : waiters) w(result);
+    lock.lock();
+  }
+  // Whoever still waits is told, not left hanging.
+  for (Entry* e : jobs_) {
+    for (Callback& w : e->waiters) w(absl::UnavailableError("the server is shutting down"));
+    e->waiters.clear();
+  }
+}
+
+absl::Status ModelCache::Preload() {
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [name, model] : models_) {
+      if (model.config.ok() && model.config->preload) names.push_back(name);
+    }
+  }
+  for (const std::string& name : names) {
+    auto s = AcquireSync(name, "");
+    if (!s.ok()) return s.status();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [v, e] : models_[name].versions) {
+      if (e.servable == *s) e.pinned = true;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const Servable>> ModelCache::GetResident(
+    const std::string& name, const std::string& version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<Entry*> entry = const_cast<ModelCache*>(this)->Resolve(name, version);
+  if (!entry.ok()) return entry.status();
+  if ((*entry)->state != State::kReady) {
+    return absl::UnavailableError(absl::StrCat("model '", name, "' is not loaded"));
+  }
+  return (*entry)->servable;
+}
+
+absl::Status ModelCache::Unload(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(name);
+  if (it == models_.end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  for (auto& [v, e] : it->second.versions) {
+    if (e.state == State::kReady || e.state == State::kFailed) {
+      e.servable.reset();
+      e.state = State::kUnloaded;
+      e.charge = 0;
+      e.pinned = false;
+      e.reason.clear();
+    }
+  }
+  spdlog::info("model '{}' unloaded", name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelConfig> ModelCache::GetConfig(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(name);
+  if (it == models_.end() || !it->second.config.ok()) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  }
+  return *it->second.config;
+}
+
+std::vector<std::string> ModelCache::Versions(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  auto it = models_.find(name);
+  if (it == models_.end()) return out;
+  for (const auto& v : it->second.versions) out.push_back(absl::StrCat(v.first));
+  return out;
+}
+
+std::vector<ModelState> ModelCache::Index() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ModelState> out;
+  for (const auto& [name, model] : models_) {
+    if (!model.config.ok()) {
+      out.push_back({name, "", "UNAVAILABLE", std::string(model.config.status().message()), "", 0});
+      continue;
+    }
+    if (model.versions.empty()) {
+      out.push_back({name, "", "UNAVAILABLE", "no version directory with a model.pt", "", 0});
+    }
+    for (const auto& [version, e] : model.versions) {
+      out.push_back({name, absl::StrCat(version), StateName(static_cast<int>(e.state)), e.reason,
+                     model.config->owner, e.charge});
+    }
+  }
+  return out;
+}
+
+std::vector<PartitionUsage> ModelCache::Partitions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PartitionUsage> out;
+  out.push_back({"", Used(""), Capacity("")});
+  for (const auto& [tenant, q] : quotas_) out.push_back({tenant, Used(tenant), q});
+  return out;
+}
+
+ModelCache::Counters ModelCache::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
+}  // namespace fairserve

@@ -1,0 +1,253 @@
+#include "fairserve/models/model_cache.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace fairserve {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class FakeExecutor : public Executor {
+ public:
+  explicit FakeExecutor(uint64_t bytes) : bytes_(bytes) {}
+  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>&) override {
+    return std::vector<Tensor>{};
+  }
+  uint64_t memory_bytes() const override { return bytes_; }
+
+ private:
+  uint64_t bytes_;
+};
+
+// "Measures" each model at its config's memory_estimate; fails files whose
+// content is "broken"; can hold loads until released; counts loads.
+class FakeLoader : public ModelLoader {
+ public:
+  absl::StatusOr<std::unique_ptr<Executor>> Load(const ModelConfig& config,
+                                                 const std::string& file) override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++loads_;
+      cv_.wait(lock, [this] { return !hold_; });
+    }
+    std::ifstream in(file);
+    std::string content((std::istreambuf_iterator<char>(in)), {});
+    if (!in.good() && content.empty()) return absl::NotFoundError(file + ": missing");
+    if (content == "broken") return absl::FailedPreconditionError(file + ": corrupt");
+    return std::unique_ptr<Executor>(new FakeExecutor(config.memory_estimate));
+  }
+  void Hold(bool hold) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = hold;
+    cv_.notify_all();
+  }
+  int loads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return loads_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false;
+  int loads_ = 0;
+};
+
+std::string ModelYaml(uint64_t mib, const std::string& owner = "", bool preload = false) {
+  return "max_batch_size: 4\nmemory_estimate: " + std::to_string(mib) + "MiB\n" +
+         (owner.empty() ? "" : "owner: " + owner + "\n") + (preload ? "preload: true\n" : "") +
+         "inputs: [{name: X, datatype: FP32, shape: [-1, 2]}]\n"
+         "outputs: [{name: Y, datatype: FP32, shape: [-1, 2]}]\n";
+}
+
+class ModelCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(::testing::TempDir()) /
+            ("repo-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void AddModel(const std::string& name, const std::string& config,
+                std::map<std::string, std::string> versions = {{"1", "ok"}}) {
+    fs::create_directories(root_ / name);
+    std::ofstream(root_ / name / "config.yaml") << config;
+    for (const auto& [v, content] : versions) {
+      fs::create_directories(root_ / name / v);
+      std::ofstream(root_ / name / v / "model.pt") << content;
+    }
+  }
+  // Budget in MiB; tenants: id -> quota MiB.
+  void Start(uint64_t budget_mib, std::map<std::string, uint64_t> quotas = {}) {
+    ASSERT_TRUE(cache_.Scan(root_.string()).ok());
+    Config config;
+    config.devices = {{"cpu", budget_mib << 20}};
+    for (const auto& [id, mib] : quotas) {
+      TenantConfig t;
+      t.id = id;
+      t.memory_limit = mib << 20;
+      config.tenants.push_back(t);
+    }
+    cache_.SetLimits(config);
+  }
+  absl::Status Use(const std::string& name) {
+    clock_.Advance(std::chrono::seconds(1));  // distinct LRU times
+    return cache_.AcquireSync(name, "").status();
+  }
+  std::string State(const std::string& name) {
+    for (const ModelState& s : cache_.Index()) {
+      if (s.name == name) return s.state;
+    }
+    return "?";
+  }
+
+  fs::path root_;
+  FakeClock clock_;
+  FakeLoader* loader_ = new FakeLoader();
+  ModelCache cache_{std::unique_ptr<ModelLoader>(loader_), clock_};
+};
+
+TEST_F(ModelCacheTest, LoadsOnFirstUseAndServesVersions) {
+  AddModel("m", ModelYaml(1), {{"1", "ok"}, {"3", "ok"}, {"2", "ok"}});
+  Start(0);
+  EXPECT_EQ(State("m"), "UNLOADED");
+  auto latest = cache_.AcquireSync("m", "");
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ((*latest)->version, "3");
+  EXPECT_EQ((*cache_.AcquireSync("m", "2"))->version, "2");
+  EXPECT_EQ(cache_.AcquireSync("m", "7").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(cache_.AcquireSync("nope", "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(cache_.Versions("m"), (std::vector<std::string>{"1", "2", "3"}));
+  EXPECT_TRUE(cache_.GetResident("m", "3").ok());
+  EXPECT_FALSE(cache_.GetResident("m", "1").ok());
+  EXPECT_EQ(cache_.counters().loads, 2);
+}
+
+TEST_F(ModelCacheTest, BadModelsAreUnavailableAloneWithReason) {
+  AddModel("good", ModelYaml(1));
+  AddModel("corrupt", ModelYaml(1), {{"1", "broken"}});
+  AddModel("badcfg", "inputs: 3\n");
+  AddModel("empty", ModelYaml(1), {});
+  Start(0);
+  EXPECT_TRUE(Use("good").ok());
+  absl::Status corrupt = Use("corrupt");
+  EXPECT_EQ(corrupt.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(corrupt.message()), HasSubstr("corrupt"));
+  EXPECT_EQ(Use("badcfg").code(), absl::StatusCode::kUnavailable);
+  std::map<std::string, ModelState> index;
+  for (const ModelState& s : cache_.Index()) index[s.name] = s;
+  EXPECT_EQ(index["good"].state, "READY");
+  EXPECT_EQ(index["corrupt"].state, "UNAVAILABLE");
+  EXPECT_THAT(index["corrupt"].reason, HasSubstr("corrupt"));
+  EXPECT_THAT(index["badcfg"].reason, HasSubstr("config.yaml:1:"));
+  EXPECT_EQ(index["empty"].state, "UNAVAILABLE");
+  // Fixing the file and unloading retries the load.
+  std::ofstream(root_ / "corrupt" / "1" / "model.pt") << "ok";
+  ASSERT_TRUE(cache_.Unload("corrupt").ok());
+  EXPECT_TRUE(Use("corrupt").ok());
+}
+
+TEST_F(ModelCacheTest, EvictsLeastRecentlyUsedIdleModel) {
+  AddModel("a", ModelYaml(40));
+  AddModel("b", ModelYaml(40));
+  AddModel("c", ModelYaml(40));
+  Start(100);
+  ASSERT_TRUE(Use("a").ok());
+  ASSERT_TRUE(Use("b").ok());
+  ASSERT_TRUE(Use("a").ok());  // b is now the least recently used
+  ASSERT_TRUE(Use("c").ok());
+  EXPECT_EQ(State("a"), "READY");
+  EXPECT_EQ(State("b"), "UNLOADED");
+  EXPECT_EQ(State("c"), "READY");
+  EXPECT_EQ(cache_.counters().evictions, 1);
+  EXPECT_EQ(cache_.Partitions()[0].used, 80ull << 20);  // accounting matches residents
+}
+
+TEST_F(ModelCacheTest, ModelInUseOrPinnedIsNeverEvicted) {
+  AddModel("a", ModelYaml(60));
+  AddModel("b", ModelYaml(60));
+  AddModel("p", ModelYaml(30, "", /*preload=*/true));
+  Start(100);
+  ASSERT_TRUE(cache_.Preload().ok());
+  auto held = cache_.AcquireSync("a", "");  // a request holds it
+  ASSERT_TRUE(held.ok());
+  absl::Status b = Use("b");
+  EXPECT_EQ(b.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(b.message()), HasSubstr("in use or pinned"));
+  held = absl::CancelledError("released");
+  EXPECT_TRUE(Use("b").ok());  // a is idle now and goes
+  EXPECT_EQ(State("a"), "UNLOADED");
+  EXPECT_EQ(State("p"), "READY");  // pinned by preload
+}
+
+TEST_F(ModelCacheTest, TooBigForBudgetOrQuotaNamesTheLimit) {
+  AddModel("huge", ModelYaml(300));
+  AddModel("private", ModelYaml(80, "acme"));
+  Start(200, {{"acme", 50}});
+  absl::Status huge = Use("huge");
+  EXPECT_EQ(huge.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(huge.message()),
+              HasSubstr("needs 300.0 MiB, more than the device memory budget of 200.0 MiB"));
+  absl::Status priv = Use("private");
+  EXPECT_EQ(priv.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(priv.message()), HasSubstr("tenant 'acme''s memory quota (50.0 MiB)"));
+}
+
+TEST_F(ModelCacheTest, TenantQuotasIsolateTenants) {
+  AddModel("a1", ModelYaml(30, "acme"));
+  AddModel("a2", ModelYaml(30, "acme"));
+  AddModel("a3", ModelYaml(30, "acme"));
+  AddModel("g1", ModelYaml(30, "globex"));
+  AddModel("shared", ModelYaml(30));
+  Start(200, {{"acme", 60}, {"globex", 60}});
+  ASSERT_TRUE(Use("g1").ok());
+  ASSERT_TRUE(Use("shared").ok());
+  // acme cycles through more models than its quota holds: only its own go.
+  for (int round = 0; round < 3; ++round) {
+    for (const char* m : {"a1", "a2", "a3"}) ASSERT_TRUE(Use(m).ok()) << m;
+  }
+  EXPECT_EQ(State("g1"), "READY");
+  EXPECT_EQ(State("shared"), "READY");
+  std::map<std::string, PartitionUsage> parts;
+  for (const PartitionUsage& p : cache_.Partitions()) parts[p.partition] = p;
+  EXPECT_EQ(parts["acme"].used, 60ull << 20);
+  EXPECT_EQ(parts["acme"].capacity, 60ull << 20);
+  EXPECT_EQ(parts["globex"].used, 30ull << 20);
+  EXPECT_EQ(parts[""].used, 30ull << 20);
+  EXPECT_EQ(parts[""].capacity, 80ull << 20);  // budget minus both quotas
+}
+
+TEST_F(ModelCacheTest, ConcurrentRequestsShareOneLoad) {
+  AddModel("slow", ModelYaml(10));
+  Start(0);
+  loader_->Hold(true);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] { ok += cache_.AcquireSync("slow", "").ok(); });
+  }
+  while (loader_->loads() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(State("slow"), "LOADING");
+  loader_->Hold(false);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ(loader_->loads(), 1);
+}
+
+TEST_F(ModelCacheTest, MissingRepositoryIsAnError) {
+  auto s = cache_.Scan((root_ / "nope").string());
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("--model-repository"));
+}
+
+}  // namespace
+}  // namespace fairserve

@@ -77,6 +77,65 @@ absl::StatusOr<InferenceService::Caller> InferenceService::Authenticate(
   return caller;
 }
 
+absl::Status InferenceService::RequireAdmin(grpc::CallbackServerContext* ctx,
+                                            const char* what) const {
+  std::shared_ptr<const TenantRegistry> registry = deps_.tenants->Get();
+  absl::string_view key = ExtractApiKey(Metadata(ctx, "authorization"), Metadata(ctx, "x-api-key"));
+  if (registry->IsAdmin(key)) return absl::OkStatus();
+  if (registry->Authenticate(key) != nullptr) {
+    return absl::PermissionDeniedError(absl::StrCat(what, " needs an admin key"));
+  }
+  deps_.metrics->Unauthenticated();
+  return absl::UnauthenticatedError(
+      absl::StrCat(what, " needs an admin key (server.admin_api_keys) in 'authorization: Bearer "
+                         "<key>'"));
+}
+
+grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
+    grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
+    inference::RepositoryIndexResponse* resp) {
+  // Admins see every model; a tenant sees the models it may use.
+  const TenantConfig* tenant = nullptr;
+  if (!RequireAdmin(ctx, "").ok()) {
+    auto caller = Authenticate(ctx);
+    if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
+    tenant = caller->tenant;
+  }
+  for (const ModelState& m : deps_.models->Index()) {
+    if (tenant && (!tenant->AllowsModel(m.name) || (!m.owner.empty() && m.owner != tenant->id))) {
+      continue;
+    }
+    if (req->ready() && m.state != "READY") continue;
+    auto* out = resp->add_models();
+    out->set_name(m.name);
+    out->set_version(m.version);
+    out->set_state(m.state);
+    out->set_reason(m.reason);
+  }
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
+    grpc::CallbackServerContext* ctx, const inference::RepositoryModelLoadRequest* req,
+    inference::RepositoryModelLoadResponse*) {
+  absl::Status admin = RequireAdmin(ctx, "RepositoryModelLoad");
+  if (!admin.ok()) return Finish(ctx, ToGrpcStatus(admin));
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  deps_.models->Acquire(req->model_name(), "",
+                        [reactor](absl::StatusOr<std::shared_ptr<const Servable>> s) {
+                          reactor->Finish(ToGrpcStatus(s.status()));
+                        });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
+    grpc::CallbackServerContext* ctx, const inference::RepositoryModelUnloadRequest* req,
+    inference::RepositoryModelUnloadResponse*) {
+  absl::Status admin = RequireAdmin(ctx, "RepositoryModelUnload");
+  if (!admin.ok()) return Finish(ctx, ToGrpcStatus(admin));
+  return Finish(ctx, ToGrpcStatus(deps_.models->Unload(req->model_name())));
+}
+
 absl::StatusOr<ModelConfig> InferenceService::CheckModelAccess(const TenantConfig& tenant,
                                                                const std::string& name) const {
   if (name.empty()) return absl::InvalidArgumentError("model name is empty");

@@ -95,8 +95,18 @@ class PythonClientTest(unittest.TestCase):
 
     def test_unserved_rpc_is_unimplemented(self):
         with self.assertRaises(grpc.RpcError) as e:
-            self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="mlp"))
+            list(self.stub.ModelStreamInfer(iter([pb.ModelInferRequest(model_name="mlp")]),
+                                            metadata=[("x-api-key", ACME_KEY)]))
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
+    def test_repository_index_and_admin_only_load(self):
+        index = self.stub.RepositoryIndex(pb.RepositoryIndexRequest(),
+                                          metadata=[("x-api-key", GLOBEX_KEY)])
+        self.assertEqual([m.name for m in index.models], ["add_one"])  # what globex may use
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="mlp"),
+                                          metadata=[("x-api-key", ACME_KEY)])
+        self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
 
     def test_grpc_health_and_reflection(self):
         # grpc.health.v1.Health/Check with an empty HealthCheckRequest; the

@@ -51,6 +51,15 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
                                           const inference::ModelMetadataRequest* req,
                                           inference::ModelMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx,
+                                            const inference::RepositoryIndexRequest* req,
+                                            inference::RepositoryIndexResponse* resp) override;
+  grpc::ServerUnaryReactor* RepositoryModelLoad(grpc::CallbackServerContext* ctx,
+                                                const inference::RepositoryModelLoadRequest* req,
+                                                inference::RepositoryModelLoadResponse* resp) override;
+  grpc::ServerUnaryReactor* RepositoryModelUnload(
+      grpc::CallbackServerContext* ctx, const inference::RepositoryModelUnloadRequest* req,
+      inference::RepositoryModelUnloadResponse* resp) override;
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
                                        const inference::ModelInferRequest* req,
                                        inference::ModelInferResponse* resp) override;
@@ -62,6 +71,9 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
     const TenantConfig* tenant = nullptr;
   };
   absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* ctx) const;
+  // OK for an admin key (server.admin_api_keys), else UNAUTHENTICATED /
+  // PERMISSION_DENIED.
+  absl::Status RequireAdmin(grpc::CallbackServerContext* ctx, const char* what) const;
   // NOT_FOUND for an unknown model, PERMISSION_DENIED when `tenant` may not use it.
   absl::StatusOr<ModelConfig> CheckModelAccess(const TenantConfig& tenant,
                                                const std::string& name) const;

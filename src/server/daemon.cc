@@ -24,6 +24,7 @@
 #include "fairserve/common/status_macros.h"
 #include "fairserve/metering/ledger.h"
 #include "fairserve/metering/metrics.h"
+#include "fairserve/metering/model_stats.h"
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/metering/text_format.h"
 #include "fairserve/models/executor.h"
@@ -182,8 +183,9 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   RETURN_IF_ERROR(models_->Preload());
   registry_->AddCollectable([this] { return CollectModelMetrics(*models_); });
 
-  runner_ = std::make_unique<BatchRunner>(SteadyClock::Get(),
-                                          std::vector<BatchObserver*>{metrics_.get(), ledger_.get()});
+  stats_ = std::make_unique<ModelStats>();
+  runner_ = std::make_unique<BatchRunner>(
+      SteadyClock::Get(), std::vector<BatchObserver*>{metrics_.get(), ledger_.get(), stats_.get()});
   SchedulerOptions options;
   options.policy = config->scheduler.policy;
   options.workers = workers;
@@ -201,6 +203,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   deps.admission = admission_.get();
   deps.metrics = metrics_.get();
   deps.access_log = access_log_.get();
+  deps.stats = stats_.get();
   deps.clock = &SteadyClock::Get();
   deps.ready = &ready_;
   service_ = std::make_unique<InferenceService>(deps);

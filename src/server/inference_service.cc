@@ -1,6 +1,7 @@
 #include "fairserve/server/inference_service.h"
 
 #include <chrono>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "fairserve/common/status_macros.h"
@@ -111,6 +112,56 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     out->set_version(m.version);
     out->set_state(m.state);
     out->set_reason(m.reason);
+  }
+  return Finish(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
+    grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
+    inference::ModelStatisticsResponse* resp) {
+  auto caller = Authenticate(ctx);
+  if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
+  if (!req->name().empty()) {
+    auto config = CheckModelAccess(*caller->tenant, req->name());
+    if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
+  }
+  std::map<std::pair<std::string, std::string>, uint64_t> resident;
+  for (const ModelState& m : deps_.models->Index()) {
+    if (m.state == "READY") resident[{m.name, m.version}] = m.bytes;
+  }
+  auto fill = [](const ModelStats::Duration& d, inference::StatisticDuration* out) {
+    out->set_count(d.count);
+    out->set_ns(d.ns);
+  };
+  for (const auto& [name, versions] : deps_.stats->Snapshot()) {
+    if (!req->name().empty() && name != req->name()) continue;
+    if (req->name().empty() && !CheckModelAccess(*caller->tenant, name).ok()) continue;
+    for (const auto& [version, m] : versions) {
+      if (!req->version().empty() && version != req->version()) continue;
+      auto* out = resp->add_model_stats();
+      out->set_name(name);
+      out->set_version(version);
+      out->set_last_inference(m.last_inference_ms);
+      out->set_inference_count(m.inference_count);
+      out->set_execution_count(m.execution_count);
+      auto* s = out->mutable_inference_stats();
+      fill(m.success, s->mutable_success());
+      fill(m.fail, s->mutable_fail());
+      fill(m.queue, s->mutable_queue());
+      fill(m.compute_infer, s->mutable_compute_infer());
+      for (const auto& [size, d] : m.batches) {
+        auto* b = out->add_batch_stats();
+        b->set_batch_size(size);
+        fill(d, b->mutable_compute_infer());
+      }
+      auto it = resident.find({name, version});
+      if (it != resident.end()) {
+        auto* mem = out->add_memory_usage();
+        mem->set_type("CPU");
+        mem->set_id(0);
+        mem->set_byte_size(it->second);
+      }
+    }
   }
   return Finish(ctx, grpc::Status::OK);
 }

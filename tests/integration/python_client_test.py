@@ -99,6 +99,23 @@ class PythonClientTest(unittest.TestCase):
                                             metadata=[("x-api-key", ACME_KEY)]))
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
+    def test_model_statistics(self):
+        for _ in range(3):
+            self.infer("mlp", np.zeros((2, 64), dtype=np.float32))
+        stats = self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="mlp"),
+                                          metadata=[("x-api-key", ACME_KEY)])
+        self.assertEqual(len(stats.model_stats), 1)
+        s = stats.model_stats[0]
+        self.assertEqual((s.name, s.version), ("mlp", "1"))
+        self.assertGreaterEqual(s.inference_count, 6)
+        self.assertGreaterEqual(s.inference_stats.success.count, 3)
+        self.assertGreater(s.inference_stats.compute_infer.ns, 0)
+        self.assertGreater(s.memory_usage[0].byte_size, 0)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="mlp"),
+                                      metadata=[("x-api-key", GLOBEX_KEY)])
+        self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+
     def test_repository_index_and_admin_only_load(self):
         index = self.stub.RepositoryIndex(pb.RepositoryIndexRequest(),
                                           metadata=[("x-api-key", GLOBEX_KEY)])

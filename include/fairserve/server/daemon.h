@@ -28,6 +28,7 @@ class Family;
 class Registry;
 class ServerMetrics;
 class AccessLog;
+class ModelStats;
 class StatusPage;
 class AdminService;
 class HttpServer;
@@ -102,6 +103,7 @@ class Daemon {
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<AccessLog> access_log_;
+  std::unique_ptr<ModelStats> stats_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -7,6 +7,7 @@
 #include "fairserve/admission/admission.h"
 #include "fairserve/common/clock.h"
 #include "fairserve/common/snapshot.h"
+#include "fairserve/metering/model_stats.h"
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/server/access_log.h"
 #include "fairserve/models/model_cache.h"
@@ -24,6 +25,7 @@ struct InferenceServiceDeps {
   Admission* admission = nullptr;
   ServerMetrics* metrics = nullptr;
   const AccessLog* access_log = nullptr;
+  const ModelStats* stats = nullptr;
   Clock* clock = nullptr;
   // False before start-up completes and once draining starts.
   const std::atomic<bool>* ready = nullptr;
@@ -51,6 +53,9 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
                                           const inference::ModelMetadataRequest* req,
                                           inference::ModelMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
+                                            const inference::ModelStatisticsRequest* req,
+                                            inference::ModelStatisticsResponse* resp) override;
   grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx,
                                             const inference::RepositoryIndexRequest* req,
                                             inference::RepositoryIndexResponse* resp) override;

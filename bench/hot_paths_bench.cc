@@ -4,6 +4,9 @@
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
+#include <fstream>
+
+#include "fairserve/models/model_cache.h"
 
 #include "fairserve/admission/admission.h"
 #include "fairserve/admission/token_bucket.h"
@@ -197,6 +200,44 @@ void BM_FairPolicyCycle(benchmark::State& state) {
   state.SetLabel(std::to_string(tenants) + " backlogged tenants");
 }
 BENCHMARK(BM_FairPolicyCycle)->Arg(2)->Arg(100);
+
+class NullExecutor : public Executor {
+ public:
+  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>&) override {
+    return std::vector<Tensor>{};
+  }
+  uint64_t memory_bytes() const override { return 1; }
+};
+class NullLoader : public ModelLoader {
+ public:
+  absl::StatusOr<std::unique_ptr<Executor>> Load(const ModelConfig&, const std::string&) override {
+    return std::unique_ptr<Executor>(new NullExecutor());
+  }
+};
+
+// A request's model lookup when the model is resident (the cache-hit path).
+void BM_ModelCacheHit(benchmark::State& state) {
+  auto root = std::filesystem::temp_directory_path() / "fairserve-bench-repo";
+  std::filesystem::remove_all(root);
+  for (int i = 0; i < state.range(0); ++i) {
+    auto dir = root / ("m" + std::to_string(i));
+    std::filesystem::create_directories(dir / "1");
+    std::ofstream(dir / "config.yaml") << "max_batch_size: 1\n"
+        "inputs: [{name: X, datatype: FP32, shape: [-1, 2]}]\n"
+        "outputs: [{name: Y, datatype: FP32, shape: [-1, 2]}]\n";
+    std::ofstream(dir / "1" / "model.pt") << "x";
+  }
+  ModelCache cache(std::make_unique<NullLoader>(), SteadyClock::Get());
+  cache.Scan(root.string()).IgnoreError();
+  cache.AcquireSync("m0", "").IgnoreError();
+  for (auto _ : state) {
+    cache.Acquire("m0", "", [](absl::StatusOr<std::shared_ptr<const Servable>> s) {
+      benchmark::DoNotOptimize(s);
+    });
+  }
+  state.SetLabel(std::to_string(state.range(0)) + " models in the repository");
+}
+BENCHMARK(BM_ModelCacheHit)->Arg(3)->Arg(100);
 
 }  // namespace
 }  // namespace fairserve

@@ -10,6 +10,8 @@
 //     --tenant name=victim,key=K1,model=mlp,batch=1,mode=open,rate=50
 //     --tenant name=attacker,key=K2,model=mlp_large,batch=32,mode=closed,concurrency=32
 //     --json out.json [--latencies-dir DIR]
+//
+// model=a+b+c sends to several models in turn (round robin).
 
 #include <grpcpp/grpcpp.h>
 
@@ -46,7 +48,8 @@ struct TenantRun {
   TenantSpec spec;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<GRPCInferenceService::Stub> stub;
-  inference::ModelInferRequest request;
+  std::vector<inference::ModelInferRequest> requests;  // one per model, used round robin
+  std::atomic<uint64_t> next_model{0};
   std::atomic<int64_t> outstanding{0};
   std::atomic<int64_t> sent{0};
   std::mutex mu;
@@ -92,29 +95,30 @@ bool ParseTenant(const std::string& text, TenantSpec* t) {
   return !t->name.empty() && !t->model.empty() && (t->mode == "open" || t->mode == "closed");
 }
 
-// Builds a request of `batch` rows of random data from the model's metadata.
-bool BuildRequest(TenantRun& t) {
+// Builds a request of `batch` rows of random data from `model`'s metadata.
+bool BuildRequest(TenantRun& t, const std::string& model) {
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer " + t.spec.key);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   inference::ModelMetadataRequest mreq;
-  mreq.set_name(t.spec.model);
+  mreq.set_name(model);
   inference::ModelMetadataResponse meta;
   grpc::Status s = t.stub->ModelMetadata(&ctx, mreq, &meta);
   if (!s.ok()) {
     std::fprintf(stderr, "loadgen: tenant %s: ModelMetadata(%s): %s\n", t.spec.name.c_str(),
-                 t.spec.model.c_str(), s.error_message().c_str());
+                 model.c_str(), s.error_message().c_str());
     return false;
   }
   std::mt19937 gen(42);
   std::uniform_real_distribution<float> dist(0, 1);
-  t.request.set_model_name(t.spec.model);
+  inference::ModelInferRequest request;
+  request.set_model_name(model);
   for (const auto& in : meta.inputs()) {
     if (in.datatype() != "FP32") {
       std::fprintf(stderr, "loadgen: only FP32 inputs are generated (%s)\n", in.name().c_str());
       return false;
     }
-    auto* tensor = t.request.add_inputs();
+    auto* tensor = request.add_inputs();
     tensor->set_name(in.name());
     tensor->set_datatype("FP32");
     int64_t n = 1;
@@ -125,8 +129,9 @@ bool BuildRequest(TenantRun& t) {
     }
     std::vector<float> v(n);
     for (float& f : v) f = dist(gen);
-    t.request.add_raw_input_contents(std::string(reinterpret_cast<char*>(v.data()), n * 4));
+    request.add_raw_input_contents(std::string(reinterpret_cast<char*>(v.data()), n * 4));
   }
+  t.requests.push_back(std::move(request));
   return true;
 }
 
@@ -160,7 +165,8 @@ void Send(TenantRun* t) {
   call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   t->outstanding.fetch_add(1);
   t->sent.fetch_add(1);
-  t->stub->async()->ModelInfer(&call->ctx, &t->request, &call->response,
+  const auto& request = t->requests[t->next_model.fetch_add(1) % t->requests.size()];
+  t->stub->async()->ModelInfer(&call->ctx, &request, &call->response,
                                [call](grpc::Status s) { OnDone(call, s); });
 }
 
@@ -214,7 +220,11 @@ int main(int argc, char** argv) {
     args.SetMaxReceiveMessageSize(256 << 20);
     t->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     t->stub = GRPCInferenceService::NewStub(t->channel);
-    if (!BuildRequest(*t)) return 1;
+    std::stringstream models(t->spec.model);
+    std::string model;
+    while (std::getline(models, model, '+')) {
+      if (!BuildRequest(*t, model)) return 1;
+    }
   }
 
   Clock::time_point start = Clock::now();

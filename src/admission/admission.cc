@@ -28,8 +28,17 @@ const char* RejectReasonName(RejectReason reason) {
   }
 }
 
+namespace {
+
+double LoadRate(const TenantConfig& c) {
+  return c.model_loads_per_second > 0 ? c.model_loads_per_second : 1.0;
+}
+
+}  // namespace
+
 TenantAdmission::TenantAdmission(const TenantConfig& config)
-    : bucket_(Rate(config), Burst(config)) {
+    : bucket_(Rate(config), Burst(config)),
+      load_bucket_(LoadRate(config), std::max(1.0, LoadRate(config))) {
   SetLimits(config);
 }
 
@@ -37,11 +46,13 @@ void TenantAdmission::SetLimits(const TenantConfig& config) {
   max_inflight_.store(config.max_inflight, std::memory_order_relaxed);
   max_queue_.store(config.max_queue, std::memory_order_relaxed);
   limited_.store(config.rate_limit.requests_per_second > 0, std::memory_order_relaxed);
+  loads_limited_.store(config.model_loads_per_second > 0, std::memory_order_relaxed);
 }
 
 void TenantAdmission::Reconfigure(const TenantConfig& config, Clock::TimePoint now) {
   SetLimits(config);
   bucket_.Reconfigure(Rate(config), Burst(config), now);
+  load_bucket_.Reconfigure(LoadRate(config), std::max(1.0, LoadRate(config)), now);
 }
 
 void Admission::Update(const Config& config) {
@@ -65,6 +76,17 @@ std::shared_ptr<TenantAdmission> Admission::Find(const std::string& tenant_id) c
   std::shared_ptr<const Table> table = table_.Get();
   auto it = table->find(tenant_id);
   return it == table->end() ? nullptr : it->second;
+}
+
+absl::Status Admission::AdmitModelLoad(const std::string& tenant_id) {
+  std::shared_ptr<TenantAdmission> t = Find(tenant_id);
+  if (!t || !t->loads_limited_.load(std::memory_order_relaxed)) return absl::OkStatus();
+  TokenBucket::Decision d = t->load_bucket_.TryAcquire(clock_.Now());
+  if (d.allowed) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "tenant '%s' is loading models faster than its model_loads_per_second allows (its "
+      "requests keep missing the model cache); retry after %d ms or use fewer models at once",
+      tenant_id, std::chrono::duration_cast<std::chrono::milliseconds>(d.retry_after).count() + 1));
 }
 
 Admission::Decision Admission::Admit(const std::string& tenant_id) {

@@ -194,6 +194,11 @@ void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t
     errors->Add(node["max_batch_size"].Mark(), r.FieldPath("max_batch_size"),
                 "must be >= 0 (0 = the model's limit)");
   }
+  if (r.Get("model_loads_per_second", &t->model_loads_per_second) &&
+      t->model_loads_per_second < 0) {
+    errors->Add(node["model_loads_per_second"].Mark(), r.FieldPath("model_loads_per_second"),
+                "must be >= 0 (0 = unlimited)");
+  }
   if (!r.Get("models", &t->models)) t->models = {"*"};
   if (YAML::Node k = r.Child("kubernetes"); k.IsDefined()) {
     MapReader kr(k, r.FieldPath("kubernetes"), errors);

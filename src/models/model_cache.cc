@@ -1,5 +1,11 @@
 #include "fairserve/models/model_cache.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <future>
 
@@ -150,7 +156,8 @@ absl::StatusOr<ModelCache::Entry*> ModelCache::Resolve(const std::string& name,
   return &v->second;
 }
 
-absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config) {
+absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config,
+                                 std::vector<std::shared_ptr<const Servable>>* evicted) {
   std::error_code ec;
   uint64_t size = config.memory_estimate;
   if (size == 0) size = static_cast<uint64_t>(fs::file_size(e.file, ec));
@@ -189,7 +196,9 @@ absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config) {
     spdlog::info("evicting model '{}' version {} ({}) from {} to make room for '{}'",
                  victim->name, victim->version, FormatBytes(victim->charge),
                  PartitionName(victim->partition), e.name);
-    victim->servable.reset();
+    // Freed by the caller once the lock is released: tearing down a large
+    // module takes milliseconds that other requests' lookups must not wait.
+    evicted->push_back(std::move(victim->servable));
     victim->state = State::kUnloaded;
     victim->charge = 0;
     ++counters_.evictions;
@@ -199,9 +208,16 @@ absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config) {
   return absl::OkStatus();
 }
 
-void ModelCache::Acquire(const std::string& name, const std::string& version, Callback done) {
+void ModelCache::SetLoadGate(LoadGate gate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  load_gate_ = std::move(gate);
+}
+
+void ModelCache::Acquire(const std::string& name, const std::string& version, Callback done,
+                         const std::string& tenant) {
   absl::Status error;
   std::shared_ptr<const Servable> hit;
+  std::vector<std::shared_ptr<const Servable>> evicted;  // destroyed after the lock
   {
     std::lock_guard<std::mutex> lock(mu_);
     absl::StatusOr<Entry*> entry = Resolve(name, version);
@@ -224,7 +240,8 @@ void ModelCache::Acquire(const std::string& name, const std::string& version, Ca
           return;
         case State::kUnloaded:
           ++counters_.misses;
-          error = Reserve(e, *models_[name].config);
+          if (!tenant.empty() && load_gate_) error = load_gate_(tenant);
+          if (error.ok()) error = Reserve(e, *models_[name].config, &evicted);
           if (error.ok()) {
             e.waiters.push_back(std::move(done));
             jobs_.push_back(&e);
@@ -253,6 +270,12 @@ absl::StatusOr<std::shared_ptr<const Servable>> ModelCache::AcquireSync(
 }
 
 void ModelCache::LoaderLoop() {
+  // Loads are background work: at a lower CPU priority than the workers that
+  // run batches, a tenant that keeps missing the cache slows its own loads,
+  // not everyone's inference.
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10) != 0) {
+    spdlog::debug("model loader: cannot lower its priority: {}", std::strerror(errno));
+  }
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
@@ -347,7 +370,7 @@ absl::Status ModelCache::Unload(const std::string& name) {
     }
   }
   spdlog::info("model '{}' unloaded", name);
-  return absl::OkStatus();
+  return absl::OkStatus();  // (an unloaded module is freed here, rarely: an operator action)
 }
 
 absl::StatusOr<ModelConfig> ModelCache::GetConfig(const std::string& name) const {

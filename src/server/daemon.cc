@@ -176,6 +176,9 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   models_ = std::make_unique<ModelCache>(MakeTorchModelLoader(), SteadyClock::Get());
   RETURN_IF_ERROR(models_->Scan(config->model_repository));
   models_->SetLimits(*config);
+  models_->SetLoadGate([this](const std::string& tenant) {
+    return admission_->AdmitModelLoad(tenant);
+  });
   for (const ModelState& m : models_->Index()) {
     spdlog::info("model '{}' version '{}': {}{}", m.name, m.version, m.state,
                  m.reason.empty() ? "" : " (" + m.reason + ")");

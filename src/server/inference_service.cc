@@ -310,10 +310,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
   grpc::ServerUnaryReactor* reactor = pending->reactor;
   // The rest runs once the model is resident: right here on a cache hit, on
   // the cache's loader thread after a load, never blocking this thread.
-  deps_.models->Acquire(req->model_name(), req->model_version(),
-                        [this, pending](absl::StatusOr<std::shared_ptr<const Servable>> servable) {
-                          ContinueInfer(*pending, std::move(servable));
-                        });
+  deps_.models->Acquire(
+      req->model_name(), req->model_version(),
+      [this, pending](absl::StatusOr<std::shared_ptr<const Servable>> servable) {
+        ContinueInfer(*pending, std::move(servable));
+      },
+      tenant.id);
   return reactor;
 }
 

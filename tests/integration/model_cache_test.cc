@@ -88,7 +88,8 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
       "  - id: admin_probe\n    api_keys: [\"" + HashApiKey("probe-key") + "\"]\n",
       "devices: [{name: cpu, memory_budget: 100MiB}]\n");
   // Quotas: acme 40 MiB (two of its models), globex 20 MiB (its one).
-  config.replace(config.find("  - id: globex"), 0, "    memory_limit: 40MiB\n");
+  config.replace(config.find("  - id: globex"), 0,
+                 "    memory_limit: 40MiB\n    model_loads_per_second: 0\n");
   config.replace(config.find("    models: [add_one, mlp]"), 26, "    memory_limit: 20MiB\n");
   DaemonProcess d(config, {"--model-repository", repo});
   ASSERT_TRUE(d.serving()) << d.Log();
@@ -142,6 +143,24 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
   EXPECT_THAT(body, HasSubstr("fairserve_memory_used_bytes{partition=\"acme\"} 33587200"));
   EXPECT_THAT(d.Log(), HasSubstr("evicting model 'a"));
   EXPECT_THAT(d.Log(), ::testing::Not(HasSubstr("evicting model 'g1'")));
+
+  // With a load budget, a thrashing tenant is held to it.
+  std::string limited = config;
+  limited.replace(limited.find("model_loads_per_second: 0"), 25, "model_loads_per_second: 1");
+  std::ofstream(d.dir() + "/config.yaml") << limited;
+  kill(d.pid(), SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int throttled = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (const char* m : {"a1", "a2", "a3", "a4"}) {
+      grpc::Status s = acme.Infer(m);
+      if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+          s.error_message().find("model_loads_per_second") != std::string::npos) {
+        ++throttled;
+      }
+    }
+  }
+  EXPECT_GE(throttled, 6);
   EXPECT_EQ(d.Stop(SIGTERM), 0);
   fs::remove_all(repo);
 }

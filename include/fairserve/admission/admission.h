@@ -49,6 +49,8 @@ class TenantAdmission {
   std::atomic<int64_t> max_queue_{0};
   std::atomic<bool> limited_{false};
   TokenBucket bucket_;
+  TokenBucket load_bucket_;
+  std::atomic<bool> loads_limited_{false};
   std::atomic<int64_t> inflight_{0};
   std::shared_ptr<std::atomic<int64_t>> queued_ = std::make_shared<std::atomic<int64_t>>(0);
   std::array<std::atomic<uint64_t>, 4> rejected_{};
@@ -89,6 +91,10 @@ class Admission {
 
   // Checks and takes one request's worth of every limit of `tenant_id`.
   Decision Admit(const std::string& tenant_id);
+
+  // Takes one model load from `tenant_id`'s load budget
+  // (model_loads_per_second): OK, or RESOURCE_EXHAUSTED saying when to retry.
+  absl::Status AdmitModelLoad(const std::string& tenant_id);
 
   std::shared_ptr<TenantAdmission> Find(const std::string& tenant_id) const;
 

@@ -83,6 +83,8 @@ struct TenantConfig {
   uint64_t memory_limit = 0;  // bytes; 0 = no own quota
   double memory_share_percent = 0;
   int64_t max_batch_size = 0;  // 0 = the model's limit
+  // Cache misses (model loads) this tenant may cause per second; 0 = no limit.
+  double model_loads_per_second = 10;
   // Model names this tenant may use; "*" allows every shared model.
   std::vector<std::string> models;
   KubernetesQuota kubernetes;

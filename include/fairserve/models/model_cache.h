@@ -70,7 +70,12 @@ class ModelCache {
  public:
   using Callback = std::function<void(absl::StatusOr<std::shared_ptr<const Servable>>)>;
 
+  // Decides whether `tenant` may start another model load now; returns
+  // RESOURCE_EXHAUSTED (with when to retry) if not.
+  using LoadGate = std::function<absl::Status(const std::string& tenant)>;
+
   ModelCache(std::unique_ptr<ModelLoader> loader, Clock& clock);
+  void SetLoadGate(LoadGate gate);
   ~ModelCache();
 
   // Reads the repository's model configs (nothing is loaded). Bad models are
@@ -89,7 +94,12 @@ class ModelCache {
   // Otherwise the load is queued and `done` runs on the loader thread.
   // Errors: NOT_FOUND (unknown model or version), UNAVAILABLE (bad config or
   // file), RESOURCE_EXHAUSTED (does not fit).
-  void Acquire(const std::string& name, const std::string& version, Callback done);
+  // `tenant` is who asks (empty for operators): a cache miss must first pass
+  // the load gate for that tenant, so a tenant that thrashes its partition
+  // is held to its model_loads_per_second instead of keeping the machine busy
+  // loading.
+  void Acquire(const std::string& name, const std::string& version, Callback done,
+               const std::string& tenant = "");
   absl::StatusOr<std::shared_ptr<const Servable>> AcquireSync(const std::string& name,
                                                               const std::string& version);
 
@@ -138,7 +148,10 @@ class ModelCache {
   uint64_t Used(const std::string& partition) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes room for `e` in its partition (evicting idle models) and marks it
   // loading, or says why it cannot fit.
-  absl::Status Reserve(Entry& e, const ModelConfig& config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Evicted servables are moved to *evicted for the caller to free unlocked.
+  absl::Status Reserve(Entry& e, const ModelConfig& config,
+                       std::vector<std::shared_ptr<const Servable>>* evicted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoaderLoop();
 
   std::unique_ptr<ModelLoader> loader_;
@@ -151,6 +164,7 @@ class ModelCache {
   std::deque<Entry*> jobs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Counters counters_ ABSL_GUARDED_BY(mu_);
+  LoadGate load_gate_ ABSL_GUARDED_BY(mu_);
   std::thread loader_thread_;
 };
 

@@ -18,8 +18,7 @@ double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).coun
 }  // namespace
 
 ServerMetrics::ServerMetrics(Registry& registry)
-    : registry_(registry),
-      compute_seconds_(registry.AddCounter(
+    : compute_seconds_(registry.AddCounter(
           "tenant_gpu_compute_seconds_total",
           "Measured compute time used by a tenant's requests (batch time split by samples), "
           "in seconds; on CPU devices this is CPU compute time")),

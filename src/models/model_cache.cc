@@ -316,7 +316,12 @@ void ModelCache::LoaderLoop() {
                                                    " is unavailable: ", e->reason));
     }
     lock.unlock();
-    for (Callback& w : waiters) w(result);
+    // The last waiter gets our reference itself, so once the waiters are done
+    // nothing here still holds the model (which would look "in use" to
+    // eviction).
+    for (size_t i = 0; i + 1 < waiters.size(); ++i) waiters[i](result);
+    if (!waiters.empty()) waiters.back()(std::move(result));
+    waiters.clear();
     lock.lock();
   }
   // Whoever still waits is told, not left hanging.

@@ -37,7 +37,7 @@
 #include "fairserve/metering/invoice.h"
 #include "fairserve/tenancy/api_key.h"
 #include "absl/strings/match.h"
-#include "fairserve/server/admission_metrics.h"
+#include "fairserve/server/collectors.h"
 #include "fairserve/server/http_server.h"
 #include "fairserve/server/inference_service.h"
 #include "fairserve/tenancy/tenant_registry.h"

@@ -38,7 +38,6 @@ class ServerMetrics final : public BatchObserver {
   // atomics): returns (tenant_id, rejections so far) pairs.
   void SetRejectionSource(std::function<std::vector<std::pair<std::string, double>>()> source);
 
-  Registry& registry() { return registry_; }
   // Requests of `tenant` counted so far (every status, not admission rejections).
   double RequestsTotal(const std::string& tenant) const;
 
@@ -46,7 +45,6 @@ class ServerMetrics final : public BatchObserver {
   static std::string StatusLabel(absl::StatusCode code);
 
  private:
-  Registry& registry_;
   Family<Counter>& compute_seconds_;
   // Not registered directly: collected together with admission's rejections
   // so tenant_requests_total counts every request a tenant sent.

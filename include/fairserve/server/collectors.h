@@ -1,5 +1,5 @@
-#ifndef FAIRSERVE_SERVER_ADMISSION_METRICS_H_
-#define FAIRSERVE_SERVER_ADMISSION_METRICS_H_
+#ifndef FAIRSERVE_SERVER_COLLECTORS_H_
+#define FAIRSERVE_SERVER_COLLECTORS_H_
 
 #include <vector>
 
@@ -8,6 +8,9 @@
 #include "fairserve/models/model_cache.h"
 
 namespace fairserve {
+
+// Metric families computed at scrape time from state that lives elsewhere
+// (registered with Registry::AddCollectable).
 
 // Admission's per-tenant counters as metric families, read at scrape time so
 // the rejection path itself touches only its tenant's atomics:
@@ -23,4 +26,4 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache);
 
 }  // namespace fairserve
 
-#endif  // FAIRSERVE_SERVER_ADMISSION_METRICS_H_
+#endif  // FAIRSERVE_SERVER_COLLECTORS_H_

@@ -1,4 +1,4 @@
-#include "fairserve/server/admission_metrics.h"
+#include "fairserve/server/collectors.h"
 
 #include <map>
 

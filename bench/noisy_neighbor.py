@@ -39,7 +39,7 @@ class Daemon:
             f.write("server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, "
                     "data_dir: data, log_format: off}\n"
                     f"model_repository: {models or args.models}\n"
-                    f"scheduler: {{policy: {policy}, workers: 1}}\n" + extra +
+                    f"scheduler: {{policy: {policy}, workers: 1{args.scheduler_extra}}}\n" + extra +
                     "tenants:\n" + "".join(tenants))
         ready = os.path.join(workdir, "ready.json")
         if os.path.exists(ready):
@@ -315,8 +315,12 @@ def main():
     p.add_argument("--warmup", type=float, default=2)
     p.add_argument("--victim-rate", type=float, default=50)
     p.add_argument("--flood-outstanding", type=int, default=64)
+    p.add_argument("--intra-op-threads", type=int, default=0,
+                   help="scheduler.intra_op_threads for every run (0 = the daemon's default)")
     p.add_argument("--only", default="noisy,weighted,conservation,rejections,cache")
     args = p.parse_args()
+    args.scheduler_extra = (f", intra_op_threads: {args.intra_op_threads}"
+                            if args.intra_op_threads else "")
     args.fairserve = os.path.join(args.build, "bin", "fairserve")
     args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
     args.inprocess = os.path.join(args.build, "bin", "inprocess_throughput")

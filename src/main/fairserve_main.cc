@@ -1,8 +1,11 @@
 // fairserve: the multi-tenant inference server daemon.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -39,6 +42,22 @@ options:
 signals: SIGHUP reloads the config (so does saving the file); SIGTERM/SIGINT drain
 and exit 0 (a second one exits at once).
 )";
+
+int g_signal_pipe[2] = {-1, -1};
+std::atomic<bool> g_terminating{false};
+
+// Async-signal-safe: a pipe write, or _exit on the second stop signal.
+void OnSignal(int sig) {
+  if (sig != SIGHUP && g_terminating.exchange(true)) {
+    constexpr char kMsg[] = "fairserve: second stop signal: exiting now\n";
+    ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
+    (void)ignored;
+    _exit(1);
+  }
+  unsigned char c = static_cast<unsigned char>(sig);
+  ssize_t ignored = write(g_signal_pipe[1], &c, 1);
+  (void)ignored;
+}
 
 int Usage(const std::string& error) {
   std::cerr << "fairserve: " << error << "\n\n" << kUsage;
@@ -109,12 +128,19 @@ int main(int argc, char** argv) {
 
   // Signals are taken synchronously by this thread; every other thread
   // inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Signals go through handlers, not blocked masks: libraries start threads
+  // before main (OpenBLAS's pool), and a process signal may land on any of
+  // them. A handler runs wherever it lands; it only writes to a pipe that
+  // this thread reads (or, for a second SIGTERM/SIGINT, exits at once).
+  if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
+    std::cerr << "fairserve: cannot create the signal pipe\n";
+    return 1;
+  }
+  struct sigaction action {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &action, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   auto daemon = fairserve::Daemon::Start(flags);
@@ -123,8 +149,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   while (true) {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    unsigned char sig = 0;
+    if (read(g_signal_pipe[0], &sig, 1) != 1) {
+      if (errno == EINTR) continue;
+      break;
+    }
     if (sig == SIGHUP) {
       (*daemon)->Reload("SIGHUP").IgnoreError();  // logged and counted either way
       continue;
@@ -132,15 +161,6 @@ int main(int argc, char** argv) {
     spdlog::info("{} received: draining (send it again to exit at once)", strsignal(sig));
     break;
   }
-  // A second signal ends the process at once, whatever the drain is doing.
-  std::thread([signals]() mutable {
-    int sig = 0;
-    do {
-      sigwait(&signals, &sig);
-    } while (sig == SIGHUP);
-    spdlog::warn("second {}: exiting now", strsignal(sig));
-    std::_Exit(1);
-  }).detach();
   (*daemon)->Shutdown();
   daemon->reset();
   return 0;

@@ -203,6 +203,20 @@ TEST(ReloadTest, AdminRpcReloads) {
   EXPECT_EQ(admin->Reload(&denied, {}, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
+TEST(LifecycleTest, SecondSignalExitsAtOnce) {
+  std::string config = TestConfigYaml();
+  config.replace(config.find("drain_timeout_s: 10}"), 20,
+                 "drain_timeout_s: 30, shutdown_grace_s: 20}");
+  DaemonProcess d(config);
+  ASSERT_TRUE(d.serving()) << d.Log();
+  kill(d.pid(), SIGTERM);  // starts a drain that would take 20 s
+  ASSERT_TRUE(WaitFor([&] { return d.Log().find("draining") != std::string::npos; }));
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(d.Stop(SIGTERM, /*timeout_s=*/10), 1) << d.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_THAT(d.Log(), HasSubstr("second stop signal: exiting now"));
+}
+
 TEST(LifecycleTest, SigtermUnderLoadFinishesAdmittedRequestsAndExitsZero) {
   DaemonProcess d(TestConfigYaml());
   ASSERT_TRUE(d.serving()) << d.Log();

@@ -5,9 +5,5 @@
 # --only noisy. Results: build/bench-results/ (summary.json, noisy_neighbor.png).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/setup.sh"
-"$root/scripts/build.sh"
-if [ ! -f "$root/build/demo-models/mlp_large/1/model.pt" ]; then
-  "$root/scripts/make-demo-models.sh" "$root/build/demo-models"
-fi
+"$root/scripts/prepare.sh"
 exec /usr/bin/python3 "$root/bench/noisy_neighbor.py" "$@"

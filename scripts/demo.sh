@@ -3,11 +3,7 @@
 # config/demo.yaml (CPU, SQLite ledger under build/demo-data). Ctrl-C stops it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/setup.sh"
-"$root/scripts/build.sh"
-if [ ! -f "$root/build/demo-models/mlp_large/1/model.pt" ]; then
-  "$root/scripts/make-demo-models.sh" "$root/build/demo-models"
-fi
+"$root/scripts/prepare.sh"
 cat <<MSG
 
 fairserve demo: gRPC on 127.0.0.1:8001, HTTP on 127.0.0.1:8000

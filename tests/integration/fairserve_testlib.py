@@ -1,5 +1,6 @@
 """Helpers for the Python integration tests: start the real daemon on port 0,
 generate Open Inference Protocol stubs from proto/ at test time, free ports."""
+import argparse
 import hashlib
 import json
 import os
@@ -9,6 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+import unittest
+
+# The arguments ctest passes (--fairserve, --models, --proto-dir, ...), set by main().
+ARGS = None
 
 ACME_KEY = "acme-demo-key"
 GLOBEX_KEY = "globex-demo-key"
@@ -92,3 +97,13 @@ class Daemon:
         code = self.proc.wait(timeout=timeout)
         self.log.close()
         return code
+
+
+def main(extra_args=()):
+    """Parses the arguments ctest passes, then runs the calling script's tests."""
+    global ARGS
+    parser = argparse.ArgumentParser()
+    for name in ("--fairserve", "--models", "--proto-dir", *extra_args):
+        parser.add_argument(name, required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2)

@@ -1,6 +1,5 @@
 """kill -9 under load: the usage ledger loses at most the last commit window
 (100 ms) and counts nothing twice; a restarted daemon keeps adding to it."""
-import argparse
 import os
 import shutil
 import signal
@@ -34,8 +33,8 @@ def ledger_requests(data_dir, tenant="acme", status="ok"):
 class LedgerCrashTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="fairserve-crash-")
-        self.pb, self.pbg = lib.generate_stubs(ARGS.proto_dir, os.path.join(self.tmp, "stubs"))
-        self.config = lib.default_config(ARGS.models)
+        self.pb, self.pbg = lib.generate_stubs(lib.ARGS.proto_dir, os.path.join(self.tmp, "stubs"))
+        self.config = lib.default_config(lib.ARGS.models)
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -64,7 +63,7 @@ class LedgerCrashTest(unittest.TestCase):
         channel.close()
 
     def test_kill_9_under_load(self):
-        daemon = lib.Daemon(ARGS.fairserve, self.tmp, self.config)
+        daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, self.config)
         stop = threading.Event()
         done_times, errors = [], []
         threads = [threading.Thread(target=self.load, args=(daemon, stop, done_times, errors))
@@ -93,7 +92,7 @@ class LedgerCrashTest(unittest.TestCase):
                                 f"ledger {ledger}, client ok {client_ok}, settled {settled}")
 
         # Restart on the same data: the totals stay, new usage adds on.
-        daemon = lib.Daemon(ARGS.fairserve, self.tmp, self.config)
+        daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, self.config)
         channel = grpc.insecure_channel(daemon.grpc_address)
         stub = self.pbg.GRPCInferenceServiceStub(channel)
         for _ in range(25):
@@ -104,9 +103,4 @@ class LedgerCrashTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--fairserve", required=True)
-    parser.add_argument("--models", required=True)
-    parser.add_argument("--proto-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    lib.main()

@@ -1,7 +1,6 @@
 """/metrics against the real tools: `promtool check metrics` accepts the
 exposition, and a real Prometheus server scrapes the daemon and sees the
 per-tenant counters with the values the traffic implies."""
-import argparse
 import json
 import os
 import shutil
@@ -18,8 +17,6 @@ import numpy as np
 
 import fairserve_testlib as lib
 from fairserve_testlib import ACME_KEY, GLOBEX_KEY
-
-ARGS = None
 
 
 def parse_metrics(text):
@@ -45,12 +42,12 @@ class PrometheusTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="fairserve-prom-")
-        cls.pb, cls.pbg = lib.generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
+        cls.pb, cls.pbg = lib.generate_stubs(lib.ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
         limited = (f'  - id: limited\n    api_keys: ["{lib.sha256_key("limited-key")}"]\n'
                    f'    rate_limit: {{requests_per_second: 0.01, burst: 1}}\n')
         pricing = "pricing: {currency: EUR, per_compute_second: 2.5, per_1k_requests: 150}\n"
-        cls.config_text = lib.default_config(ARGS.models, limited) + pricing
-        cls.daemon = lib.Daemon(ARGS.fairserve, cls.tmp, cls.config_text)
+        cls.config_text = lib.default_config(lib.ARGS.models, limited) + pricing
+        cls.daemon = lib.Daemon(lib.ARGS.fairserve, cls.tmp, cls.config_text)
         cls.channel = grpc.insecure_channel(cls.daemon.grpc_address)
         cls.stub = cls.pbg.GRPCInferenceServiceStub(cls.channel)
 
@@ -157,7 +154,7 @@ scrape_configs:
         # The ledger (flushed on SIGTERM) and fairctl agree with the metrics
         # and with the pricing formula, to the cent.
         self.assertEqual(self.daemon.stop(), 0)
-        fairctl = os.path.join(os.path.dirname(ARGS.fairserve), "fairctl")
+        fairctl = os.path.join(os.path.dirname(lib.ARGS.fairserve), "fairctl")
         data_dir = os.path.join(self.tmp, "data")
         config = os.path.join(self.tmp, "config.yaml")
         out = subprocess.run([fairctl, "invoice", "--data-dir", data_dir, "--tenant", "acme",
@@ -180,9 +177,4 @@ scrape_configs:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--fairserve", required=True)
-    parser.add_argument("--models", required=True)
-    parser.add_argument("--proto-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    lib.main()

@@ -5,7 +5,6 @@ test time, exactly as a KServe or Triton user would.
 Run by ctest with Debian's /usr/bin/python3 (python3-grpcio, python3-protobuf,
 python3-torch).
 """
-import argparse
 import os
 import shutil
 import sys
@@ -18,16 +17,14 @@ import numpy as np
 import fairserve_testlib as lib
 from fairserve_testlib import ACME_KEY, GLOBEX_KEY
 
-ARGS = None
-
 
 class PythonClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="fairserve-py-")
         global pb, pb_grpc
-        pb, pb_grpc = lib.generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
-        cls.daemon = lib.Daemon(ARGS.fairserve, cls.tmp, lib.default_config(ARGS.models))
+        pb, pb_grpc = lib.generate_stubs(lib.ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
+        cls.daemon = lib.Daemon(lib.ARGS.fairserve, cls.tmp, lib.default_config(lib.ARGS.models))
         cls.channel = grpc.insecure_channel(cls.daemon.grpc_address)
         cls.stub = pb_grpc.GRPCInferenceServiceStub(cls.channel)
 
@@ -61,7 +58,7 @@ class PythonClientTest(unittest.TestCase):
 
     def test_mlp_matches_python_torch(self):
         import torch
-        model = torch.jit.load(os.path.join(ARGS.models, "mlp", "1", "model.pt"))
+        model = torch.jit.load(os.path.join(lib.ARGS.models, "mlp", "1", "model.pt"))
         x = np.random.default_rng(5).standard_normal((4, 64)).astype(np.float32)
         resp = self.infer("mlp", x)
         self.assertEqual(list(resp.outputs[0].shape), [4, 10])
@@ -149,9 +146,4 @@ class PythonClientTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--fairserve", required=True)
-    parser.add_argument("--models", required=True)
-    parser.add_argument("--proto-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    lib.main()

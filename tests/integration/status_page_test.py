@@ -1,7 +1,6 @@
 """/status in a real browser: headless Chromium (Debian's) loads the page
 from the running daemon, the DOM shows every tenant and model, and a
 screenshot is kept as a test artifact (build/test-artifacts/status.png)."""
-import argparse
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ class StatusPageTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="fairserve-status-")
-        cls.pb, cls.pbg = lib.generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
+        cls.pb, cls.pbg = lib.generate_stubs(lib.ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
 
     @classmethod
     def tearDownClass(cls):
@@ -53,7 +52,7 @@ class StatusPageTest(unittest.TestCase):
                                url], capture_output=True, text=True, timeout=120)
 
     def test_page_in_chromium(self):
-        daemon = lib.Daemon(ARGS.fairserve, self.tmp, lib.default_config(ARGS.models))
+        daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, lib.default_config(lib.ARGS.models))
         try:
             self.traffic(daemon)
             url = daemon.http_url + "/status"
@@ -65,7 +64,7 @@ class StatusPageTest(unittest.TestCase):
             self.assertIn("mlp_large", html)
             self.assertIn('<meta http-equiv="refresh" content="5">', html)
             self.assertNotIn("http://", html.split("<body>")[0].replace(url, ""))  # no external assets
-            artifacts = os.path.join(ARGS.artifacts)
+            artifacts = os.path.join(lib.ARGS.artifacts)
             os.makedirs(artifacts, exist_ok=True)
             png = os.path.join(artifacts, "status.png")
             if os.path.exists(png):
@@ -80,10 +79,10 @@ class StatusPageTest(unittest.TestCase):
             self.assertEqual(daemon.stop(), 0)
 
     def test_admin_mode_needs_the_admin_key(self):
-        config = lib.default_config(ARGS.models).replace(
+        config = lib.default_config(lib.ARGS.models).replace(
             "data_dir: data}",
             f'data_dir: data, status_page: admin, admin_api_keys: ["{lib.sha256_key("adm")}"]}}')
-        daemon = lib.Daemon(ARGS.fairserve, self.tmp, config)
+        daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, config)
         try:
             url = daemon.http_url + "/status"
             with self.assertRaises(urllib.error.HTTPError) as e:
@@ -98,10 +97,4 @@ class StatusPageTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--fairserve", required=True)
-    parser.add_argument("--models", required=True)
-    parser.add_argument("--proto-dir", required=True)
-    parser.add_argument("--artifacts", required=True)
-    ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    lib.main(["--artifacts"])

@@ -14,8 +14,7 @@ std::vector<CollectedFamily> CollectAdmissionMetrics(const Admission& admission)
                            "Requests admitted and not yet answered, per tenant",
                            MetricType::kGauge, {}};
   admission.ForEach([&](const std::string& id, TenantAdmission& t) {
-    for (RejectReason r :
-         {RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue}) {
+    for (RejectReason r : kRejectReasons) {
       CollectedMetric m;
       m.labels = {{"tenant_id", id}, {"reason", RejectReasonName(r)}};
       m.value = static_cast<double>(t.rejected(r));
@@ -29,6 +28,29 @@ std::vector<CollectedFamily> CollectAdmissionMetrics(const Admission& admission)
     inflight.metrics.push_back(d);
   });
   return {std::move(rejected), std::move(depth), std::move(inflight)};
+}
+
+std::vector<CollectedFamily> CollectTenantSettings(const TenantRegistry& registry) {
+  const Config& config = registry.config();
+  CollectedFamily rps{"fairserve_tenant_rate_limit_rps",
+                      "Configured requests per second of a tenant (0 = unlimited)",
+                      MetricType::kGauge, {}};
+  CollectedFamily weight{"fairserve_tenant_weight", "Configured scheduling weight",
+                         MetricType::kGauge, {}};
+  CollectedFamily price_s{"fairserve_price_per_compute_second",
+                          "Price of one compute-second for a tenant", MetricType::kGauge, {}};
+  CollectedFamily price_r{"fairserve_price_per_1k_requests",
+                          "Price of 1000 successful requests for a tenant", MetricType::kGauge, {}};
+  for (const TenantConfig& t : config.tenants) {
+    const Prices& p = config.pricing.For(t.id);
+    Labels labels{{"tenant_id", t.id}};
+    rps.metrics.push_back({labels, t.rate_limit.requests_per_second, {}, 0, 0});
+    weight.metrics.push_back({labels, t.weight, {}, 0, 0});
+    Labels priced{{"tenant_id", t.id}, {"currency", config.pricing.currency}};
+    price_s.metrics.push_back({priced, p.per_compute_second, {}, 0, 0});
+    price_r.metrics.push_back({priced, p.per_1k_requests, {}, 0, 0});
+  }
+  return {rps, weight, price_s, price_r};
 }
 
 std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {

@@ -107,37 +107,12 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
   // Tenant settings as gauges, read from the live snapshot at each scrape
   // (so they follow reloads): alert and cost rules join on them.
-  registry_->AddCollectable([this] {
-    std::shared_ptr<const TenantRegistry> registry = tenants_.Get();
-    CollectedFamily rps{"fairserve_tenant_rate_limit_rps",
-                        "Configured requests per second of a tenant (0 = unlimited)",
-                        MetricType::kGauge, {}};
-    CollectedFamily weight{"fairserve_tenant_weight", "Configured scheduling weight",
-                           MetricType::kGauge, {}};
-    CollectedFamily price_s{"fairserve_price_per_compute_second",
-                            "Price of one compute-second for a tenant", MetricType::kGauge, {}};
-    CollectedFamily price_r{"fairserve_price_per_1k_requests",
-                            "Price of 1000 successful requests for a tenant", MetricType::kGauge, {}};
-    for (const TenantConfig& t : registry->config().tenants) {
-      const Prices& p = registry->config().pricing.For(t.id);
-      Labels labels{{"tenant_id", t.id}};
-      rps.metrics.push_back({labels, t.rate_limit.requests_per_second, {}, 0, 0});
-      weight.metrics.push_back({labels, t.weight, {}, 0, 0});
-      Labels priced{{"tenant_id", t.id}, {"currency", registry->config().pricing.currency}};
-      price_s.metrics.push_back({priced, p.per_compute_second, {}, 0, 0});
-      price_r.metrics.push_back({priced, p.per_1k_requests, {}, 0, 0});
-    }
-    return std::vector<CollectedFamily>{rps, weight, price_s, price_r};
-  });
+  // Read from the live snapshot at each scrape, so they follow reloads.
+  registry_->AddCollectable([this] { return CollectTenantSettings(*tenants_.Get()); });
   metrics_->SetRejectionSource([this] {
     std::vector<std::pair<std::string, double>> out;
     admission_->ForEach([&](const std::string& id, TenantAdmission& t) {
-      double n = 0;
-      for (RejectReason r :
-           {RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue}) {
-        n += static_cast<double>(t.rejected(r));
-      }
-      out.emplace_back(id, n);
+      out.emplace_back(id, static_cast<double>(t.rejected_total()));
     });
     return out;
   });
@@ -321,10 +296,7 @@ std::pair<int, std::string> Daemon::StatusResponse(const std::string& remote_add
     if (auto state = admission_->Find(t.id)) {
       ts.queued = state->queued()->load();
       ts.inflight = state->inflight().load();
-      for (RejectReason r :
-           {RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue}) {
-        ts.requests_total += static_cast<double>(state->rejected(r));
-      }
+      ts.requests_total += static_cast<double>(state->rejected_total());
     }
     ts.memory_used = owned_bytes[t.id];
     ts.memory_quota = t.memory_limit ? t.memory_limit

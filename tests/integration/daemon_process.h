@@ -6,8 +6,11 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "inference/grpc_service.pb.h"
 
 namespace fairserve {
 namespace testing_util {
@@ -21,6 +24,15 @@ constexpr char kGlobexKey[] = "globex-demo-key";
 // tenants list; `extra_yaml` to the file.
 std::string TestConfigYaml(const std::string& extra_tenant_yaml = "",
                            const std::string& extra_yaml = "");
+
+// Uniform random floats in [-1, 1), reproducible from `seed`.
+std::vector<float> RandomFloats(size_t n, uint32_t seed);
+
+// A ModelInfer request of one FP32 input sent as raw contents (id "req-42").
+inference::ModelInferRequest FloatRequest(const std::string& model,
+                                          const std::vector<float>& data,
+                                          std::vector<int64_t> shape,
+                                          const std::string& input = "INPUT0");
 
 class DaemonProcess {
  public:

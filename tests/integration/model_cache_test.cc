@@ -53,14 +53,7 @@ class Caller {
             grpc::CreateChannel(d.grpc_address(), grpc::InsecureChannelCredentials()))),
         key_(std::move(key)) {}
   grpc::Status Infer(const std::string& model) {
-    inference::ModelInferRequest req;
-    req.set_model_name(model);
-    auto* in = req.add_inputs();
-    in->set_name("INPUT0");
-    in->set_datatype("FP32");
-    in->add_shape(1);
-    in->add_shape(1024);
-    req.add_raw_input_contents(std::string(4096, '\0'));
+    inference::ModelInferRequest req = FloatRequest(model, std::vector<float>(1024), {1, 1024});
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-api-key", key_);
     inference::ModelInferResponse resp;

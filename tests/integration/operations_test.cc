@@ -73,14 +73,7 @@ class Client {
       : channel_(grpc::CreateChannel(d.grpc_address(), grpc::InsecureChannelCredentials())),
         stub_(GRPCInferenceService::NewStub(channel_)) {}
   grpc::Status Infer(const std::string& key, const std::string& model = "add_one", int width = 16) {
-    inference::ModelInferRequest req;
-    req.set_model_name(model);
-    auto* in = req.add_inputs();
-    in->set_name("INPUT0");
-    in->set_datatype("FP32");
-    in->add_shape(1);
-    in->add_shape(width);
-    req.add_raw_input_contents(std::string(width * 4, '\0'));
+    inference::ModelInferRequest req = FloatRequest(model, std::vector<float>(width), {1, width});
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-api-key", key);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));

@@ -24,28 +24,6 @@ using inference::ModelInferRequest;
 using inference::ModelInferResponse;
 using ::testing::HasSubstr;
 
-std::vector<float> RandomFloats(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(gen);
-  return v;
-}
-
-ModelInferRequest FloatRequest(const std::string& model, const std::vector<float>& data,
-                               std::vector<int64_t> shape, const std::string& input = "INPUT0") {
-  ModelInferRequest r;
-  r.set_model_name(model);
-  r.set_id("req-42");
-  auto* in = r.add_inputs();
-  in->set_name(input);
-  in->set_datatype("FP32");
-  for (int64_t d : shape) in->add_shape(d);
-  r.add_raw_input_contents(std::string(reinterpret_cast<const char*>(data.data()),
-                                       data.size() * sizeof(float)));
-  return r;
-}
-
 std::vector<float> OutputFloats(const ModelInferResponse& resp, int i = 0) {
   const std::string& raw = resp.raw_output_contents(i);
   std::vector<float> v(raw.size() / sizeof(float));

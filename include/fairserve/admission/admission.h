@@ -20,6 +20,9 @@ namespace fairserve {
 // fairserve_rejected_requests_total.
 enum class RejectReason { kNone, kRateLimit, kMaxInflight, kMaxQueue };
 const char* RejectReasonName(RejectReason reason);
+// Every reason a request can be rejected for (kNone excluded).
+inline constexpr RejectReason kRejectReasons[] = {
+    RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue};
 
 // The admission state of one tenant: its token bucket and counters. Shared
 // by all requests of that tenant and by nobody else, so one tenant's flood
@@ -40,6 +43,12 @@ class TenantAdmission {
   // Requests rejected so far for `reason` (not kNone).
   uint64_t rejected(RejectReason reason) const {
     return rejected_[static_cast<int>(reason)].load(std::memory_order_relaxed);
+  }
+  // Requests rejected so far for any reason.
+  uint64_t rejected_total() const {
+    uint64_t n = 0;
+    for (RejectReason r : kRejectReasons) n += rejected(r);
+    return n;
   }
 
  private:

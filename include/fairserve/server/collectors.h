@@ -6,6 +6,7 @@
 #include "fairserve/admission/admission.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/models/model_cache.h"
+#include "fairserve/tenancy/tenant_registry.h"
 
 namespace fairserve {
 
@@ -17,6 +18,12 @@ namespace fairserve {
 // fairserve_rejected_requests_total{tenant_id,reason},
 // fairserve_queue_depth{tenant_id}, fairserve_inflight_requests{tenant_id}.
 std::vector<CollectedFamily> CollectAdmissionMetrics(const Admission& admission);
+
+// Tenants' configured limits and prices (they follow reloads): what alert
+// and cost rules join on. fairserve_tenant_rate_limit_rps,
+// fairserve_tenant_weight, fairserve_price_per_compute_second,
+// fairserve_price_per_1k_requests.
+std::vector<CollectedFamily> CollectTenantSettings(const TenantRegistry& registry);
 
 // The model cache as metric families: fairserve_model_memory_bytes{model_name,
 // version} of resident models, fairserve_models{state},

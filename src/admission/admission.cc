@@ -24,6 +24,7 @@ const char* RejectReasonName(RejectReason reason) {
     case RejectReason::kRateLimit: return "rate_limit";
     case RejectReason::kMaxInflight: return "max_inflight";
     case RejectReason::kMaxQueue: return "max_queue";
+    case RejectReason::kRateLimitBackend: return "rate_limit_backend";
     default: return "none";
   }
 }
@@ -34,11 +35,19 @@ double LoadRate(const TenantConfig& c) {
   return c.model_loads_per_second > 0 ? c.model_loads_per_second : 1.0;
 }
 
+std::string RetryAfterText(Clock::Duration d) {
+  return absl::StrFormat("retry after %d ms",
+                         std::chrono::ceil<std::chrono::milliseconds>(d).count());
+}
+
 }  // namespace
 
-TenantAdmission::TenantAdmission(const TenantConfig& config)
-    : bucket_(Rate(config), Burst(config)),
-      load_bucket_(LoadRate(config), std::max(1.0, LoadRate(config))) {
+TenantAdmission::TenantAdmission(const TenantConfig& config, const std::string& key_prefix,
+                                 int64_t replicas)
+    : bucket_key_(absl::StrCat(key_prefix, "rl:", config.id)),
+      bucket_(Rate(config), Burst(config)),
+      load_bucket_(LoadRate(config), std::max(1.0, LoadRate(config))),
+      fallback_bucket_(Rate(config) / replicas, std::max(1.0, Burst(config) / replicas)) {
   SetLimits(config);
 }
 
@@ -46,13 +55,27 @@ void TenantAdmission::SetLimits(const TenantConfig& config) {
   max_inflight_.store(config.max_inflight, std::memory_order_relaxed);
   max_queue_.store(config.max_queue, std::memory_order_relaxed);
   limited_.store(config.rate_limit.requests_per_second > 0, std::memory_order_relaxed);
+  rate_.store(Rate(config), std::memory_order_relaxed);
+  burst_.store(Burst(config), std::memory_order_relaxed);
   loads_limited_.store(config.model_loads_per_second > 0, std::memory_order_relaxed);
 }
 
-void TenantAdmission::Reconfigure(const TenantConfig& config, Clock::TimePoint now) {
+void TenantAdmission::Reconfigure(const TenantConfig& config, int64_t replicas,
+                                  Clock::TimePoint now) {
   SetLimits(config);
   bucket_.Reconfigure(Rate(config), Burst(config), now);
+  fallback_bucket_.Reconfigure(Rate(config) / replicas, std::max(1.0, Burst(config) / replicas),
+                               now);
+  // A new rate changes when the shared bucket refills: ask again.
+  denied_until_.store(0, std::memory_order_relaxed);
   load_bucket_.Reconfigure(LoadRate(config), std::max(1.0, LoadRate(config)), now);
+}
+
+void Admission::SetSharedLimiter(std::shared_ptr<SharedRateLimiter> limiter,
+                                 SharedPolicy policy) {
+  shared_ = std::move(limiter);
+  policy_ = std::move(policy);
+  policy_.replicas = std::max<int64_t>(1, policy_.replicas);
 }
 
 void Admission::Update(const Config& config) {
@@ -63,9 +86,9 @@ void Admission::Update(const Config& config) {
     std::shared_ptr<TenantAdmission> state;
     if (it != old->end()) {
       state = it->second;
-      state->Reconfigure(t, clock_.Now());
+      state->Reconfigure(t, policy_.replicas, clock_.Now());
     } else {
-      state = std::make_shared<TenantAdmission>(t);
+      state = std::make_shared<TenantAdmission>(t, policy_.key_prefix, policy_.replicas);
     }
     (*table)[t.id] = std::move(state);
   }
@@ -89,56 +112,125 @@ absl::Status Admission::AdmitModelLoad(const std::string& tenant_id) {
       tenant_id, std::chrono::duration_cast<std::chrono::milliseconds>(d.retry_after).count() + 1));
 }
 
-Admission::Decision Admission::Admit(const std::string& tenant_id) {
+void Admission::Reject(TenantAdmission& t, RejectReason reason, absl::Status status,
+                       Clock::Duration retry_after, Decision* d) {
+  t.rejected_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+  d->reason = reason;
+  d->status = std::move(status);
+  d->retry_after = std::max(retry_after, Clock::Duration(std::chrono::milliseconds(1)));
+  d->slot = InflightSlot();
+  d->queued = nullptr;
+}
+
+Admission::Decision Admission::CheckLocal(const std::shared_ptr<TenantAdmission>& t,
+                                          bool take_token) {
   Decision d;
-  std::shared_ptr<TenantAdmission> t = Find(tenant_id);
   if (!t) {
     d.reason = RejectReason::kMaxInflight;
     d.status = absl::UnauthenticatedError("tenant is no longer configured");
     return d;
   }
   int64_t max_queue = t->max_queue_.load(std::memory_order_relaxed);
-  auto reject = [&t](RejectReason reason) {
-    t->rejected_[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
-    return reason;
-  };
   if (t->queued_->load(std::memory_order_relaxed) >= max_queue) {
-    d.reason = reject(RejectReason::kMaxQueue);
-    d.status = absl::ResourceExhaustedError(absl::StrCat(
-        "tenant queue is full (max_queue ", max_queue, " requests waiting); retry later"));
-    d.retry_after = std::chrono::milliseconds(10);
+    Reject(*t, RejectReason::kMaxQueue,
+           absl::ResourceExhaustedError(absl::StrCat(
+               "tenant queue is full (max_queue ", max_queue, " requests waiting); retry later")),
+           std::chrono::milliseconds(10), &d);
     return d;
   }
   int64_t max_inflight = t->max_inflight_.load(std::memory_order_relaxed);
-  if (max_inflight > 0) {
-    if (t->inflight_.fetch_add(1, std::memory_order_relaxed) >= max_inflight) {
-      t->inflight_.fetch_sub(1, std::memory_order_relaxed);
-      d.reason = reject(RejectReason::kMaxInflight);
-      d.status = absl::ResourceExhaustedError(absl::StrCat(
-          "too many requests in flight (max_inflight ", max_inflight,
-          "); wait for earlier requests to finish"));
-      d.retry_after = std::chrono::milliseconds(5);
-      return d;
-    }
-  } else {
-    t->inflight_.fetch_add(1, std::memory_order_relaxed);
+  if (t->inflight_.fetch_add(1, std::memory_order_relaxed) >= max_inflight && max_inflight > 0) {
+    t->inflight_.fetch_sub(1, std::memory_order_relaxed);
+    Reject(*t, RejectReason::kMaxInflight,
+           absl::ResourceExhaustedError(absl::StrCat("too many requests in flight (max_inflight ",
+                                                     max_inflight,
+                                                     "); wait for earlier requests to finish")),
+           std::chrono::milliseconds(5), &d);
+    return d;
   }
   // Taken from here on: the slot gives it back on every path below.
-  InflightSlot slot(t);
-  if (t->limited_.load(std::memory_order_relaxed)) {
+  d.slot = InflightSlot(t);
+  d.queued = t->queued_;
+  if (take_token && t->limited_.load(std::memory_order_relaxed)) {
     TokenBucket::Decision b = t->bucket_.TryAcquire(clock_.Now());
     if (!b.allowed) {
-      d.reason = reject(RejectReason::kRateLimit);
-      d.retry_after = std::max(b.retry_after, Clock::Duration(std::chrono::milliseconds(1)));
-      d.status = absl::ResourceExhaustedError(absl::StrFormat(
-          "rate limit exceeded; retry after %d ms",
-          std::chrono::duration_cast<std::chrono::milliseconds>(d.retry_after).count()));
-      return d;
+      Reject(*t, RejectReason::kRateLimit,
+             absl::ResourceExhaustedError(
+                 absl::StrCat("rate limit exceeded; ", RetryAfterText(b.retry_after))),
+             b.retry_after, &d);
     }
   }
-  d.slot = std::move(slot);
-  d.queued = t->queued_;
   return d;
+}
+
+Admission::Decision Admission::Admit(const std::string& tenant_id) {
+  return CheckLocal(Find(tenant_id), /*take_token=*/true);
+}
+
+void Admission::AdmitAsync(const std::string& tenant_id, AdmitCallback done) {
+  std::shared_ptr<TenantAdmission> t = Find(tenant_id);
+  Decision d = CheckLocal(t, /*take_token=*/shared_ == nullptr);
+  if (!d.status.ok() || shared_ == nullptr || !t->limited_.load(std::memory_order_relaxed)) {
+    done(std::move(d));
+    return;
+  }
+  const Clock::TimePoint now = clock_.Now();
+  const Clock::Duration::rep until = t->denied_until_.load(std::memory_order_relaxed);
+  if (now.time_since_epoch().count() < until) {
+    Clock::Duration wait(until - now.time_since_epoch().count());
+    Reject(*t, RejectReason::kRateLimit,
+           absl::ResourceExhaustedError(
+               absl::StrCat("rate limit exceeded (fleet-wide); ", RetryAfterText(wait))),
+           wait, &d);
+    done(std::move(d));
+    return;
+  }
+  // Decision is move-only and std::function copies: hold it by pointer.
+  auto held = std::make_shared<Decision>(std::move(d));
+  shared_->Check(t->bucket_key_, t->rate_.load(std::memory_order_relaxed),
+                 t->burst_.load(std::memory_order_relaxed),
+                 [this, t, held, now, done = std::move(done)](const SharedRateLimiter::Result& r) {
+                   OnShared(*t, r, now, held.get());
+                   done(std::move(*held));
+                 });
+}
+
+void Admission::OnShared(TenantAdmission& t, const SharedRateLimiter::Result& r,
+                         Clock::TimePoint asked, Decision* d) {
+  using Kind = SharedRateLimiter::Result::Kind;
+  if (r.kind == Kind::kAllowed) return;
+  if (r.kind == Kind::kDenied) {
+    // The bucket refills no sooner than `asked + retry_after` (Redis saw the
+    // request after we sent it), so nothing is lost by waiting until then.
+    Clock::Duration::rep until = (asked + r.retry_after).time_since_epoch().count();
+    Clock::Duration::rep seen = t.denied_until_.load(std::memory_order_relaxed);
+    while (seen < until &&
+           !t.denied_until_.compare_exchange_weak(seen, until, std::memory_order_relaxed)) {
+    }
+    Reject(t, RejectReason::kRateLimit,
+           absl::ResourceExhaustedError(
+               absl::StrCat("rate limit exceeded (fleet-wide); ", RetryAfterText(r.retry_after))),
+           r.retry_after, d);
+    return;
+  }
+  if (!policy_.allow_on_failure) {
+    Reject(t, RejectReason::kRateLimitBackend,
+           absl::UnavailableError(absl::StrCat(
+               "the shared rate limiter (", shared_->Describe(), ") is unavailable: ", r.error,
+               "; rate_limit_backend.on_failure is deny, so requests are refused until it is "
+               "back; retry after 100 ms")),
+           std::chrono::milliseconds(100), d);
+    return;
+  }
+  TokenBucket::Decision b = t.fallback_bucket_.TryAcquire(clock_.Now());
+  if (!b.allowed) {
+    Reject(t, RejectReason::kRateLimit,
+           absl::ResourceExhaustedError(absl::StrCat(
+               "rate limit exceeded (this replica's share while the shared limiter is "
+               "unavailable); ",
+               RetryAfterText(b.retry_after))),
+           b.retry_after, d);
+  }
 }
 
 }  // namespace fairserve

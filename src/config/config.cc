@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "fairserve/common/status_macros.h"
@@ -92,6 +93,44 @@ void ReadScheduler(const YAML::Node& node, SchedulerConfig* out, ConfigErrors* e
   }
   if (r.Get("max_queue_wait_s", &out->max_queue_wait_s) && out->max_queue_wait_s <= 0) {
     errors->Add(node["max_queue_wait_s"].Mark(), "scheduler.max_queue_wait_s", "must be > 0");
+  }
+  r.Finish();
+}
+
+void ReadRateLimitBackend(const YAML::Node& node, RateLimitBackendConfig* out,
+                          ConfigErrors* errors) {
+  MapReader r(node, "rate_limit_backend", errors);
+  if (r.Get("type", &out->type) && out->type != "local" && out->type != "redis") {
+    errors->Add(node["type"].Mark(), "rate_limit_backend.type",
+                absl::StrCat("unknown backend '", out->type, "'; use local or redis"));
+  }
+  if (r.Get("address", &out->address)) {
+    bool unix_socket = absl::StartsWith(out->address, "unix:") && out->address.size() > 5;
+    size_t colon = out->address.rfind(':');
+    int port = 0;
+    bool tcp = colon != std::string::npos && colon > 0 &&
+               absl::SimpleAtoi(out->address.substr(colon + 1), &port) && port > 0 &&
+               port <= 65535;
+    if (!unix_socket && !tcp) {
+      errors->Add(node["address"].Mark(), "rate_limit_backend.address",
+                  absl::StrCat("'", out->address,
+                               "' is not \"host:port\" or \"unix:/path/to/socket\""));
+    }
+  }
+  r.Get("key_prefix", &out->key_prefix);
+  if (r.Get("timeout_ms", &out->timeout_ms) &&
+      (out->timeout_ms < 1 || out->timeout_ms > 60000)) {
+    errors->Add(node["timeout_ms"].Mark(), "rate_limit_backend.timeout_ms",
+                "must be between 1 and 60000");
+  }
+  if (r.Get("on_failure", &out->on_failure) && out->on_failure != "allow" &&
+      out->on_failure != "deny") {
+    errors->Add(node["on_failure"].Mark(), "rate_limit_backend.on_failure",
+                absl::StrCat("unknown policy '", out->on_failure, "'; use allow or deny"));
+  }
+  if (r.Get("replicas", &out->replicas) && (out->replicas < 1 || out->replicas > 10000)) {
+    errors->Add(node["replicas"].Mark(), "rate_limit_backend.replicas",
+                "must be between 1 and 10000");
   }
   r.Finish();
 }
@@ -387,6 +426,9 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& tex
   r.Get("model_repository", &config->model_repository);
   if (YAML::Node n = r.Child("scheduler"); n.IsDefined()) {
     ReadScheduler(n, &config->scheduler, &errors);
+  }
+  if (YAML::Node n = r.Child("rate_limit_backend"); n.IsDefined()) {
+    ReadRateLimitBackend(n, &config->rate_limit_backend, &errors);
   }
   if (YAML::Node n = r.Child("devices"); n.IsDefined()) {
     ReadDevices(n, &config->devices, &errors);

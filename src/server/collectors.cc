@@ -87,4 +87,28 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
           counter("fairserve_model_cache_misses_total", "Requests that had to load their model", c.misses)};
 }
 
+std::vector<CollectedFamily> CollectRateLimiterMetrics(const RedisRateLimiter& limiter) {
+  RedisRateLimiter::Stats s = limiter.stats();
+  auto one = [](const char* name, const char* help, MetricType type, double value) {
+    return CollectedFamily{name, help, type, {{{}, value, {}, 0, 0}}};
+  };
+  CollectedFamily checks{"fairserve_rate_limit_backend_checks_total",
+                         "Shared rate-limit checks by answer (failed: the backend could not "
+                         "answer and on_failure applied)",
+                         MetricType::kCounter, {}};
+  checks.metrics.push_back({{{"result", "allowed"}}, static_cast<double>(s.allowed), {}, 0, 0});
+  checks.metrics.push_back({{{"result", "denied"}}, static_cast<double>(s.denied), {}, 0, 0});
+  checks.metrics.push_back({{{"result", "failed"}}, static_cast<double>(s.failed), {}, 0, 0});
+  return {one("fairserve_rate_limit_backend_up",
+              "1 while the shared rate-limit backend (Redis) answers, else 0", MetricType::kGauge,
+              s.up ? 1 : 0),
+          std::move(checks),
+          one("fairserve_rate_limit_backend_disconnects_total",
+              "Times the shared rate-limit backend went from up to down", MetricType::kCounter,
+              static_cast<double>(s.disconnects)),
+          one("fairserve_rate_limit_backend_connect_failures_total",
+              "Failed attempts to (re)connect to the shared rate-limit backend",
+              MetricType::kCounter, static_cast<double>(s.connect_failures))};
+}
+
 }  // namespace fairserve

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "fairserve/admission/admission.h"
+#include "fairserve/ratelimit/redis_rate_limiter.h"
 #include "fairserve/common/status_macros.h"
 #include "fairserve/metering/ledger.h"
 #include "fairserve/metering/metrics.h"
@@ -59,6 +60,11 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int http_por
   std::filesystem::rename(tmp, path, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot write ready file ", path));
   return absl::OkStatus();
+}
+
+bool SameRateLimitBackend(const RateLimitBackendConfig& a, const RateLimitBackendConfig& b) {
+  return a.type == b.type && a.address == b.address && a.key_prefix == b.key_prefix &&
+         a.timeout_ms == b.timeout_ms && a.on_failure == b.on_failure && a.replicas == b.replicas;
 }
 
 }  // namespace
@@ -103,11 +109,11 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
       .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                .count());
   admission_ = std::make_unique<Admission>(SteadyClock::Get());
+  RETURN_IF_ERROR(StartRateLimitBackend(*config));
   admission_->Update(*config);
   registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
   // Tenant settings as gauges, read from the live snapshot at each scrape
   // (so they follow reloads): alert and cost rules join on them.
-  // Read from the live snapshot at each scrape, so they follow reloads.
   registry_->AddCollectable([this] { return CollectTenantSettings(*tenants_.Get()); });
   metrics_->SetRejectionSource([this] {
     std::vector<std::pair<std::string, double>> out;
@@ -309,6 +315,42 @@ std::pair<int, std::string> Daemon::StatusResponse(const std::string& remote_add
   return {200, status_page_->Render(snap)};
 }
 
+absl::Status Daemon::StartRateLimitBackend(const Config& config) {
+  const RateLimitBackendConfig& b = config.rate_limit_backend;
+  if (b.type != "redis") {
+    spdlog::info("rate limits: local to this replica (rate_limit_backend.type local)");
+    return absl::OkStatus();
+  }
+  Histogram& latency = registry_->AddHistogram(
+      "fairserve_rate_limit_backend_check_seconds",
+      "Round trip of one shared rate-limit check (queued to answered)",
+      Histogram::ExponentialBounds(0.00001, 2, 16)).Add({});
+  RedisRateLimiter::Options options;
+  options.address = b.address;
+  options.timeout = std::chrono::milliseconds(b.timeout_ms);
+  options.failure_note =
+      b.on_failure == "allow"
+          ? absl::StrCat("until it is back each tenant gets 1/", b.replicas,
+                         " of its rate from a local bucket (on_failure: allow)")
+          : "until it is back rate-limited requests get UNAVAILABLE (on_failure: deny)";
+  options.observe_latency = [&latency](double s) { latency.Observe(s); };
+  ASSIGN_OR_RETURN(rate_limiter_, RedisRateLimiter::Create(options));
+  Admission::SharedPolicy policy;
+  policy.allow_on_failure = b.on_failure == "allow";
+  policy.replicas = b.replicas;
+  policy.key_prefix = b.key_prefix;
+  admission_->SetSharedLimiter(rate_limiter_, policy);
+  registry_->AddCollectable([this] { return CollectRateLimiterMetrics(*rate_limiter_); });
+  if (rate_limiter_->WaitUntilUp(std::chrono::milliseconds(std::max<int64_t>(b.timeout_ms, 500)))) {
+    spdlog::info("rate limits: shared through {} (key prefix '{}', timeout {} ms, on_failure {})",
+                 rate_limiter_->Describe(), b.key_prefix, b.timeout_ms, b.on_failure);
+  } else {
+    spdlog::warn("rate limits: {} is not reachable yet; starting anyway, {}",
+                 rate_limiter_->Describe(), options.failure_note);
+  }
+  return absl::OkStatus();
+}
+
 void Daemon::ApplyLogging(const Config& config) {
   if (!flags_.log_level_forced) spdlog::set_level(spdlog::level::from_str(config.server.log_level));
   access_log_->SetFormat(config.server.log_format == "json"  ? AccessLog::Format::kJson
@@ -343,6 +385,9 @@ absl::Status Daemon::Reload(const std::string& trigger) {
   if (next->server.listen_address != current->server.listen_address) static_changes.push_back("server.listen_address");
   if (next->server.data_dir != current->server.data_dir) static_changes.push_back("server.data_dir");
   if (next->model_repository != current->model_repository) static_changes.push_back("model_repository");
+  if (!SameRateLimitBackend(next->rate_limit_backend, current->rate_limit_backend)) {
+    static_changes.push_back("rate_limit_backend");
+  }
   if (next->scheduler.policy != current->scheduler.policy ||
       next->scheduler.workers != current->scheduler.workers) {
     static_changes.push_back("scheduler");
@@ -444,6 +489,8 @@ void Daemon::Shutdown() {
     grpc_server_->Wait();
   }
   if (scheduler_) scheduler_->Shutdown(std::chrono::milliseconds(0));
+  // No call is left to ask it; checks still queued are answered "failed".
+  rate_limiter_.reset();
   if (http_) http_->Stop();
   if (ledger_) {
     ledger_->Close();

@@ -276,47 +276,61 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
                                     "the server is not ready (starting up or shutting down); "
                                     "retry on another replica"));
   }
-  const TenantConfig& tenant = *caller->tenant;
-  // Limits first: a throttled request costs a hash and a few atomics, and its
-  // payload is never looked at.
-  Admission::Decision admitted = deps_.admission->Admit(tenant.id);
+  // Limits first: a throttled request costs a hash and a few atomics (or
+  // one Redis round trip with a shared limiter, answered on its thread), and
+  // its payload is never looked at.
+  auto pending = std::make_shared<PendingInfer>();
+  pending->request = std::make_unique<InferenceRequest>();
+  pending->reactor = new InferReactor(pending->request->cancelled);
+  pending->ctx = ctx;
+  pending->req = req;
+  pending->resp = resp;
+  pending->registry = std::move(caller->registry);
+  pending->tenant = caller->tenant;
+  grpc::ServerUnaryReactor* reactor = pending->reactor;
+  deps_.admission->AdmitAsync(pending->tenant->id, [this, pending](Admission::Decision admitted) {
+    ContinueAdmitted(pending, std::move(admitted));
+  });
+  return reactor;
+}
+
+void InferenceService::ContinueAdmitted(std::shared_ptr<PendingInfer> self,
+                                        Admission::Decision admitted) {
+  PendingInfer& pending = *self;
   if (!admitted.status.ok()) {
     if (admitted.retry_after > Clock::Duration(0)) {
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(admitted.retry_after);
-      ctx->AddTrailingMetadata("retry-after-ms", std::to_string(std::max<int64_t>(1, ms.count())));
+      pending.ctx->AddTrailingMetadata("retry-after-ms",
+                                       std::to_string(std::max<int64_t>(1, ms.count())));
     }
-    return Finish(ctx, ToGrpcStatus(admitted.status));
+    pending.reactor->Finish(ToGrpcStatus(admitted.status));
+    return;
   }
-  auto config = CheckModelAccess(tenant, req->model_name());
+  const TenantConfig& tenant = *pending.tenant;
+  const inference::ModelInferRequest& req = *pending.req;
+  auto config = CheckModelAccess(tenant, req.model_name());
   if (!config.ok()) {
-    LogRejected(tenant.id, *req, config.status());
-    return Finish(ctx, ToGrpcStatus(config.status()));
+    LogRejected(tenant.id, req, config.status());
+    pending.reactor->Finish(ToGrpcStatus(config.status()));
+    return;
   }
-
-  auto pending = std::make_shared<PendingInfer>();
-  pending->request = std::make_unique<InferenceRequest>();
-  InferenceRequest& request = *pending->request;
-  pending->reactor = new InferReactor(request.cancelled);
-  pending->req = req;
-  pending->resp = resp;
-  request.id = req->id();
+  InferenceRequest& request = *pending.request;
+  request.id = req.id();
   request.tenant_id = tenant.id;
   request.tenant_weight = tenant.weight;
   request.max_batch_size = tenant.max_batch_size;
   request.arrival = deps_.clock->Now();
-  request.deadline = Deadline(ctx, *req, request.arrival);
+  request.deadline = Deadline(pending.ctx, req, request.arrival);
   request.queued_counter = std::move(admitted.queued);
   request.hold = std::make_shared<InflightSlot>(std::move(admitted.slot));
-  grpc::ServerUnaryReactor* reactor = pending->reactor;
   // The rest runs once the model is resident: right here on a cache hit, on
   // the cache's loader thread after a load, never blocking this thread.
   deps_.models->Acquire(
-      req->model_name(), req->model_version(),
-      [this, pending](absl::StatusOr<std::shared_ptr<const Servable>> servable) {
-        ContinueInfer(*pending, std::move(servable));
+      req.model_name(), req.model_version(),
+      [this, self](absl::StatusOr<std::shared_ptr<const Servable>> servable) {
+        ContinueInfer(*self, std::move(servable));
       },
       tenant.id);
-  return reactor;
 }
 
 void InferenceService::LogRejected(const std::string& tenant,

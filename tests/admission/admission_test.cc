@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <optional>
+
 namespace fairserve {
 namespace {
 
@@ -80,6 +82,125 @@ TEST_F(AdmissionTest, ReloadKeepsStateOfRemainingTenants) {
   clock_.Advance(std::chrono::milliseconds(2));
   EXPECT_TRUE(admission_.Admit("acme").status.ok());  // a raised limit applies at once
   EXPECT_EQ(admission_.Find("initech"), nullptr);
+}
+
+// A shared limiter that answers what the test tells it to, and remembers
+// what it was asked.
+class FakeSharedLimiter final : public SharedRateLimiter {
+ public:
+  void Check(const std::string& bucket, double rate, double burst, Callback done) override {
+    asked.push_back(bucket);
+    last_rate = rate;
+    last_burst = burst;
+    done(next);
+  }
+  std::string Describe() const override { return "fake backend"; }
+
+  Result next;
+  std::vector<std::string> asked;
+  double last_rate = 0;
+  double last_burst = 0;
+};
+
+class SharedAdmissionTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(/*allow_on_failure=*/true); }
+  void Start(bool allow_on_failure) {
+    limiter_ = std::make_shared<FakeSharedLimiter>();
+    admission_ = std::make_unique<Admission>(clock_);
+    admission_->SetSharedLimiter(limiter_, {allow_on_failure, /*replicas=*/4, "fs:"});
+    Config c;
+    TenantConfig a;
+    a.id = "acme";
+    a.rate_limit = {40, 8};
+    TenantConfig g;
+    g.id = "globex";  // no rate limit: never asks the backend
+    c.tenants = {a, g};
+    admission_->Update(c);
+  }
+  Admission::Decision Admit(const std::string& tenant) {
+    std::optional<Admission::Decision> out;
+    admission_->AdmitAsync(tenant, [&](Admission::Decision d) { out = std::move(d); });
+    EXPECT_TRUE(out.has_value()) << "the fake answers at once";
+    return std::move(*out);
+  }
+  void Answer(SharedRateLimiter::Result::Kind kind, Clock::Duration retry = {}) {
+    limiter_->next.kind = kind;
+    limiter_->next.retry_after = retry;
+    limiter_->next.error = "connection refused";
+  }
+  FakeClock clock_;
+  std::shared_ptr<FakeSharedLimiter> limiter_;
+  std::unique_ptr<Admission> admission_;
+};
+
+using Kind = SharedRateLimiter::Result::Kind;
+
+TEST_F(SharedAdmissionTest, AllowedTakesTheTokenFromTheSharedBucketOnly) {
+  Answer(Kind::kAllowed);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(Admit("acme").status.ok()) << i;  // local bucket unused
+  EXPECT_EQ(limiter_->asked.size(), 100u);
+  EXPECT_EQ(limiter_->asked[0], "fs:rl:acme");
+  EXPECT_EQ(limiter_->last_rate, 40);
+  EXPECT_EQ(limiter_->last_burst, 8);
+  EXPECT_TRUE(Admit("globex").status.ok());
+  EXPECT_EQ(limiter_->asked.size(), 100u);
+}
+
+TEST_F(SharedAdmissionTest, DeniedIsRememberedUntilTheBucketRefills) {
+  Answer(Kind::kDenied, std::chrono::milliseconds(25));
+  Admission::Decision d = Admit("acme");
+  EXPECT_EQ(d.reason, RejectReason::kRateLimit);
+  EXPECT_EQ(d.status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(d.status.message()), HasSubstr("(fleet-wide); retry after 25 ms"));
+  EXPECT_EQ(d.retry_after, std::chrono::milliseconds(25));
+  EXPECT_EQ(admission_->Find("acme")->inflight().load(), 0);
+  // Until then nobody asks Redis again: a flood costs one round trip per refill.
+  clock_.Advance(std::chrono::milliseconds(10));
+  Answer(Kind::kAllowed);
+  d = Admit("acme");
+  EXPECT_EQ(d.reason, RejectReason::kRateLimit);
+  EXPECT_EQ(d.retry_after, std::chrono::milliseconds(15));
+  EXPECT_EQ(limiter_->asked.size(), 1u);
+  clock_.Advance(std::chrono::milliseconds(15));
+  EXPECT_TRUE(Admit("acme").status.ok());
+  EXPECT_EQ(limiter_->asked.size(), 2u);
+  EXPECT_EQ(admission_->Find("acme")->rejected(RejectReason::kRateLimit), 2u);
+}
+
+TEST_F(SharedAdmissionTest, FailureWithAllowFallsBackToThisReplicasShare) {
+  Answer(Kind::kFailed);
+  // 40/s and burst 8 over 4 replicas: a local bucket of 10/s, burst 2.
+  EXPECT_TRUE(Admit("acme").status.ok());
+  EXPECT_TRUE(Admit("acme").status.ok());
+  Admission::Decision d = Admit("acme");
+  EXPECT_EQ(d.reason, RejectReason::kRateLimit);
+  EXPECT_THAT(std::string(d.status.message()), HasSubstr("this replica's share"));
+  EXPECT_EQ(d.retry_after, std::chrono::milliseconds(100));
+  clock_.Advance(std::chrono::milliseconds(100));
+  EXPECT_TRUE(Admit("acme").status.ok());
+}
+
+TEST_F(SharedAdmissionTest, FailureWithDenyIsUnavailableNamingTheBackend) {
+  Start(/*allow_on_failure=*/false);
+  Answer(Kind::kFailed);
+  Admission::Decision d = Admit("acme");
+  EXPECT_EQ(d.reason, RejectReason::kRateLimitBackend);
+  EXPECT_EQ(d.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(d.status.message()),
+              HasSubstr("shared rate limiter (fake backend) is unavailable: connection refused"));
+  EXPECT_GT(d.retry_after, Clock::Duration(0));
+  EXPECT_EQ(admission_->Find("acme")->rejected(RejectReason::kRateLimitBackend), 1u);
+  EXPECT_EQ(admission_->Find("acme")->inflight().load(), 0);
+  // A tenant without a rate limit does not depend on the backend.
+  EXPECT_TRUE(Admit("globex").status.ok());
+}
+
+TEST_F(SharedAdmissionTest, LocalCapsAreCheckedBeforeAskingTheBackend) {
+  Answer(Kind::kAllowed);
+  admission_->Find("acme")->queued()->store(1024);
+  EXPECT_EQ(Admit("acme").reason, RejectReason::kMaxQueue);
+  EXPECT_TRUE(limiter_->asked.empty());
 }
 
 }  // namespace

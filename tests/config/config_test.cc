@@ -124,6 +124,33 @@ TEST(ConfigTest, WrongTypesAndRanges) {
               HasSubstr("tenants[0].memory_limit: 'lots' is not a byte size"));
 }
 
+TEST(ConfigTest, RateLimitBackend) {
+  auto c = Parse("rate_limit_backend: {type: redis, address: \"redis.svc:6380\", key_prefix: "
+                 "\"prod:\", timeout_ms: 20, on_failure: deny, replicas: 3}\ntenants:\n" +
+                 Tenant());
+  ASSERT_TRUE(c.ok()) << c.status();
+  const RateLimitBackendConfig& b = (*c)->rate_limit_backend;
+  EXPECT_EQ(b.type, "redis");
+  EXPECT_EQ(b.address, "redis.svc:6380");
+  EXPECT_EQ(b.key_prefix, "prod:");
+  EXPECT_EQ(b.timeout_ms, 20);
+  EXPECT_EQ(b.on_failure, "deny");
+  EXPECT_EQ(b.replicas, 3);
+  EXPECT_EQ((*Parse("tenants:\n" + Tenant()))->rate_limit_backend.type, "local");
+  EXPECT_TRUE(Parse("rate_limit_backend: {type: redis, address: \"unix:/run/redis.sock\"}\n"
+                    "tenants:\n" + Tenant()).ok());
+
+  std::string e = Error(
+      "rate_limit_backend: {type: memcached, address: \"redis\", timeout_ms: 0, "
+      "on_failure: maybe, replicas: 0}\ntenants:\n" + Tenant());
+  EXPECT_THAT(e, HasSubstr("test.yaml:1:28: rate_limit_backend.type: unknown backend "
+                           "'memcached'; use local or redis"));
+  EXPECT_THAT(e, HasSubstr("rate_limit_backend.address: 'redis' is not \"host:port\""));
+  EXPECT_THAT(e, HasSubstr("rate_limit_backend.timeout_ms: must be between 1 and 60000"));
+  EXPECT_THAT(e, HasSubstr("rate_limit_backend.on_failure: unknown policy 'maybe'"));
+  EXPECT_THAT(e, HasSubstr("rate_limit_backend.replicas: must be between 1 and 10000"));
+}
+
 TEST(ConfigTest, RejectsBadKeyHashes) {
   EXPECT_THAT(Error("tenants:\n" + Tenant("", "acme-demo-key")),
               HasSubstr("tenants[0].api_keys[0]: must be \"sha256:"));

@@ -4,11 +4,13 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
 
 #include "absl/status/status.h"
+#include "fairserve/admission/shared_rate_limiter.h"
 #include "fairserve/admission/token_bucket.h"
 #include "fairserve/common/clock.h"
 #include "fairserve/common/snapshot.h"
@@ -18,22 +20,27 @@ namespace fairserve {
 
 // Why a request was turned away; also the `reason` label of
 // fairserve_rejected_requests_total.
-enum class RejectReason { kNone, kRateLimit, kMaxInflight, kMaxQueue };
+// kRateLimitBackend: the shared rate limiter (Redis) could not answer and
+// the failure policy is "deny".
+enum class RejectReason { kNone, kRateLimit, kMaxInflight, kMaxQueue, kRateLimitBackend };
 const char* RejectReasonName(RejectReason reason);
 // Every reason a request can be rejected for (kNone excluded).
 inline constexpr RejectReason kRejectReasons[] = {
-    RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue};
+    RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue,
+    RejectReason::kRateLimitBackend};
 
 // The admission state of one tenant: its token bucket and counters. Shared
 // by all requests of that tenant and by nobody else, so one tenant's flood
 // never contends with another tenant's checks. Thread-safe (atomics only).
 class TenantAdmission {
  public:
-  explicit TenantAdmission(const TenantConfig& config);
+  // `replicas` divides the rate of the local fallback bucket used while a
+  // shared rate limiter is unavailable.
+  TenantAdmission(const TenantConfig& config, const std::string& key_prefix, int64_t replicas);
 
   // Applies a new config's limits at `now`; counters and the spent share of
   // the token bucket carry over.
-  void Reconfigure(const TenantConfig& config, Clock::TimePoint now);
+  void Reconfigure(const TenantConfig& config, int64_t replicas, Clock::TimePoint now);
 
   // Requests admitted and not yet answered (queued or running).
   std::atomic<int64_t>& inflight() { return inflight_; }
@@ -54,15 +61,26 @@ class TenantAdmission {
  private:
   friend class Admission;
   void SetLimits(const TenantConfig& config);
+  const std::string bucket_key_;  // the shared limiter's bucket of this tenant
+  std::atomic<double> rate_{1};
+  std::atomic<double> burst_{1};
   std::atomic<int64_t> max_inflight_{0};
   std::atomic<int64_t> max_queue_{0};
   std::atomic<bool> limited_{false};
   TokenBucket bucket_;
   TokenBucket load_bucket_;
+  // Used instead of the shared bucket while the shared limiter is failing
+  // (on_failure: allow): rate / replicas.
+  TokenBucket fallback_bucket_;
+  // The shared bucket is known to be empty until this time (clock ticks): a
+  // replica asked and was told when to come back, so checks before then are
+  // rejected here without asking again. GCRA buckets only refill with time,
+  // so this never rejects a request the shared bucket would have admitted.
+  std::atomic<Clock::Duration::rep> denied_until_{0};
   std::atomic<bool> loads_limited_{false};
   std::atomic<int64_t> inflight_{0};
   std::shared_ptr<std::atomic<int64_t>> queued_ = std::make_shared<std::atomic<int64_t>>(0);
-  std::array<std::atomic<uint64_t>, 4> rejected_{};
+  std::array<std::atomic<uint64_t>, 5> rejected_{};
 };
 
 // Releases an admitted request's in-flight slot when destroyed.
@@ -71,9 +89,19 @@ class InflightSlot {
   InflightSlot() = default;
   explicit InflightSlot(std::shared_ptr<TenantAdmission> tenant) : tenant_(std::move(tenant)) {}
   InflightSlot(InflightSlot&&) = default;
-  InflightSlot& operator=(InflightSlot&&) = default;
-  ~InflightSlot() {
+  // Gives back the slot held so far, then takes `other`'s.
+  InflightSlot& operator=(InflightSlot&& other) {
+    if (this != &other) {
+      Release();
+      tenant_ = std::move(other.tenant_);
+    }
+    return *this;
+  }
+  ~InflightSlot() { Release(); }
+
+  void Release() {
     if (tenant_) tenant_->inflight().fetch_sub(1, std::memory_order_relaxed);
+    tenant_.reset();
   }
 
  private:
@@ -93,13 +121,30 @@ class Admission {
     std::shared_ptr<std::atomic<int64_t>> queued;  // the tenant's queue counter
   };
 
+  // What to do with rate limits shared by a fleet (rate_limit_backend).
+  struct SharedPolicy {
+    bool allow_on_failure = true;  // else UNAVAILABLE while the backend fails
+    int64_t replicas = 1;          // the fallback bucket gets rate / replicas
+    std::string key_prefix;        // bucket names: <key_prefix>rl:<tenant_id>
+  };
+
   explicit Admission(Clock& clock) : clock_(clock) { table_.Set(std::make_shared<Table>()); }
+
+  // Makes rate limits fleet-wide: every rate-limited request asks `limiter`.
+  // Call before the first Update and before any Admit.
+  void SetSharedLimiter(std::shared_ptr<SharedRateLimiter> limiter, SharedPolicy policy);
 
   // Builds the table for `config`, keeping the state of tenants that stay.
   void Update(const Config& config);
 
-  // Checks and takes one request's worth of every limit of `tenant_id`.
+  // Checks and takes one request's worth of every limit of `tenant_id`,
+  // using the local token bucket (ignores a shared limiter).
   Decision Admit(const std::string& tenant_id);
+
+  // Like Admit, but takes the rate-limit token from the shared limiter when
+  // one is set. `done` runs exactly once: here, or on the limiter's thread.
+  using AdmitCallback = std::function<void(Decision)>;
+  void AdmitAsync(const std::string& tenant_id, AdmitCallback done);
 
   // Takes one model load from `tenant_id`'s load budget
   // (model_loads_per_second): OK, or RESOURCE_EXHAUSTED saying when to retry.
@@ -116,7 +161,17 @@ class Admission {
 
  private:
   using Table = std::unordered_map<std::string, std::shared_ptr<TenantAdmission>>;
+  // Queue and in-flight caps, then (when `take_token`) the local bucket.
+  Decision CheckLocal(const std::shared_ptr<TenantAdmission>& t, bool take_token);
+  // Turns an admitted decision into a rejection (gives its slot back).
+  void Reject(TenantAdmission& t, RejectReason reason, absl::Status status,
+              Clock::Duration retry_after, Decision* d);
+  // Applies the shared limiter's answer to a request admitted locally.
+  void OnShared(TenantAdmission& t, const SharedRateLimiter::Result& r, Clock::TimePoint asked,
+                Decision* d);
   Clock& clock_;
+  std::shared_ptr<SharedRateLimiter> shared_;
+  SharedPolicy policy_;
   Snapshot<Table> table_;
 };
 

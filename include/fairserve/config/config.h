@@ -52,6 +52,24 @@ struct SchedulerConfig {
   double max_queue_wait_s = 30.0;
 };
 
+// Where tenants' rate limits live. "local": each replica keeps its own token
+// buckets (a tenant gets its rate on every replica). "redis": one GCRA bucket
+// per tenant in Redis, shared by every replica, so the rate holds fleet-wide.
+struct RateLimitBackendConfig {
+  std::string type = "local";  // local or redis
+  // Redis: "host:port" or "unix:/path/to/socket".
+  std::string address = "127.0.0.1:6379";
+  // Prefix of the Redis keys (one per tenant: <prefix>rl:<tenant_id>).
+  std::string key_prefix = "fairserve:";
+  // A check Redis has not answered in this time counts as a failure.
+  int64_t timeout_ms = 50;
+  // While Redis is down or slow: "allow" (a local bucket at 1/replicas of the
+  // rate) or "deny" (UNAVAILABLE).
+  std::string on_failure = "allow";
+  // Replicas sharing the limits; sizes the local fallback buckets.
+  int64_t replicas = 1;
+};
+
 struct DeviceConfig {
   std::string name = "cpu";  // "cpu" or "cuda:N"
   uint64_t memory_budget = 0;  // bytes; 0 = unlimited
@@ -119,6 +137,7 @@ struct Config {
   ServerConfig server;
   std::string model_repository = "models";
   SchedulerConfig scheduler;
+  RateLimitBackendConfig rate_limit_backend;
   std::vector<DeviceConfig> devices;
   std::vector<TenantConfig> tenants;
   PricingConfig pricing;

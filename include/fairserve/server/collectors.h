@@ -6,6 +6,7 @@
 #include "fairserve/admission/admission.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/models/model_cache.h"
+#include "fairserve/ratelimit/redis_rate_limiter.h"
 #include "fairserve/tenancy/tenant_registry.h"
 
 namespace fairserve {
@@ -30,6 +31,12 @@ std::vector<CollectedFamily> CollectTenantSettings(const TenantRegistry& registr
 // fairserve_memory_used_bytes / fairserve_memory_capacity_bytes{partition},
 // and load, eviction, hit and miss counters.
 std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache);
+
+// The shared rate limiter's health: fairserve_rate_limit_backend_up (1/0),
+// fairserve_rate_limit_backend_checks_total{result=allowed|denied|failed},
+// fairserve_rate_limit_backend_disconnects_total,
+// fairserve_rate_limit_backend_connect_failures_total.
+std::vector<CollectedFamily> CollectRateLimiterMetrics(const RedisRateLimiter& limiter);
 
 }  // namespace fairserve
 

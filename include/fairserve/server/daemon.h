@@ -21,6 +21,7 @@ class Server;
 namespace fairserve {
 
 class Admission;
+class RedisRateLimiter;
 class LedgerWriter;
 class Counter;
 template <typename T>
@@ -84,6 +85,9 @@ class Daemon {
                                              const std::string& authorization);
   // Applies the settings that follow reloads: log level and access-log format.
   void ApplyLogging(const Config& config);
+  // rate_limit_backend redis: connects (in the background) and makes
+  // admission ask Redis. Does not fail when Redis is down.
+  absl::Status StartRateLimitBackend(const Config& config);
   // Checks what a config needs from the running daemon (known models).
   absl::Status CheckAgainstRepository(const Config& config) const;
   void WatchConfigFile();
@@ -98,6 +102,7 @@ class Daemon {
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Admission> admission_;
+  std::shared_ptr<RedisRateLimiter> rate_limiter_;  // rate_limit_backend redis only
   std::unique_ptr<LedgerWriter> ledger_;
   std::unique_ptr<ModelCache> models_;
   std::unique_ptr<BatchRunner> runner_;

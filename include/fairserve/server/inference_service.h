@@ -83,13 +83,20 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   absl::StatusOr<ModelConfig> CheckModelAccess(const TenantConfig& tenant,
                                                const std::string& name) const;
 
-  // A ModelInfer call between admission and its model being resident.
+  // A ModelInfer call between authentication and its model being resident.
   struct PendingInfer {
     std::unique_ptr<InferenceRequest> request;
     grpc::ServerUnaryReactor* reactor = nullptr;
+    grpc::CallbackServerContext* ctx = nullptr;
+    std::shared_ptr<const TenantRegistry> registry;  // keeps `tenant` alive
+    const TenantConfig* tenant = nullptr;
     const inference::ModelInferRequest* req = nullptr;
     inference::ModelInferResponse* resp = nullptr;
   };
+  // After admission (here or on the shared limiter's thread): checks the
+  // model and asks the cache for it.
+  void ContinueAdmitted(std::shared_ptr<PendingInfer> pending, Admission::Decision admitted);
+  // Once the model is resident: decodes and queues the request.
   void ContinueInfer(PendingInfer& pending,
                      absl::StatusOr<std::shared_ptr<const Servable>> servable);
   void LogRejected(const std::string& tenant, const inference::ModelInferRequest& req,

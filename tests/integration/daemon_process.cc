@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include <httplib.h>
+
 #include "fairserve/tenancy/api_key.h"
 
 namespace fairserve {
@@ -139,6 +141,44 @@ int DaemonProcess::Stop(int signal, double timeout_s) {
 std::string DaemonProcess::Log() const {
   std::ifstream in(dir_ + "/daemon.log");
   return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+double Metric(const DaemonProcess& d, const std::string& series) {
+  httplib::Client http("127.0.0.1", d.http_port());
+  auto res = http.Get("/metrics");
+  if (!res) return -1;
+  std::regex re("(^|\\n)" + std::regex_replace(series, std::regex(R"([{}"])"), "\\$&") +
+                " ([0-9.e+-]+)");
+  std::smatch m;
+  return std::regex_search(res->body, m, re) ? std::stod(m[2]) : 0;
+}
+
+bool WaitFor(const std::function<bool()>& done, double seconds) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+Client::Client(const DaemonProcess& d)
+    : channel_(grpc::CreateChannel(d.grpc_address(), grpc::InsecureChannelCredentials())),
+      stub_(inference::GRPCInferenceService::NewStub(channel_)) {}
+
+grpc::Status Client::Infer(const std::string& key, const std::string& model, int width) {
+  inference::ModelInferRequest req = FloatRequest(model, std::vector<float>(width), {1, width});
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("x-api-key", key);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  inference::ModelInferResponse resp;
+  return stub_->ModelInfer(&ctx, req, &resp);
+}
+
+int Client::Succeeded(const std::string& key, int n) {
+  int ok = 0;
+  for (int i = 0; i < n; ++i) ok += Infer(key).ok();
+  return ok;
 }
 
 }  // namespace testing_util

@@ -7,10 +7,14 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "inference/grpc_service.pb.h"
+#include <grpcpp/grpcpp.h>
+
+#include "inference/grpc_service.grpc.pb.h"
 
 namespace fairserve {
 namespace testing_util {
@@ -63,6 +67,30 @@ class DaemonProcess {
   int grpc_port_ = 0;
   int http_port_ = 0;
   int exit_status_ = -1;
+};
+
+// The value of one series on the daemon's /metrics, e.g.
+// `fairserve_queue_depth{tenant_id="acme"}`; 0 when absent, -1 when the
+// scrape fails.
+double Metric(const DaemonProcess& d, const std::string& series);
+
+// Polls `done` every 20 ms for up to `seconds`.
+bool WaitFor(const std::function<bool()>& done, double seconds = 20);
+
+// A blocking gRPC client of one daemon.
+class Client {
+ public:
+  explicit Client(const DaemonProcess& d);
+  // One ModelInfer of `model` with a [1, width] FP32 input of zeros.
+  grpc::Status Infer(const std::string& key, const std::string& model = "add_one",
+                     int width = 16);
+  // How many of `n` sequential calls succeeded.
+  int Succeeded(const std::string& key, int n);
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
 };
 
 }  // namespace testing_util

@@ -48,50 +48,6 @@ void RewriteConfig(const DaemonProcess& d, const std::string& text) {
   std::filesystem::rename(tmp, d.dir() + "/config.yaml");
 }
 
-double Metric(const DaemonProcess& d, const std::string& series) {
-  httplib::Client http("127.0.0.1", d.http_port());
-  auto res = http.Get("/metrics");
-  if (!res) return -1;
-  std::regex re("(^|\\n)" + std::regex_replace(series, std::regex(R"([{}"])"), "\\$&") +
-                " ([0-9.e+-]+)");
-  std::smatch m;
-  return std::regex_search(res->body, m, re) ? std::stod(m[2]) : 0;
-}
-
-bool WaitFor(const std::function<bool()>& done, double seconds = 20) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < until) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
-class Client {
- public:
-  explicit Client(const DaemonProcess& d)
-      : channel_(grpc::CreateChannel(d.grpc_address(), grpc::InsecureChannelCredentials())),
-        stub_(GRPCInferenceService::NewStub(channel_)) {}
-  grpc::Status Infer(const std::string& key, const std::string& model = "add_one", int width = 16) {
-    inference::ModelInferRequest req = FloatRequest(model, std::vector<float>(width), {1, width});
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("x-api-key", key);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    inference::ModelInferResponse resp;
-    return stub_->ModelInfer(&ctx, req, &resp);
-  }
-  int Succeeded(const std::string& key, int n) {
-    int ok = 0;
-    for (int i = 0; i < n; ++i) ok += Infer(key).ok();
-    return ok;
-  }
-  std::shared_ptr<grpc::Channel> channel() { return channel_; }
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<GRPCInferenceService::Stub> stub_;
-};
-
 // A client that sends continuously and records every status it gets.
 class SteadyLoad {
  public:

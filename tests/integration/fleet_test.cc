@@ -1,0 +1,241 @@
+// Two real daemons sharing tenants' rate limits through a real redis-server
+// on loopback: the limit holds across the fleet, other tenants are not
+// affected, and losing Redis applies the failure policy until it is back.
+
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "fairserve/tenancy/api_key.h"
+#include "integration/daemon_process.h"
+#include "testing/redis_server.h"
+
+namespace fairserve {
+namespace {
+
+using namespace testing_util;
+using ::testing::HasSubstr;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+constexpr char kLimitedKey[] = "limited-key";
+
+std::string FleetConfig(const RedisServer& redis, double rps, double burst,
+                        const std::string& on_failure) {
+  std::string tenant = "  - id: limited\n    api_keys: [\"" + HashApiKey(kLimitedKey) +
+                       "\"]\n    rate_limit: {requests_per_second: " + std::to_string(rps) +
+                       ", burst: " + std::to_string(burst) + "}\n";
+  // globex is limited too (so it goes through Redis), far above what it sends.
+  std::string config = TestConfigYaml(tenant, "rate_limit_backend: {type: redis, address: \"" +
+                                                  redis.address() +
+                                                  "\", timeout_ms: 100, on_failure: " +
+                                                  on_failure + ", replicas: 2}\n");
+  std::string globex = "    models: [add_one, mlp]\n";
+  config.replace(config.find(globex), globex.size(),
+                 globex + "    rate_limit: {requests_per_second: 5000, burst: 100}\n");
+  return config;
+}
+
+// What one tenant's paced sender saw.
+struct Outcome {
+  std::map<grpc::StatusCode, int> codes;
+  std::map<int, int> ok_per_replica;
+  std::vector<std::pair<SteadyTime, grpc::Status>> log;  // every answer, in order
+  int ok() const { return codes.count(grpc::StatusCode::OK) ? codes.at(grpc::StatusCode::OK) : 0; }
+};
+
+// Sends `rate` requests per second (open loop, one thread) for `seconds`,
+// alternating between the replicas.
+class PacedSender {
+ public:
+  PacedSender(std::vector<const DaemonProcess*> replicas, std::string key, double rate,
+              double seconds)
+      : key_(std::move(key)) {
+    for (const DaemonProcess* d : replicas) clients_.push_back(std::make_unique<Client>(*d));
+    thread_ = std::thread([this, rate, seconds] { Run(rate, seconds); });
+  }
+  Outcome Join() {
+    thread_.join();
+    return outcome_;
+  }
+  void Stop() { stop_ = true; }
+  // Answers received so far (thread-safe snapshot).
+  std::vector<std::pair<SteadyTime, grpc::Status>> Log() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return outcome_.log;
+  }
+
+ private:
+  void Run(double rate, double seconds) {
+    auto start = std::chrono::steady_clock::now();
+    auto period = std::chrono::duration<double>(1.0 / rate);
+    for (int64_t i = 0; !stop_; ++i) {
+      auto at = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(period * i);
+      if (at - start > std::chrono::duration<double>(seconds)) break;
+      std::this_thread::sleep_until(at);
+      size_t replica = i % clients_.size();
+      grpc::Status s = clients_[replica]->Infer(key_);
+      std::lock_guard<std::mutex> lock(mu_);
+      outcome_.codes[s.error_code()]++;
+      if (s.ok()) outcome_.ok_per_replica[replica]++;
+      outcome_.log.emplace_back(std::chrono::steady_clock::now(), s);
+    }
+  }
+
+  std::string key_;
+  std::vector<std::unique_ptr<Client>> clients_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  Outcome outcome_;
+  std::thread thread_;
+};
+
+class FleetTest : public ::testing::Test {
+ protected:
+  void StartFleet(double rps, double burst, const std::string& on_failure) {
+    ASSERT_TRUE(redis_.started()) << "redis-server did not start";
+    std::string config = FleetConfig(redis_, rps, burst, on_failure);
+    a_ = std::make_unique<DaemonProcess>(config);
+    b_ = std::make_unique<DaemonProcess>(config);
+    ASSERT_TRUE(a_->serving()) << a_->Log();
+    ASSERT_TRUE(b_->serving()) << b_->Log();
+    for (const DaemonProcess* d : {a_.get(), b_.get()}) {
+      ASSERT_TRUE(WaitFor([d] { return Metric(*d, "fairserve_rate_limit_backend_up") == 1; }))
+          << d->Log();
+    }
+  }
+  std::vector<const DaemonProcess*> Both() const { return {a_.get(), b_.get()}; }
+
+  RedisServer redis_;
+  std::unique_ptr<DaemonProcess> a_, b_;
+};
+
+TEST_F(FleetTest, RateLimitHoldsAcrossReplicasAndSparesOtherTenants) {
+  constexpr double kRate = 100, kBurst = 10, kSeconds = 10;
+  StartFleet(kRate, kBurst, "deny");
+  // The limited tenant offers 2.5x its rate, spread over both replicas;
+  // globex sends well within its own limit at the same time.
+  PacedSender limited(Both(), kLimitedKey, 2.5 * kRate, kSeconds);
+  PacedSender globex(Both(), kGlobexKey, 40, kSeconds);
+  Outcome l = limited.Join();
+  Outcome g = globex.Join();
+
+  double seconds = std::chrono::duration<double>(l.log.back().first - l.log.front().first).count();
+  double allowed = kRate * seconds + kBurst;  // GCRA: the burst once, then the rate
+  std::cout << "limited: " << l.ok() << " admitted in " << seconds << " s (configured "
+            << allowed << "), replica a " << l.ok_per_replica[0] << ", b "
+            << l.ok_per_replica[1] << "; rejected "
+            << l.codes[grpc::StatusCode::RESOURCE_EXHAUSTED] << "\n";
+  EXPECT_NEAR(l.ok(), allowed, 0.05 * allowed);
+  // Both replicas admitted a share: the limit is one bucket, not two.
+  EXPECT_GT(l.ok_per_replica[0], 0.3 * l.ok());
+  EXPECT_GT(l.ok_per_replica[1], 0.3 * l.ok());
+  EXPECT_EQ(l.ok() + l.codes[grpc::StatusCode::RESOURCE_EXHAUSTED],
+            static_cast<int>(l.log.size()));
+  // globex: every request succeeded.
+  EXPECT_EQ(g.ok(), static_cast<int>(g.log.size())) << "globex saw failures";
+  EXPECT_GT(g.ok(), 300);
+
+  double checks = Metric(*a_, "fairserve_rate_limit_backend_checks_total{result=\"allowed\"}") +
+                  Metric(*b_, "fairserve_rate_limit_backend_checks_total{result=\"allowed\"}");
+  EXPECT_EQ(checks, l.ok() + g.ok());
+}
+
+TEST_F(FleetTest, RedisKilledDenyPolicyAppliesThenRecoversWithoutRestart) {
+  StartFleet(200, 20, "deny");
+  PacedSender limited(Both(), kLimitedKey, 50, 30);
+  PacedSender unlimited({a_.get()}, kAcmeKey, 20, 30);  // acme has no rate limit
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  redis_.Kill();
+  SteadyTime killed = std::chrono::steady_clock::now();
+  // The policy (deny: UNAVAILABLE) applies at once: a closed connection is
+  // noticed on the next check, not after a timeout.
+  ASSERT_TRUE(WaitFor([&] {
+    auto log = limited.Log();
+    return !log.empty() && log.back().second.error_code() == grpc::StatusCode::UNAVAILABLE;
+  }, 5));
+  auto log = limited.Log();
+  grpc::Status first_denied;
+  SteadyTime first_denied_at;
+  for (const auto& [at, s] : log) {
+    if (at > killed && s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      first_denied = s;
+      first_denied_at = at;
+      break;
+    }
+  }
+  EXPECT_THAT(first_denied.error_message(), HasSubstr("shared rate limiter (redis at 127.0.0.1:"));
+  EXPECT_THAT(first_denied.error_message(), HasSubstr("on_failure is deny"));
+  EXPECT_LT(first_denied_at - killed, std::chrono::seconds(1));
+  EXPECT_EQ(Metric(*a_, "fairserve_rate_limit_backend_up"), 0);
+
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  ASSERT_TRUE(redis_.Restart());
+  SteadyTime restarted = std::chrono::steady_clock::now();
+  // Both replicas reconnect by themselves (backoff is at most 2 s).
+  for (const DaemonProcess* d : Both()) {
+    ASSERT_TRUE(WaitFor([d] { return Metric(*d, "fairserve_rate_limit_backend_up") == 1; }, 10))
+        << d->Log();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  SteadyTime recovered = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  limited.Stop();
+  unlimited.Stop();
+  Outcome l = limited.Join();
+  Outcome u = unlimited.Join();
+  int after = 0, after_ok = 0;
+  for (const auto& [at, s] : l.log) {
+    if (at < recovered) continue;
+    ++after;
+    after_ok += s.ok();
+  }
+  EXPECT_GT(after, 50);
+  EXPECT_EQ(after_ok, after) << "shared limiting did not come back";
+  EXPECT_LT(recovered - restarted, std::chrono::seconds(10));
+  EXPECT_EQ(u.ok(), static_cast<int>(u.log.size())) << "an unlimited tenant was affected";
+  EXPECT_GE(Metric(*a_, "fairserve_rate_limit_backend_disconnects_total"), 1);
+  EXPECT_THAT(a_->Log(), HasSubstr("is down"));
+  EXPECT_THAT(a_->Log(), HasSubstr("rate limits are shared by the fleet"));
+}
+
+TEST_F(FleetTest, UnresponsiveRedisAllowPolicyFallsBackToLocalShareWithinTimeout) {
+  // 2 replicas: while Redis hangs each replica admits 1/2 of the rate itself.
+  StartFleet(40, 4, "allow");
+  redis_.Pause();
+  Client client(*a_);
+  auto start = std::chrono::steady_clock::now();
+  grpc::Status first = client.Infer(kLimitedKey);
+  auto waited = std::chrono::steady_clock::now() - start;
+  redis_.Resume();
+  EXPECT_TRUE(first.ok()) << first.error_message();
+  // Answered after about timeout_ms (100 ms), not after Redis came back.
+  EXPECT_LT(waited, std::chrono::milliseconds(1500));
+  EXPECT_GE(Metric(*a_, "fairserve_rate_limit_backend_checks_total{result=\"failed\"}"), 1);
+  EXPECT_THAT(a_->Log(), HasSubstr("each tenant gets 1/2 of its rate from a local bucket"));
+}
+
+TEST_F(FleetTest, FallbackBucketIsTheReplicasShare) {
+  StartFleet(40, 4, "allow");
+  redis_.Kill();
+  Client client(*a_);
+  // The first check finds the connection closed; from then on the local
+  // bucket (20/s, burst 2) decides at once.
+  client.Infer(kLimitedKey);
+  ASSERT_TRUE(WaitFor([&] { return Metric(*a_, "fairserve_rate_limit_backend_up") == 0; }, 5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the bucket refills
+  int ok = client.Succeeded(kLimitedKey, 20);
+  EXPECT_GE(ok, 2);
+  EXPECT_LE(ok, 6) << "20 back-to-back requests against a 20/s, burst 2 bucket";
+  grpc::Status s = client.Infer(kLimitedKey);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("this replica's share"));
+}
+
+}  // namespace
+}  // namespace fairserve

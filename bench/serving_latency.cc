@@ -19,77 +19,17 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "fairserve/models/executor.h"
 #include "fairserve/tenancy/api_key.h"
 #include "inference/grpc_service.grpc.pb.h"
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-struct Stats {
-  double p50, p90, p99, mean;
-};
-
-Stats Summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  auto q = [&](double p) { return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))]; };
-  double sum = 0;
-  for (double x : v) sum += x;
-  return {q(0.50), q(0.90), q(0.99), sum / v.size()};
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-struct Daemon {
-  pid_t pid = -1;
-  int port = 0;
-  double start_ms = 0;
-};
-
-Daemon StartDaemon(const std::string& bin, const std::string& dir, const std::string& models) {
-  std::string config = dir + "/config.yaml";
-  std::ofstream(config) << "server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: -1, "
-                           "data_dir: data}\nmodel_repository: " << models
-                        << "\nscheduler: {workers: 1}\ntenants:\n  - id: bench\n    api_keys: [\""
-                        << fairserve::HashApiKey("bench-key") << "\"]\n";
-  std::string ready = dir + "/ready.json";
-  std::filesystem::remove(ready);
-  Daemon d;
-  auto t0 = Clock::now();
-  d.pid = fork();
-  if (d.pid == 0) {
-    freopen((dir + "/daemon.log").c_str(), "w", stderr);
-    freopen((dir + "/daemon.log").c_str(), "a", stdout);
-    execl(bin.c_str(), bin.c_str(), "--config", config.c_str(), "--ready-file", ready.c_str(),
-          nullptr);
-    _exit(127);
-  }
-  while (true) {
-    std::ifstream in(ready);
-    std::string text((std::istreambuf_iterator<char>(in)), {});
-    std::smatch m;
-    if (std::regex_search(text, m, std::regex("\"grpc_port\":(\\d+)"))) {
-      d.port = std::stoi(m[1]);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
-  }
-  d.start_ms = Ms(Clock::now() - t0);
-  return d;
-}
-
-void StopDaemon(Daemon& d) {
-  kill(d.pid, SIGTERM);
-  waitpid(d.pid, nullptr, 0);
-}
-
-}  // namespace
+using fairserve::bench::Clock;
+using fairserve::bench::Daemon;
+using fairserve::bench::Median;
+using fairserve::bench::Ms;
+using fairserve::bench::Stats;
+using fairserve::bench::Summarize;
 
 int main(int argc, char** argv) {
   std::string models = "build/demo-models";
@@ -110,9 +50,9 @@ int main(int argc, char** argv) {
   // Cold start: exec to serving, demo models loaded.
   std::vector<double> cold;
   for (int i = 0; i < starts; ++i) {
-    Daemon d = StartDaemon(bin, dir, models);
+    Daemon d = fairserve::bench::StartDaemon(bin, dir, fairserve::bench::BenchConfig(models));
     cold.push_back(d.start_ms);
-    StopDaemon(d);
+    fairserve::bench::StopDaemon(d);
   }
   std::sort(cold.begin(), cold.end());
   std::printf("cold start (exec -> serving, %d starts): median %.1f ms, min %.1f, max %.1f\n",
@@ -148,54 +88,18 @@ int main(int argc, char** argv) {
     local.push_back(Summarize(lat));
   }
 
-  Daemon d = StartDaemon(bin, dir, models);
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(d.port),
-                                     grpc::InsecureChannelCredentials());
-  auto stub = inference::GRPCInferenceService::NewStub(channel);
-  inference::ModelInferRequest req;
-  req.set_model_name("add_one");
-  auto* input = req.add_inputs();
-  input->set_name("INPUT0");
-  input->set_datatype("FP32");
-  input->add_shape(1);
-  input->add_shape(16);
-  req.add_raw_input_contents(raw);
-  auto call = [&] {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer bench-key");
-    inference::ModelInferResponse resp;
-    return stub->ModelInfer(&ctx, req, &resp);
-  };
+  Daemon d = fairserve::bench::StartDaemon(bin, dir, fairserve::bench::BenchConfig(models));
+  auto call = fairserve::bench::AddOneCaller(d.port);
   for (int r = 0; r < reps; ++r) {
-    std::vector<double> lat;
-    for (int i = 0; i < 100; ++i) call();  // warm-up
-    for (int i = 0; i < calls; ++i) {
-      auto t0 = Clock::now();
-      grpc::Status s = call();
-      lat.push_back(Ms(Clock::now() - t0));
-      if (!s.ok()) {
-        std::fprintf(stderr, "ModelInfer failed: %s\n", s.error_message().c_str());
-        return 1;
-      }
-    }
+    std::vector<double> lat = fairserve::bench::TimeCalls(call, calls);
+    if (lat.empty()) return 1;
     remote.push_back(Summarize(lat));
   }
-  StopDaemon(d);
+  fairserve::bench::StopDaemon(d);
   std::filesystem::remove_all(dir);
 
-  auto report = [&](const char* name, const std::vector<Stats>& s) {
-    std::vector<double> p50, p99;
-    for (const Stats& x : s) {
-      p50.push_back(x.p50);
-      p99.push_back(x.p99);
-    }
-    std::printf("%-22s p50 median %.3f ms (runs %.3f..%.3f), p99 median %.3f ms (runs %.3f..%.3f)\n",
-                name, Median(p50), *std::min_element(p50.begin(), p50.end()),
-                *std::max_element(p50.begin(), p50.end()), Median(p99),
-                *std::min_element(p99.begin(), p99.end()), *std::max_element(p99.begin(), p99.end()));
-  };
   std::printf("add_one [1,16], %d sequential calls x %d runs:\n", calls, reps);
-  report("  in-process executor", local);
-  report("  gRPC ModelInfer", remote);
+  fairserve::bench::Report("  in-process executor", local);
+  fairserve::bench::Report("  gRPC ModelInfer", remote);
   return 0;
 }

@@ -1,0 +1,56 @@
+#ifndef FAIRSERVE_BENCH_BENCH_UTIL_H_
+#define FAIRSERVE_BENCH_BENCH_UTIL_H_
+
+// Shared by the benchmarks that start the real daemon and time gRPC calls.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "inference/grpc_service.grpc.pb.h"
+
+namespace fairserve {
+namespace bench {
+
+using Clock = std::chrono::steady_clock;
+
+inline double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+struct Stats {
+  double p50, p90, p99, mean;
+};
+Stats Summarize(std::vector<double> v);
+double Median(std::vector<double> v);
+// "p50 median X ms (runs a..b), p99 median Y ms (runs c..d)" over repetitions.
+void Report(const char* name, const std::vector<Stats>& runs, const char* unit = "ms",
+            double scale = 1.0);
+
+// A daemon started from build/bin/fairserve with `config_yaml`, in `dir`.
+struct Daemon {
+  pid_t pid = -1;
+  int port = 0;
+  double start_ms = 0;  // exec to serving
+};
+Daemon StartDaemon(const std::string& bin, const std::string& dir, const std::string& config_yaml);
+void StopDaemon(Daemon& d);
+
+// A config with one tenant "bench" (key "bench-key") and `extra` appended.
+std::string BenchConfig(const std::string& models, const std::string& tenant_extra = "",
+                        const std::string& extra = "");
+
+// An add_one [1,16] request and a callable that sends it once to `port`.
+std::function<grpc::Status()> AddOneCaller(int port, const std::string& key = "bench-key");
+
+// `calls` sequential calls after 100 warm-up calls; latencies in ms.
+// Empty when a call fails (the error is printed).
+std::vector<double> TimeCalls(const std::function<grpc::Status()>& call, int calls);
+
+}  // namespace bench
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_BENCH_BENCH_UTIL_H_

@@ -3,6 +3,9 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "fairserve/common/status_macros.h"
@@ -223,7 +226,11 @@ absl::StatusOr<std::vector<UsageRow>> ReadUsage(const std::vector<std::string>& 
                                                 const UsageQuery& query) {
   std::map<std::tuple<std::string, std::string, std::string>, UsageRow> sums;
   std::map<std::string, std::string> replica_source;  // replica -> the file it came from
+  std::set<std::string> seen;                          // the same file named twice is read once
   for (const std::string& path : paths) {
+    std::error_code ec;
+    std::string canonical = std::filesystem::weakly_canonical(path, ec).string();
+    if (!seen.insert(ec ? path : canonical).second) continue;
     sqlite3* db = nullptr;
     if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
       absl::Status s = SqlError(db, absl::StrCat("cannot open usage ledger ", path));

@@ -73,7 +73,7 @@ TEST(DeployTest, DeploymentAgreesWithItsConfig) {
   YAML::Node cm = FindKind("configmap.yaml", "ConfigMap");
   auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
   ASSERT_TRUE(config.ok()) << config.status();
-  YAML::Node dep = FindKind("deployment.yaml", "Deployment");
+  YAML::Node dep = FindKind("deployment.yaml", "StatefulSet");
   YAML::Node pod = dep["spec"]["template"]["spec"];
   double drain = (*config)->server.drain_timeout_s + (*config)->server.shutdown_grace_s;
   EXPECT_GE(pod["terminationGracePeriodSeconds"].as<double>(), drain);
@@ -86,6 +86,41 @@ TEST(DeployTest, DeploymentAgreesWithItsConfig) {
     data_mounted |= m["mountPath"].as<std::string>() == (*config)->server.data_dir;
   }
   EXPECT_TRUE(data_mounted) << "the ledger directory must be on the persistent volume";
+  // One ledger volume per replica, kept when the fleet scales down.
+  EXPECT_EQ(dep["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as<std::string>(),
+            "ledger");
+  EXPECT_EQ(dep["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"].as<std::string>(),
+            "Retain");
+  EXPECT_TRUE((*config)->server.replica_id.empty()) << "replicas take their pod name";
+}
+
+TEST(DeployTest, FleetPiecesAgree) {
+  YAML::Node cm = FindKind("configmap.yaml", "ConfigMap");
+  auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const RateLimitBackendConfig& backend = (*config)->rate_limit_backend;
+  EXPECT_EQ(backend.type, "redis");
+  // The configured address is the Redis Service's DNS name and port.
+  YAML::Node redis = FindKind("redis.yaml", "Service");
+  std::string dns = redis["metadata"]["name"].as<std::string>() + "." +
+                    redis["metadata"]["namespace"].as<std::string>() + ".svc:" +
+                    redis["spec"]["ports"][0]["port"].as<std::string>();
+  EXPECT_EQ(backend.address, dns);
+  YAML::Node redis_dep = FindKind("redis.yaml", "Deployment");
+  EXPECT_TRUE(SameYaml(redis["spec"]["selector"],
+                       redis_dep["spec"]["template"]["metadata"]["labels"]));
+  // The autoscaler scales the StatefulSet, and the fallback share assumes
+  // the largest fleet it may make.
+  YAML::Node hpa = FindKind("autoscaling.yaml", "HorizontalPodAutoscaler");
+  YAML::Node sts = FindKind("deployment.yaml", "StatefulSet");
+  EXPECT_EQ(hpa["spec"]["scaleTargetRef"]["kind"].as<std::string>(), "StatefulSet");
+  EXPECT_EQ(hpa["spec"]["scaleTargetRef"]["name"].as<std::string>(),
+            sts["metadata"]["name"].as<std::string>());
+  EXPECT_EQ(hpa["spec"]["maxReplicas"].as<int64_t>(), backend.replicas);
+  EXPECT_LE(hpa["spec"]["minReplicas"].as<int64_t>(), sts["spec"]["replicas"].as<int64_t>());
+  YAML::Node pdb = FindKind("autoscaling.yaml", "PodDisruptionBudget");
+  EXPECT_TRUE(SameYaml(pdb["spec"]["selector"]["matchLabels"],
+                       sts["spec"]["template"]["metadata"]["labels"]));
 }
 
 TEST(DeployTest, PrometheusRuleHoldsTheRulesFile) {

@@ -108,6 +108,11 @@ TEST_F(LedgerTest, ReplicasMergeButACopiedLedgerIsRefused) {
   auto doubled = ReadUsage({Path("a.sqlite"), Path("copy.sqlite")}, {});
   EXPECT_EQ(doubled.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(doubled.status().message()), HasSubstr("count its usage twice"));
+
+  // The same file named twice (even by another path) is read once.
+  auto again = ReadUsage({Path("a.sqlite"), Path("b.sqlite"), Path("./a.sqlite")}, {});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)[0].requests, 2);
 }
 
 TEST_F(LedgerTest, CloseFlushesAndReopenKeepsTotals) {

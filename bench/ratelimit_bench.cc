@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "bench_util.h"
-#include "fairserve/ratelimit/redis_rate_limiter.h"
+#include "fairserve/admission/redis_rate_limiter.h"
 #include "testing/redis_server.h"
 
 namespace fs = fairserve::bench;

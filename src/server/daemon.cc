@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "fairserve/admission/admission.h"
-#include "fairserve/ratelimit/redis_rate_limiter.h"
+#include "fairserve/admission/redis_rate_limiter.h"
 #include "fairserve/common/status_macros.h"
 #include "fairserve/metering/ledger.h"
 #include "fairserve/metering/metrics.h"

@@ -6,7 +6,7 @@
 #include "fairserve/admission/admission.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/models/model_cache.h"
-#include "fairserve/ratelimit/redis_rate_limiter.h"
+#include "fairserve/admission/redis_rate_limiter.h"
 #include "fairserve/tenancy/tenant_registry.h"
 
 namespace fairserve {

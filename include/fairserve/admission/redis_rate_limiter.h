@@ -1,5 +1,5 @@
-#ifndef FAIRSERVE_RATELIMIT_REDIS_RATE_LIMITER_H_
-#define FAIRSERVE_RATELIMIT_REDIS_RATE_LIMITER_H_
+#ifndef FAIRSERVE_ADMISSION_REDIS_RATE_LIMITER_H_
+#define FAIRSERVE_ADMISSION_REDIS_RATE_LIMITER_H_
 
 #include <atomic>
 #include <chrono>
@@ -117,4 +117,4 @@ class RedisRateLimiter final : public SharedRateLimiter {
 
 }  // namespace fairserve
 
-#endif  // FAIRSERVE_RATELIMIT_REDIS_RATE_LIMITER_H_
+#endif  // FAIRSERVE_ADMISSION_REDIS_RATE_LIMITER_H_

@@ -1,4 +1,4 @@
-#include "fairserve/ratelimit/redis_rate_limiter.h"
+#include "fairserve/admission/redis_rate_limiter.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -68,6 +68,14 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
     errors->Add(node["max_message_bytes"].Mark(), "server.max_message_bytes",
                 "must be between 1KiB and 2GiB");
   }
+  if (r.Get("auth_failures_per_second", &out->auth_failures_per_second) &&
+      out->auth_failures_per_second < 0) {
+    errors->Add(node["auth_failures_per_second"].Mark(), "server.auth_failures_per_second",
+                "must be >= 0 (0 turns the throttle off)");
+  }
+  if (r.Get("auth_failure_burst", &out->auth_failure_burst) && out->auth_failure_burst < 1) {
+    errors->Add(node["auth_failure_burst"].Mark(), "server.auth_failure_burst", "must be >= 1");
+  }
   if (r.Get("drain_timeout_s", &out->drain_timeout_s) && out->drain_timeout_s < 0) {
     errors->Add(node["drain_timeout_s"].Mark(), "server.drain_timeout_s", "must be >= 0");
   }

@@ -19,6 +19,8 @@ absl::string_view Metadata(const grpc::ServerContext* ctx, absl::string_view key
 
 absl::StatusOr<AdminService::Caller> AdminService::Authenticate(
     const grpc::ServerContext* ctx) const {
+  std::string peer(PeerHost(ctx->peer()));
+  RETURN_IF_ERROR(deps_.auth_throttle->Check(peer));
   Caller caller;
   caller.registry = deps_.tenants->Get();
   absl::string_view key = ExtractApiKey(Metadata(ctx, "authorization"), Metadata(ctx, "x-api-key"));
@@ -30,6 +32,7 @@ absl::StatusOr<AdminService::Caller> AdminService::Authenticate(
     caller.tenant_id = t->id;
     return caller;
   }
+  deps_.auth_throttle->RecordFailure(peer);
   return absl::UnauthenticatedError(
       "missing or invalid API key; send an admin key (server.admin_api_keys) or a tenant key "
       "as 'authorization: Bearer <key>'");

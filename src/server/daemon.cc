@@ -62,6 +62,13 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int http_por
   return absl::OkStatus();
 }
 
+AuthThrottle::Options ThrottleOptions(const Config& config) {
+  AuthThrottle::Options o;
+  o.failures_per_second = config.server.auth_failures_per_second;
+  o.burst = config.server.auth_failure_burst;
+  return o;
+}
+
 bool SameRateLimitBackend(const RateLimitBackendConfig& a, const RateLimitBackendConfig& b) {
   return a.type == b.type && a.address == b.address && a.key_prefix == b.key_prefix &&
          a.timeout_ms == b.timeout_ms && a.on_failure == b.on_failure && a.replicas == b.replicas;
@@ -110,6 +117,16 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
                .count());
   admission_ = std::make_unique<Admission>(SteadyClock::Get());
   RETURN_IF_ERROR(StartRateLimitBackend(*config));
+  auth_throttle_ = std::make_unique<AuthThrottle>(SteadyClock::Get(), ThrottleOptions(*config));
+  registry_->AddCollectable([this] {
+    return std::vector<CollectedFamily>{
+        {"fairserve_auth_throttled_requests_total",
+         "Calls refused because their peer address failed authentication too often",
+         MetricType::kCounter, {{{}, static_cast<double>(auth_throttle_->throttled()), {}, 0, 0}}},
+        {"fairserve_auth_throttle_tracked_peers",
+         "Peer addresses with recent failed authentications", MetricType::kGauge,
+         {{{}, static_cast<double>(auth_throttle_->tracked()), {}, 0, 0}}}};
+  });
   admission_->Update(*config);
   registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
   // Tenant settings as gauges, read from the live snapshot at each scrape
@@ -185,6 +202,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   deps.models = models_.get();
   deps.scheduler = scheduler_.get();
   deps.admission = admission_.get();
+  deps.auth_throttle = auth_throttle_.get();
   deps.metrics = metrics_.get();
   deps.access_log = access_log_.get();
   deps.stats = stats_.get();
@@ -196,6 +214,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   admin_deps.ledger = ledger_.get();
   admin_deps.ledger_path = ledger.path;
   admin_deps.admission = admission_.get();
+  admin_deps.auth_throttle = auth_throttle_.get();
   admin_deps.reload = [this] { return Reload("admin RPC"); };
   admin_service_ = std::make_unique<AdminService>(admin_deps);
 
@@ -393,6 +412,7 @@ absl::Status Daemon::Reload(const std::string& trigger) {
     static_changes.push_back("scheduler");
   }
   admission_->Update(*next);
+  auth_throttle_->Reconfigure(ThrottleOptions(*next));
   models_->SetLimits(*next);
   tenants_.Set(std::make_shared<TenantRegistry>(next));
   config_.Set(next);

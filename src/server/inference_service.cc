@@ -7,6 +7,7 @@
 #include "fairserve/common/status_macros.h"
 #include "fairserve/server/tensor_codec.h"
 #include "fairserve/tenancy/api_key.h"
+#include "fairserve/tenancy/auth_throttle.h"
 #include "fairserve/version.h"
 #include "spdlog/spdlog.h"
 
@@ -63,14 +64,27 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+absl::Status InferenceService::CheckThrottle(grpc::CallbackServerContext* ctx,
+                                            const std::string& peer) const {
+  Clock::Duration wait = deps_.auth_throttle->Blocked(peer);
+  if (wait <= Clock::Duration(0)) return absl::OkStatus();
+  ctx->AddTrailingMetadata(
+      "retry-after-ms",
+      std::to_string(std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
+  return deps_.auth_throttle->Check(peer);
+}
+
 absl::StatusOr<InferenceService::Caller> InferenceService::Authenticate(
     grpc::CallbackServerContext* ctx) const {
+  std::string peer(PeerHost(ctx->peer()));
+  RETURN_IF_ERROR(CheckThrottle(ctx, peer));
   Caller caller;
   caller.registry = deps_.tenants->Get();
   absl::string_view key = ExtractApiKey(Metadata(ctx, "authorization"), Metadata(ctx, "x-api-key"));
   caller.tenant = caller.registry->Authenticate(key);
   if (caller.tenant == nullptr) {
     deps_.metrics->Unauthenticated();
+    deps_.auth_throttle->RecordFailure(peer);
     return absl::UnauthenticatedError(
         "missing or invalid API key; send metadata 'authorization: Bearer <key>' or "
         "'x-api-key: <key>'");
@@ -80,6 +94,8 @@ absl::StatusOr<InferenceService::Caller> InferenceService::Authenticate(
 
 absl::Status InferenceService::RequireAdmin(grpc::CallbackServerContext* ctx,
                                             const char* what) const {
+  std::string peer(PeerHost(ctx->peer()));
+  RETURN_IF_ERROR(CheckThrottle(ctx, peer));
   std::shared_ptr<const TenantRegistry> registry = deps_.tenants->Get();
   absl::string_view key = ExtractApiKey(Metadata(ctx, "authorization"), Metadata(ctx, "x-api-key"));
   if (registry->IsAdmin(key)) return absl::OkStatus();
@@ -87,6 +103,7 @@ absl::Status InferenceService::RequireAdmin(grpc::CallbackServerContext* ctx,
     return absl::PermissionDeniedError(absl::StrCat(what, " needs an admin key"));
   }
   deps_.metrics->Unauthenticated();
+  deps_.auth_throttle->RecordFailure(peer);
   return absl::UnauthenticatedError(
       absl::StrCat(what, " needs an admin key (server.admin_api_keys) in 'authorization: Bearer "
                          "<key>'"));

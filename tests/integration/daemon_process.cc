@@ -162,8 +162,14 @@ bool WaitFor(const std::function<bool()>& done, double seconds) {
   return false;
 }
 
+std::shared_ptr<grpc::Channel> OwnConnection(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
 Client::Client(const DaemonProcess& d)
-    : channel_(grpc::CreateChannel(d.grpc_address(), grpc::InsecureChannelCredentials())),
+    : channel_(OwnConnection(d.grpc_address())),
       stub_(inference::GRPCInferenceService::NewStub(channel_)) {}
 
 grpc::Status Client::Infer(const std::string& key, const std::string& model, int width) {

@@ -77,7 +77,12 @@ double Metric(const DaemonProcess& d, const std::string& series);
 // Polls `done` every 20 ms for up to `seconds`.
 bool WaitFor(const std::function<bool()>& done, double seconds = 20);
 
-// A blocking gRPC client of one daemon.
+// A channel with a connection of its own (gRPC otherwise shares one
+// connection among channels to the same address in a process), like a
+// separate client machine would have.
+std::shared_ptr<grpc::Channel> OwnConnection(const std::string& address);
+
+// A blocking gRPC client of one daemon, on its own connection.
 class Client {
  public:
   explicit Client(const DaemonProcess& d);

@@ -32,6 +32,10 @@ struct ServerConfig {
   std::string log_format = "plain";
   // Tags this replica's usage-ledger rows; empty = the host name.
   std::string replica_id;
+  // Failed authentications a peer address may make per second (and in a
+  // burst) before all its calls are refused for a while; 0 = no throttle.
+  double auth_failures_per_second = 5;
+  double auth_failure_burst = 20;
   // Largest gRPC message accepted, in bytes.
   uint64_t max_message_bytes = 64ull << 20;
   // Seconds that queued and running requests get to finish on SIGTERM.

@@ -7,6 +7,7 @@
 #include "fairserve/admission/admission.h"
 #include "fairserve/common/snapshot.h"
 #include "fairserve/metering/ledger.h"
+#include "fairserve/tenancy/auth_throttle.h"
 #include "fairserve/tenancy/tenant_registry.h"
 #include "fairserve/admin/v1/admin.grpc.pb.h"
 
@@ -17,6 +18,7 @@ struct AdminServiceDeps {
   LedgerWriter* ledger = nullptr;
   std::string ledger_path;
   Admission* admission = nullptr;
+  AuthThrottle* auth_throttle = nullptr;
   std::function<absl::Status()> reload;
 };
 

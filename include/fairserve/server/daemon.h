@@ -21,6 +21,7 @@ class Server;
 namespace fairserve {
 
 class Admission;
+class AuthThrottle;
 class RedisRateLimiter;
 class LedgerWriter;
 class Counter;
@@ -103,6 +104,7 @@ class Daemon {
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Admission> admission_;
   std::shared_ptr<RedisRateLimiter> rate_limiter_;  // rate_limit_backend redis only
+  std::unique_ptr<AuthThrottle> auth_throttle_;
   std::unique_ptr<LedgerWriter> ledger_;
   std::unique_ptr<ModelCache> models_;
   std::unique_ptr<BatchRunner> runner_;

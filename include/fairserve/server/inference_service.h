@@ -12,6 +12,7 @@
 #include "fairserve/server/access_log.h"
 #include "fairserve/models/model_cache.h"
 #include "fairserve/scheduling/scheduler.h"
+#include "fairserve/tenancy/auth_throttle.h"
 #include "fairserve/tenancy/tenant_registry.h"
 #include "inference/grpc_service.grpc.pb.h"
 
@@ -23,6 +24,7 @@ struct InferenceServiceDeps {
   ModelCache* models = nullptr;
   Scheduler* scheduler = nullptr;
   Admission* admission = nullptr;
+  AuthThrottle* auth_throttle = nullptr;
   ServerMetrics* metrics = nullptr;
   const AccessLog* access_log = nullptr;
   const ModelStats* stats = nullptr;
@@ -75,7 +77,11 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
     std::shared_ptr<const TenantRegistry> registry;
     const TenantConfig* tenant = nullptr;
   };
+  // Refuses throttled peers, and counts a failed key against the peer.
   absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* ctx) const;
+  // RESOURCE_EXHAUSTED (with a retry-after-ms trailer) while `peer` is
+  // throttled for failed authentications.
+  absl::Status CheckThrottle(grpc::CallbackServerContext* ctx, const std::string& peer) const;
   // OK for an admin key (server.admin_api_keys), else UNAUTHENTICATED /
   // PERMISSION_DENIED.
   absl::Status RequireAdmin(grpc::CallbackServerContext* ctx, const char* what) const;

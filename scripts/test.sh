@@ -1,11 +1,71 @@
 #!/usr/bin/env bash
-# Set-up, build, and run every test (unit and integration) with ctest.
-# This is what .ci/run calls.
+# Set-up, build, and run every test. This is what .ci/run calls.
+#
+#   scripts/test.sh                      everything, in this order:
+#     1. the normal build (build/): every unit and integration test (ctest)
+#     2. ASan + UBSan build (build-asan/): the same tests again
+#     3. TSan build (build-tsan/): admission, rate limiter, scheduler, cache tests
+#     4. libFuzzer (build-fuzz/, clang): each fuzz target briefly (FUZZ_SECONDS, 20)
+#   scripts/test.sh --sanitize=address   only step 2    (--sanitize=thread: only 3)
+#   scripts/test.sh --only=plain|fuzz    only step 1 / only step 4
+# Other arguments go to every ctest run (e.g. -R ServingTest).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+only=all
+ctest_args=()
+for a in "$@"; do
+  case $a in
+    --sanitize=address) only=address ;;
+    --sanitize=thread) only=thread ;;
+    --sanitize=*) echo "unknown sanitizer '${a#*=}': use address or thread" >&2; exit 2 ;;
+    --only=plain|--only=fuzz|--only=address|--only=thread) only=${a#*=} ;;
+    --only=*) echo "unknown part '${a#*=}': use plain, address, thread or fuzz" >&2; exit 2 ;;
+    *) ctest_args+=("$a") ;;
+  esac
+done
+want() { [[ $only == all || $only == "$1" ]]; }
+step() { echo; echo "=== $* ($(date +%T))"; }
+
 "$root/scripts/setup.sh"
-"$root/scripts/build.sh"
-cd "${BUILD_DIR:-$root/build}"
+jobs=$(nproc)
 # Each test that needs a server (the daemon, Prometheus, Redis) starts its
 # own on loopback and stops it.
-ctest --output-on-failure -j"$(nproc)" --timeout 600 "$@"
+run_ctest() { (cd "$1" && shift && ctest --output-on-failure -j"$jobs" --timeout 900 "$@"); }
+
+if want plain; then
+  step "plain build and tests"
+  "$root/scripts/build.sh"
+  run_ctest "${BUILD_DIR:-$root/build}" "${ctest_args[@]}"
+fi
+
+if want address; then
+  step "ASan + UBSan build and tests"
+  export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  BUILD_DIR=$root/build-asan "$root/scripts/build.sh" -DFAIRSERVE_SANITIZE=address \
+    -DFAIRSERVE_BUILD_BENCH=OFF
+  run_ctest "$root/build-asan" "${ctest_args[@]}"
+  unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+if want thread; then
+  step "TSan build and tests (admission, rate limiter, scheduler, model cache)"
+  cmake -S "$root" -B "$root/build-tsan" -DCMAKE_BUILD_TYPE=Release -DFAIRSERVE_SANITIZE=thread \
+    -DFAIRSERVE_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$root/build-tsan" -j"$jobs" --target admission_test scheduling_test models_test
+  "$root/scripts/make-demo-models.sh" --with-test-models "$root/build-tsan/test-models" >/dev/null
+  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+  # Only the suites that exercise our threads; the libtorch executor tests
+  # (uninstrumented OpenMP) are left to the other builds.
+  filter='TokenBucket*:Admission*:SharedAdmission*:RedisRateLimiter*:Scheduler*:FairPolicy*'
+  filter+=':BatchRunner*:Batchable*:ModelCache*'
+  for t in admission_test scheduling_test models_test; do
+    "$root/build-tsan/bin/$t" --gtest_filter="$filter" --gtest_brief=1
+  done
+  unset TSAN_OPTIONS
+fi
+
+if want fuzz; then
+  step "fuzz targets, ${FUZZ_SECONDS:-20} s each"
+  "$root/scripts/fuzz.sh" --seconds "${FUZZ_SECONDS:-20}"
+fi

@@ -27,6 +27,28 @@ std::string ResolvePath(const std::string& base_dir, const std::string& p) {
   return (fs::path(base_dir) / p).lexically_normal().string();
 }
 
+void ReadTls(const YAML::Node& node, TlsConfig* out, ConfigErrors* errors) {
+  MapReader r(node, "server.tls", errors);
+  bool cert = r.Get("cert_file", &out->cert_file);
+  bool key = r.Get("key_file", &out->key_file);
+  if (cert != key) {
+    errors->Add(node.Mark(), "server.tls",
+                "give both cert_file and key_file (or neither, for plaintext gRPC)");
+  }
+  r.Get("client_ca_file", &out->client_ca_file);
+  if (!out->client_ca_file.empty() && !cert) {
+    errors->Add(node["client_ca_file"].Mark(), "server.tls.client_ca_file",
+                "mutual TLS needs the server's own cert_file and key_file too");
+  }
+  r.Get("require_client_cert", &out->require_client_cert);
+  if (r.Get("refresh_interval_s", &out->refresh_interval_s) &&
+      (out->refresh_interval_s < 1 || out->refresh_interval_s > 86400)) {
+    errors->Add(node["refresh_interval_s"].Mark(), "server.tls.refresh_interval_s",
+                "must be between 1 and 86400");
+  }
+  r.Finish();
+}
+
 void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors) {
   MapReader r(node, "server", errors);
   r.Get("listen_address", &out->listen_address);
@@ -39,6 +61,7 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   }
   r.Get("data_dir", &out->data_dir);
   r.Get("replica_id", &out->replica_id);
+  if (YAML::Node tls = r.Child("tls"); tls.IsDefined()) ReadTls(tls, &out->tls, errors);
   if (r.Get("status_page", &out->status_page) && out->status_page != "loopback" &&
       out->status_page != "admin" && out->status_page != "off") {
     errors->Add(node["status_page"].Mark(), "server.status_page",
@@ -203,7 +226,8 @@ void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t
                   "must be 1-63 characters of a-z, 0-9, '-' or '_'");
     }
   }
-  if (r.Get("api_keys", &t->api_key_hashes, /*required=*/true)) {
+  r.Get("client_cert_names", &t->client_cert_names);
+  if (r.Get("api_keys", &t->api_key_hashes, /*required=*/t->client_cert_names.empty())) {
     for (size_t k = 0; k < t->api_key_hashes.size(); ++k) {
       if (!IsValidKeyHash(t->api_key_hashes[k])) {
         errors->Add(node["api_keys"][k].Mark(), absl::StrCat(r.FieldPath("api_keys"), "[", k, "]"),
@@ -211,8 +235,9 @@ void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t
                     "'fairctl hash-key KEY' (plain keys are never stored)");
       }
     }
-    if (t->api_key_hashes.empty()) {
-      errors->Add(node["api_keys"].Mark(), r.FieldPath("api_keys"), "needs at least one key hash");
+    if (t->api_key_hashes.empty() && t->client_cert_names.empty()) {
+      errors->Add(node["api_keys"].Mark(), r.FieldPath("api_keys"),
+                  "needs at least one key hash (or client_cert_names)");
     }
   }
   if (r.Get("weight", &t->weight) && !(t->weight > 0 && t->weight <= 1e6)) {
@@ -344,6 +369,7 @@ void ReadPricing(const YAML::Node& node, PricingConfig* out, ConfigErrors* error
 void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigErrors* errors) {
   std::set<std::string> ids;
   std::set<std::string> hashes;
+  std::set<std::string> cert_names;
   double share_total = 0;
   for (size_t i = 0; i < config.tenants.size(); ++i) {
     const TenantConfig& t = config.tenants[i];
@@ -358,6 +384,18 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
                     "this key hash belongs to another tenant too; every key must map to "
                     "exactly one tenant");
       }
+    }
+    for (size_t k = 0; k < t.client_cert_names.size(); ++k) {
+      if (!cert_names.insert(t.client_cert_names[k]).second) {
+        errors->Add(node[i]["client_cert_names"][k].Mark(),
+                    absl::StrCat(path, ".client_cert_names[", k, "]"),
+                    absl::StrCat("certificate name '", t.client_cert_names[k],
+                                 "' belongs to another tenant too"));
+      }
+    }
+    if (!t.client_cert_names.empty() && !config.server.tls.mutual()) {
+      errors->Add(node[i]["client_cert_names"].Mark(), path + ".client_cert_names",
+                  "client certificates are only checked with server.tls.client_ca_file set");
     }
     share_total += t.memory_share_percent;
   }
@@ -468,6 +506,10 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& tex
   RETURN_IF_ERROR(errors.ToStatus());
   config->model_repository = ResolvePath(base_dir, config->model_repository);
   config->server.data_dir = ResolvePath(base_dir, config->server.data_dir);
+  for (std::string* f : {&config->server.tls.cert_file, &config->server.tls.key_file,
+                         &config->server.tls.client_ca_file}) {
+    *f = ResolvePath(base_dir, *f);
+  }
   return std::shared_ptr<const Config>(std::move(config));
 }
 

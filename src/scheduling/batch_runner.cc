@@ -33,8 +33,12 @@ absl::Status CheckOutputs(const ModelConfig& config, const std::vector<Tensor>& 
   return absl::OkStatus();
 }
 
+using Replies =
+    std::vector<std::pair<InferenceRequest::DoneCallback, absl::StatusOr<InferenceResult>>>;
+
+// Records `request`'s share in `record` and queues its answer in `replies`.
 void Complete(InferenceRequest& request, absl::StatusOr<InferenceResult> result,
-              BatchRecord* record, double compute_seconds, Clock::TimePoint now) {
+              BatchRecord* record, Replies* replies, double compute_seconds, Clock::TimePoint now) {
   BatchItem item;
   item.tenant_id = request.tenant_id;
   item.samples = request.batch_size;
@@ -42,13 +46,13 @@ void Complete(InferenceRequest& request, absl::StatusOr<InferenceResult> result,
   item.queue_time = now - request.arrival;
   item.code = result.ok() ? absl::StatusCode::kOk : result.status().code();
   record->items.push_back(std::move(item));
-  request.on_done(std::move(result));
+  replies->emplace_back(std::move(request.on_done), std::move(result));
 }
 
 }  // namespace
 
 absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>& batch,
-                                  BatchRecord* record) {
+                                  BatchRecord* record, Replies* replies) {
   const InferenceRequest& first = *batch.front();
   const ModelConfig& config = first.servable->config;
   int64_t total = 0;
@@ -77,7 +81,7 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
     if (batch.size() == 1) {
       record->compute_seconds += seconds;
       record->samples += total;
-      Complete(*batch.front(), outputs.status(), record, seconds, start);
+      Complete(*batch.front(), outputs.status(), record, replies, seconds, start);
       batch.clear();
     }
     return outputs.status();
@@ -115,7 +119,7 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
     }
     offset += r.batch_size;
     double share = result.compute_seconds;
-    Complete(r, std::move(result), record, share, start);
+    Complete(r, std::move(result), record, replies, share, start);
   }
   batch.clear();
   return absl::OkStatus();
@@ -128,31 +132,35 @@ BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batc
     record.model_version = batch.front()->servable->version;
   }
   Clock::TimePoint now = clock_.Now();
+  Replies replies;
+  replies.reserve(batch.size());
   std::vector<std::unique_ptr<InferenceRequest>> live;
   live.reserve(batch.size());
   for (auto& r : batch) {
     if (r->cancelled->load(std::memory_order_relaxed)) {
-      Complete(*r, absl::CancelledError("the client cancelled the request"), &record, 0, now);
+      Complete(*r, absl::CancelledError("the client cancelled the request"), &record, &replies, 0,
+               now);
     } else if (now >= r->deadline) {
       Complete(*r,
                absl::DeadlineExceededError(
                    "the request's deadline passed while it was queued; it was not run"),
-               &record, 0, now);
+               &record, &replies, 0, now);
     } else {
       live.push_back(std::move(r));
     }
   }
   if (!live.empty()) {
-    absl::Status status = RunOnce(live, &record);
+    absl::Status status = RunOnce(live, &record, &replies);
     if (!status.ok() && !live.empty()) {
       for (auto& r : live) {
         std::vector<std::unique_ptr<InferenceRequest>> single;
         single.push_back(std::move(r));
-        RunOnce(single, &record).IgnoreError();
+        RunOnce(single, &record, &replies).IgnoreError();
       }
     }
   }
   for (BatchObserver* o : observers_) o->OnBatch(record);
+  for (auto& [done, result] : replies) done(std::move(result));
   return record;
 }
 

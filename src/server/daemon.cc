@@ -39,6 +39,7 @@
 #include "fairserve/tenancy/api_key.h"
 #include "absl/strings/match.h"
 #include "fairserve/server/collectors.h"
+#include "fairserve/server/tls.h"
 #include "fairserve/server/http_server.h"
 #include "fairserve/server/inference_service.h"
 #include "fairserve/tenancy/tenant_registry.h"
@@ -222,7 +223,17 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::string address = absl::StrCat(config->server.listen_address, ":", config->server.grpc_port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &grpc_port_);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (config->server.tls.enabled()) {
+    ASSIGN_OR_RETURN(std::string described, CheckTlsFiles(config->server.tls));
+    spdlog::info("gRPC TLS: {} (files re-read every {} s)", described,
+                 config->server.tls.refresh_interval_s);
+    credentials = MakeServerCredentials(config->server.tls);
+  } else {
+    spdlog::info("gRPC without TLS (server.tls not set): terminate TLS in front of it, or "
+                 "API keys travel in the clear");
+  }
+  builder.AddListeningPort(address, credentials, &grpc_port_);
   // Without this, gRPC sets SO_REUSEPORT and a second daemon on the same port
   // would silently share it instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -404,6 +415,20 @@ absl::Status Daemon::Reload(const std::string& trigger) {
   if (next->server.listen_address != current->server.listen_address) static_changes.push_back("server.listen_address");
   if (next->server.data_dir != current->server.data_dir) static_changes.push_back("server.data_dir");
   if (next->model_repository != current->model_repository) static_changes.push_back("model_repository");
+  if (next->server.tls.enabled()) {
+    // The files themselves are re-read by gRPC; here a bad rotation is
+    // reported at once instead of silently failing handshakes.
+    absl::StatusOr<std::string> tls = CheckTlsFiles(next->server.tls);
+    if (!tls.ok()) return fail(tls.status());
+    spdlog::info("gRPC TLS: {}", *tls);
+  }
+  const TlsConfig& a = next->server.tls;
+  const TlsConfig& b = current->server.tls;
+  if (a.cert_file != b.cert_file || a.key_file != b.key_file ||
+      a.client_ca_file != b.client_ca_file || a.require_client_cert != b.require_client_cert ||
+      a.refresh_interval_s != b.refresh_interval_s) {
+    static_changes.push_back("server.tls");
+  }
   if (!SameRateLimitBackend(next->rate_limit_backend, current->rate_limit_backend)) {
     static_changes.push_back("rate_limit_backend");
   }

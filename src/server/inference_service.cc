@@ -38,6 +38,20 @@ absl::string_view Metadata(const grpc::CallbackServerContext* ctx, absl::string_
   return absl::string_view(it->second.data(), it->second.size());
 }
 
+// Subject CN and SANs of the client certificate the TLS handshake verified
+// (empty without mutual TLS).
+std::vector<std::string> CertificateNames(const grpc::CallbackServerContext* ctx) {
+  std::vector<std::string> names;
+  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return names;
+  for (const char* property : {"x509_common_name", "x509_subject_alternative_name"}) {
+    for (const grpc::string_ref& v : auth->FindPropertyValues(property)) {
+      names.emplace_back(v.data(), v.size());
+    }
+  }
+  return names;
+}
+
 // The client's deadline, from the call or the `timeout` parameter (µs).
 Clock::TimePoint Deadline(const grpc::CallbackServerContext* ctx,
                           const inference::ModelInferRequest& req, Clock::TimePoint now) {
@@ -81,13 +95,16 @@ absl::StatusOr<InferenceService::Caller> InferenceService::Authenticate(
   Caller caller;
   caller.registry = deps_.tenants->Get();
   absl::string_view key = ExtractApiKey(Metadata(ctx, "authorization"), Metadata(ctx, "x-api-key"));
-  caller.tenant = caller.registry->Authenticate(key);
+  // A key, when given, decides; without one a verified client certificate may.
+  caller.tenant = key.empty() ? caller.registry->AuthenticateCertificate(CertificateNames(ctx))
+                              : caller.registry->Authenticate(key);
   if (caller.tenant == nullptr) {
     deps_.metrics->Unauthenticated();
     deps_.auth_throttle->RecordFailure(peer);
     return absl::UnauthenticatedError(
         "missing or invalid API key; send metadata 'authorization: Bearer <key>' or "
-        "'x-api-key: <key>'");
+        "'x-api-key: <key>' (or, with mutual TLS, a client certificate named in a tenant's "
+        "client_cert_names)");
   }
   return caller;
 }

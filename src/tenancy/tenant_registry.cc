@@ -21,6 +21,7 @@ uint64_t Prefix(const uint8_t* digest) {
 TenantRegistry::TenantRegistry(std::shared_ptr<const Config> config) : config_(std::move(config)) {
   for (const TenantConfig& tenant : config_->tenants) {
     by_id_[tenant.id] = &tenant;
+    for (const std::string& name : tenant.client_cert_names) by_cert_name_[name] = &tenant;
     for (const std::string& hash : tenant.api_key_hashes) {
       // Config validation guarantees "sha256:" + 64 hex digits.
       std::string raw = absl::HexStringToBytes(absl::string_view(hash).substr(7));
@@ -61,6 +62,15 @@ const TenantConfig* TenantRegistry::Authenticate(absl::string_view api_key) cons
     }
   }
   return found;
+}
+
+const TenantConfig* TenantRegistry::AuthenticateCertificate(
+    const std::vector<std::string>& names) const {
+  for (const std::string& name : names) {
+    auto it = by_cert_name_.find(name);
+    if (it != by_cert_name_.end()) return it->second;
+  }
+  return nullptr;
 }
 
 const TenantConfig* TenantRegistry::FindById(absl::string_view id) const {

@@ -151,6 +151,33 @@ TEST(ConfigTest, RateLimitBackend) {
   EXPECT_THAT(e, HasSubstr("rate_limit_backend.replicas: must be between 1 and 10000"));
 }
 
+TEST(ConfigTest, TlsAndCertificateIdentities) {
+  auto c = Parse("server: {tls: {cert_file: tls/server.crt, key_file: /abs/server.key, "
+                 "client_ca_file: ca.crt, require_client_cert: false}}\ntenants:\n" +
+                 Tenant("    client_cert_names: [acme-client, acme.example.com]\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  const TlsConfig& tls = (*c)->server.tls;
+  EXPECT_EQ(tls.cert_file, "/etc/fairserve/tls/server.crt");  // relative to the config file
+  EXPECT_EQ(tls.key_file, "/abs/server.key");
+  EXPECT_TRUE(tls.mutual());
+  EXPECT_FALSE(tls.require_client_cert);
+  EXPECT_EQ((*c)->tenants[0].client_cert_names.size(), 2u);
+  // A tenant known only by its certificate needs no key.
+  EXPECT_TRUE(Parse("server: {tls: {cert_file: a, key_file: b, client_ca_file: c}}\ntenants:\n"
+                    "  - id: certonly\n    client_cert_names: [c1]\n").ok());
+
+  EXPECT_THAT(Error("server: {tls: {cert_file: a}}\ntenants:\n" + Tenant()),
+              HasSubstr("server.tls: give both cert_file and key_file"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    client_cert_names: [x]\n")),
+              HasSubstr("client certificates are only checked with server.tls.client_ca_file"));
+  EXPECT_THAT(Error("server: {tls: {cert_file: a, key_file: b, client_ca_file: c}}\ntenants:\n" +
+                    Tenant("    client_cert_names: [x]\n") +
+                    Tenant("    client_cert_names: [x]\n", kHashB, "globex")),
+              HasSubstr("certificate name 'x' belongs to another tenant too"));
+  EXPECT_THAT(Error("tenants:\n  - id: nokey\n"),
+              HasSubstr("api_keys"));
+}
+
 TEST(ConfigTest, RejectsBadKeyHashes) {
   EXPECT_THAT(Error("tenants:\n" + Tenant("", "acme-demo-key")),
               HasSubstr("tenants[0].api_keys[0]: must be \"sha256:"));

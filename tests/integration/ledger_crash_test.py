@@ -1,6 +1,9 @@
-"""kill -9 under load: the usage ledger loses at most the last commit window
-(100 ms) and counts nothing twice; a restarted daemon keeps adding to it."""
+"""kill -9 at random moments under load, several times on the same data: the
+usage ledger loses at most each kill's last commit window (100 ms) and counts
+nothing twice; a restarted daemon keeps adding to it.
+FAIRSERVE_CRASH_KILLS (default 3) sets how many kills."""
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -62,7 +65,9 @@ class LedgerCrashTest(unittest.TestCase):
                     break
         channel.close()
 
-    def test_kill_9_under_load(self):
+    def run_until_killed(self, delay):
+        """Starts the daemon on the shared data dir, loads it, kill -9s it after
+        `delay` seconds; returns (completion times, kill time)."""
         daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, self.config)
         stop = threading.Event()
         done_times, errors = [], []
@@ -70,28 +75,39 @@ class LedgerCrashTest(unittest.TestCase):
                    for _ in range(THREADS)]
         for t in threads:
             t.start()
-        time.sleep(3)
+        time.sleep(delay)
         killed_at = time.monotonic()
         daemon.proc.send_signal(signal.SIGKILL)
         stop.set()
         for t in threads:
             t.join(timeout=30)
         self.assertEqual(daemon.stop(), -signal.SIGKILL)
-        client_ok = len(done_times)
-        self.assertGreater(client_ok, 200, "the load did not get going")
+        return done_times, killed_at
 
+    def test_kill_9_at_random_moments_under_load(self):
+        # FAIRSERVE_CRASH_KILLS=50 for a long run; the seed is printed to replay one.
+        kills = int(os.environ.get("FAIRSERVE_CRASH_KILLS", "3"))
+        seed = int(os.environ.get("FAIRSERVE_CRASH_SEED", str(int(time.time()))))
+        rng = random.Random(seed)
         data_dir = os.path.join(self.tmp, "data")
-        ledger = ledger_requests(data_dir)
-        settled = sum(1 for t in done_times if t < killed_at - 0.25)
-        print(f"client ok {client_ok}, ledger {ledger}, settled before kill-250ms {settled}")
-        # Nothing twice: at most the requests that ran but whose replies the
-        # kill cut off (one per client thread) beyond what the client saw.
-        self.assertLessEqual(ledger, client_ok + THREADS)
-        # At most the last commit window (100 ms, with scheduling slack) lost.
-        self.assertGreaterEqual(ledger, settled,
-                                f"ledger {ledger}, client ok {client_ok}, settled {settled}")
+        client_ok = settled = 0
+        for kill in range(1, kills + 1):
+            delay = rng.uniform(0.3, 3.0)
+            done_times, killed_at = self.run_until_killed(delay)
+            client_ok += len(done_times)
+            settled += sum(1 for t in done_times if t < killed_at - 0.25)
+            ledger = ledger_requests(data_dir)
+            print(f"seed {seed} kill {kill}/{kills} after {delay:.2f} s: client ok {client_ok}, "
+                  f"ledger {ledger}, settled before each kill-250ms {settled}")
+            # Nothing twice: at most the requests that ran but whose replies a
+            # kill cut off (one per client thread per kill) beyond what the
+            # client saw.
+            self.assertLessEqual(ledger, client_ok + THREADS * kill)
+            # At most each kill's last commit window (100 ms, with slack) lost.
+            self.assertGreaterEqual(ledger, settled, f"seed {seed}: lost settled usage")
+        self.assertGreater(client_ok, 100 * kills, "the load did not get going")
 
-        # Restart on the same data: the totals stay, new usage adds on.
+        # Restart on the same data: the totals stay, new usage adds on exactly.
         daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, self.config)
         channel = grpc.insecure_channel(daemon.grpc_address)
         stub = self.pbg.GRPCInferenceServiceStub(channel)

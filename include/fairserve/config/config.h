@@ -16,6 +16,22 @@
 
 namespace fairserve {
 
+// TLS on the gRPC port. Off unless cert_file and key_file are given.
+struct TlsConfig {
+  std::string cert_file;       // PEM certificate chain of the server
+  std::string key_file;        // PEM private key
+  std::string client_ca_file;  // PEM roots that client certificates must chain to (mTLS)
+  // With client_ca_file: refuse clients without a valid certificate (true),
+  // or verify one only when presented (false).
+  bool require_client_cert = true;
+  // How often the files are re-read; a changed certificate or key applies to
+  // new connections within this time (SIGHUP also validates them at once).
+  int64_t refresh_interval_s = 1;
+
+  bool enabled() const { return !cert_file.empty(); }
+  bool mutual() const { return !client_ca_file.empty(); }
+};
+
 struct ServerConfig {
   std::string listen_address = "0.0.0.0";
   int64_t grpc_port = 8001;  // 0 picks a free port.
@@ -32,6 +48,7 @@ struct ServerConfig {
   std::string log_format = "plain";
   // Tags this replica's usage-ledger rows; empty = the host name.
   std::string replica_id;
+  TlsConfig tls;
   // Failed authentications a peer address may make per second (and in a
   // burst) before all its calls are refused for a while; 0 = no throttle.
   double auth_failures_per_second = 5;
@@ -98,6 +115,9 @@ struct TenantConfig {
   std::string id;
   // Each "sha256:<64 lowercase hex>": the hash of one API key.
   std::vector<std::string> api_key_hashes;
+  // Client-certificate names (subject CN or a SAN) that authenticate as this
+  // tenant when the call carries no API key (needs server.tls.client_ca_file).
+  std::vector<std::string> client_cert_names;
   double weight = 1.0;
   RateLimitConfig rate_limit;
   int64_t max_inflight = 0;   // 0 = unlimited

@@ -24,11 +24,17 @@ class BatchRunner {
   // DEADLINE_EXCEEDED / CANCELLED without running. When a batch of several
   // fails, its requests are retried one by one so only a faulty request gets
   // the error. Returns the batch record (also given to the observers).
+  // Replies go out only after every observer (the usage ledger among them)
+  // has the record: a client that saw its answer is already billed.
   BatchRecord Run(std::vector<std::unique_ptr<InferenceRequest>> batch);
 
  private:
+  // The answers of a batch, held until the observers have its record.
+  using Replies =
+      std::vector<std::pair<InferenceRequest::DoneCallback, absl::StatusOr<InferenceResult>>>;
   // Runs `batch` as one model call; on success completes every request.
-  absl::Status RunOnce(std::vector<std::unique_ptr<InferenceRequest>>& batch, BatchRecord* record);
+  absl::Status RunOnce(std::vector<std::unique_ptr<InferenceRequest>>& batch, BatchRecord* record,
+                       Replies* replies);
 
   Clock& clock_;
   std::vector<BatchObserver*> observers_;

@@ -24,6 +24,10 @@ class TenantRegistry {
   // long as this registry.
   const TenantConfig* Authenticate(absl::string_view api_key) const;
 
+  // The tenant one of whose client_cert_names is among `names` (the subject
+  // CN and SANs of a client certificate the TLS handshake verified), or nullptr.
+  const TenantConfig* AuthenticateCertificate(const std::vector<std::string>& names) const;
+
   const TenantConfig* FindById(absl::string_view id) const;
 
   // True when `api_key` is one of server.admin_api_keys (constant-time compare).
@@ -45,6 +49,7 @@ class TenantRegistry {
   // differing byte.
   std::unordered_multimap<uint64_t, Entry> by_prefix_;
   std::unordered_map<std::string, const TenantConfig*> by_id_;
+  std::unordered_map<std::string, const TenantConfig*> by_cert_name_;
   std::vector<Digest> admin_digests_;
 };
 

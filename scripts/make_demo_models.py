@@ -25,6 +25,16 @@ class Faulty(torch.nn.Module):
         return x * 2.0
 
 
+class MemoryHog(torch.nn.Module):
+    """Asks for 16 TiB when an input exceeds 1000: an out-of-memory that only
+    some requests trigger."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x > 1000).any()):
+            return x + torch.zeros(1 << 42)[0]
+        return x * 2.0
+
+
 class WrongDtype(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(torch.int64)
@@ -98,6 +108,7 @@ outputs:
 def write_test_models(root):
     """Models that only tests use: faulty ones and a multi-tensor one."""
     write(root, "faulty", Faulty(), 4, 4, max_batch=8, delay=0)
+    write(root, "memory_hog", MemoryHog(), 4, 4, max_batch=8, delay=0)
     write(root, "wrong_dtype", WrongDtype(), 4, 4, max_batch=8, delay=0)
     write(root, "wrong_shape", WrongShape(), 4, 4, max_batch=8, delay=0)
     write(root, "two_in_out", TwoInOut(), 4, 4, max_batch=8, delay=0)
@@ -113,7 +124,7 @@ def write_test_models(root):
     os.makedirs(os.path.join(root, "bad_config", "1"), exist_ok=True)
     with open(os.path.join(root, "bad_config", "config.yaml"), "w") as f:
         f.write("max_batch_size: many\ninputs: []\n")
-    print("  test models: faulty, wrong_dtype, wrong_shape, two_in_out, corrupt, bad_config")
+    print("  test models: faulty, memory_hog, wrong_dtype, wrong_shape, two_in_out, corrupt, bad_config")
 
 
 def main():

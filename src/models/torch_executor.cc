@@ -70,17 +70,32 @@ class TorchExecutor final : public Executor {
       return absl::InvalidArgumentError(
           absl::StrCat("model '", config_.name, "' rejected the input: ", LastLine(e.what())));
     } catch (const c10::Error& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model '", config_.name, "' failed: ", FirstLine(e.what_without_backtrace())));
+      return RunError(e.what_without_backtrace(), absl::StatusCode::kInvalidArgument);
     } catch (const std::exception& e) {
-      return absl::InternalError(
-          absl::StrCat("model '", config_.name, "' failed: ", FirstLine(e.what())));
+      return RunError(e.what(), absl::StatusCode::kInternal);
     }
   }
 
   uint64_t memory_bytes() const override { return memory_bytes_; }
 
  private:
+  // libtorch reports a failed CPU allocation as a plain c10::Error, which
+  // the TorchScript interpreter may wrap again: recognise it by its text.
+  absl::Status RunError(const char* what, absl::StatusCode otherwise) const {
+    std::string text(what);
+    for (const char* oom : {"can't allocate memory", "not enough memory"}) {
+      size_t at = text.find(oom);
+      if (at == std::string::npos) continue;
+      size_t begin = text.rfind('\n', at);
+      begin = begin == std::string::npos ? 0 : begin + 1;
+      return absl::ResourceExhaustedError(
+          absl::StrCat("model '", config_.name, "' ran out of memory for this batch: ",
+                       FirstLine(text.c_str() + begin)));
+    }
+    return absl::Status(otherwise,
+                        absl::StrCat("model '", config_.name, "' failed: ", FirstLine(what)));
+  }
+
   static std::string FirstLine(const char* what) {
     std::string s(what);
     size_t nl = s.find('\n');

@@ -301,6 +301,37 @@ TEST_F(ServingTest, FaultyModelFailsOnlyTheBadRequest) {
   EXPECT_EQ(other.load(), 0);
 }
 
+TEST_F(ServingTest, OutOfMemoryFailsOnlyThatBatchAndTheServerLivesOn) {
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0}, exhausted{0}, other{0};
+  std::mutex mu;
+  std::string unexpected;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        bool hog = (t == 0 && i % 5 == 0);
+        ModelInferResponse resp;
+        grpc::Status s = Infer(FloatRequest("memory_hog", {1, 2, hog ? 5000.f : 3.f, 4}, {1, 4}),
+                               &resp);
+        if (s.ok() && !hog && OutputFloats(resp)[2] == 6.f) {
+          ++ok;
+        } else if (hog && s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+                   s.error_message().find("ran out of memory") != std::string::npos) {
+          ++exhausted;
+        } else {
+          ++other;
+          std::lock_guard<std::mutex> lock(mu);
+          unexpected = std::to_string(s.error_code()) + " " + s.error_message();
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(exhausted.load(), 2);
+  EXPECT_EQ(ok.load(), 38);
+  EXPECT_EQ(other.load(), 0) << unexpected;
+}
+
 TEST_F(ServingTest, ModelReturningWrongTypeOrShapeIsInternal) {
   ModelInferResponse resp;
   grpc::Status dtype = Infer(FloatRequest("wrong_dtype", {1, 2, 3, 4}, {1, 4}), &resp);

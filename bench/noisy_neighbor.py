@@ -287,23 +287,32 @@ def cache_churn(args, summary):
     extra = "devices: [{name: cpu, memory_budget: 200MiB}]\n"
     victim = VICTIM.format(rate=args.victim_rate)
     # 20 requests/s spread over 6 models of which 2 fit: most are cold loads.
+    # The same rate over the 2 that fit is the baseline with the cycler's
+    # inference but no churn: it separates the cache's cost from the compute.
     cycler = f"name=cycler,key=cycler-key,model={'+'.join(names)},batch=1,mode=open,rate=20"
-    alone, churn, loads = [], [], []
+    hits = f"name=cycler,key=cycler-key,model={'+'.join(names[:2])},batch=1,mode=open,rate=20"
+    alone, warm, churn, loads = [], [], [], []
     for rep in range(args.reps):
         alone.append(run(args, "fair", tenants, [victim], "cache-alone", rep, repo, extra)[0]
                      ["victim"]["p99_ms"])
+        warm.append(run(args, "fair", tenants, [victim, hits], "cache-hits", rep, repo, extra)[0]
+                    ["victim"]["p99_ms"])
         res, before, after = run(args, "fair", tenants, [victim, cycler], "cache-churn", rep,
                                  repo, extra)
         churn.append(res["victim"]["p99_ms"])
         loads.append(res["cycler"]["ok"])
     change = statistics.median(churn) / statistics.median(alone) - 1
+    vs_hits = statistics.median(churn) / statistics.median(warm) - 1
     print("\n== Model cache churn: a tenant cycles 6 private mlp_large copies through a quota "
           "of 2 at 20 requests/s ==")
-    print(f"  victim p99 alone {spread(alone)} ms; with the churn {spread(churn)} ms; "
-          f"change {change:+.1%} (< 20%) -> {'MET' if change < 0.2 else 'MISSED'}")
+    print(f"  victim p99 alone {spread(alone)} ms; cycler on 2 resident models {spread(warm)} ms; "
+          f"cycler churning 6 {spread(churn)} ms")
+    print(f"  churn vs alone {change:+.1%} (< 20%) -> {'MET' if change < 0.2 else 'MISSED'}; "
+          f"churn vs the same traffic without misses {vs_hits:+.1%}")
     print(f"  cycler requests served in {args.duration:g} s: {spread(loads)} (the rest were "
           "held to its model_loads_per_second)")
-    summary["cache_churn"] = {"alone_p99_ms": alone, "churn_p99_ms": churn, "change": change}
+    summary["cache_churn"] = {"alone_p99_ms": alone, "hits_p99_ms": warm, "churn_p99_ms": churn,
+                              "change": change, "change_vs_hits": vs_hits}
 
 
 def main():

@@ -17,6 +17,7 @@
 #include "fairserve/scheduling/queue_policy.h"
 #include "fairserve/server/tensor_codec.h"
 #include "fairserve/tenancy/api_key.h"
+#include "fairserve/tenancy/auth_throttle.h"
 #include "fairserve/tenancy/tenant_registry.h"
 
 namespace fairserve {
@@ -145,6 +146,16 @@ void BM_AuthenticateAndReject(benchmark::State& state) {
   state.SetLabel(std::to_string(state.range(0)) + " tenants");
 }
 BENCHMARK(BM_AuthenticateAndReject)->Arg(10)->Arg(10000);
+
+// The per-call failed-authentication throttle check, with no peer tracked
+// (the usual case) and with N peers tracked (an ongoing guessing attack).
+void BM_AuthThrottleCheck(benchmark::State& state) {
+  AuthThrottle throttle(SteadyClock::Get(), {5, 20, 100000});
+  for (int i = 0; i < state.range(0); ++i) throttle.RecordFailure("ipv4:10.1." + std::to_string(i));
+  for (auto _ : state) benchmark::DoNotOptimize(throttle.Blocked("ipv4:192.168.0.1"));
+  state.SetLabel(std::to_string(state.range(0)) + " peers tracked");
+}
+BENCHMARK(BM_AuthThrottleCheck)->Arg(0)->Arg(1000);
 
 // Validating and decoding a raw mlp_large request (batch 32 x 1024 FP32).
 void BM_DecodeRawRequest(benchmark::State& state) {

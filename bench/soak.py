@@ -32,7 +32,8 @@ def main():
     p.add_argument("--minutes", type=float, default=4)
     p.add_argument("--window", type=float, default=20, help="seconds per measurement window")
     p.add_argument("--warmup-windows", type=int, default=2)
-    p.add_argument("--model", default="mlp")
+    p.add_argument("--model", default="mlp_large", help="the flooding tenant's model")
+    p.add_argument("--batch", type=int, default=8, help="rows per flooding request")
     args = p.parse_args()
     args.fairserve = os.path.join(args.build, "bin", "fairserve")
     args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
@@ -49,19 +50,21 @@ def main():
                tenant_yaml("probe", max_inflight=64, max_queue=64)]
     d = Daemon(args, "fair", tenants, work)
     try:
-        cap = loadgen(args, d, [f"name=flood,key=flood-key,model={args.model},batch=1,"
-                                "mode=closed,concurrency=64"], work, duration=5, warmup=1)
+        flood = f"name=flood,key=flood-key,model={args.model},batch={args.batch}"
+        cap = loadgen(args, d, [flood + ",mode=closed,concurrency=32"], work, duration=5,
+                      warmup=1)
         capacity = cap["flood"]["ok_per_s"]
         rate = 2 * capacity
-        print(f"machine: {os.cpu_count()} cores; capacity ({args.model}, batch 1, closed loop 64): "
-              f"{capacity:.0f} requests/s; soaking at {rate:.0f}/s for {args.minutes:g} min "
-              f"in {args.window:g} s windows, plus a probe tenant at 20/s")
+        print(f"machine: {os.cpu_count()} cores; capacity ({args.model}, batch {args.batch}, "
+              f"closed loop 32): {capacity:.0f} requests/s; soaking at {rate:.0f}/s for "
+              f"{args.minutes:g} min in {args.window:g} s windows, plus a probe tenant (mlp, "
+              "batch 1) at 20/s")
         windows = []
         end = time.monotonic() + args.minutes * 60
         while time.monotonic() < end:
             r = loadgen(args, d, [
-                f"name=flood,key=flood-key,model={args.model},batch=1,mode=open,rate={rate:.0f}",
-                f"name=probe,key=probe-key,model={args.model},batch=1,mode=open,rate=20"], work)
+                f"{flood},mode=open,rate={rate:.0f}",
+                "name=probe,key=probe-key,model=mlp,batch=1,mode=open,rate=20"], work)
             w = {"rss_mib": rss_kib(d.proc.pid) / 1024,
                  "flood_status": r["flood"]["status"], "probe_status": r["probe"]["status"],
                  "flood_ok_per_s": r["flood"]["ok_per_s"],

@@ -99,6 +99,15 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   if (r.Get("auth_failure_burst", &out->auth_failure_burst) && out->auth_failure_burst < 1) {
     errors->Add(node["auth_failure_burst"].Mark(), "server.auth_failure_burst", "must be >= 1");
   }
+  if (r.GetBytes("grpc_memory_limit", &out->grpc_memory_limit) &&
+      out->grpc_memory_limit < (64ull << 20)) {
+    errors->Add(node["grpc_memory_limit"].Mark(), "server.grpc_memory_limit", "must be >= 64MiB");
+  }
+  if (r.Get("max_concurrent_streams", &out->max_concurrent_streams) &&
+      (out->max_concurrent_streams < 1 || out->max_concurrent_streams > 1000000)) {
+    errors->Add(node["max_concurrent_streams"].Mark(), "server.max_concurrent_streams",
+                "must be between 1 and 1000000");
+  }
   if (r.Get("drain_timeout_s", &out->drain_timeout_s) && out->drain_timeout_s < 0) {
     errors->Add(node["drain_timeout_s"].Mark(), "server.drain_timeout_s", "must be >= 0");
   }

@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/inotify.h>
@@ -238,6 +239,13 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   // would silently share it instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config->server.max_message_bytes));
+  // Bounds on what a flood of calls can make gRPC hold before our admission
+  // sees them: memory for calls and buffers, and calls open per connection.
+  grpc::ResourceQuota quota("fairserve-grpc");
+  quota.Resize(config->server.grpc_memory_limit);
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config->server.max_concurrent_streams));
   builder.SetMaxSendMessageSize(static_cast<int>(config->server.max_message_bytes));
   builder.RegisterService(service_.get());
   builder.RegisterService(admin_service_.get());
@@ -415,6 +423,11 @@ absl::Status Daemon::Reload(const std::string& trigger) {
   if (next->server.listen_address != current->server.listen_address) static_changes.push_back("server.listen_address");
   if (next->server.data_dir != current->server.data_dir) static_changes.push_back("server.data_dir");
   if (next->model_repository != current->model_repository) static_changes.push_back("model_repository");
+  if (next->server.max_message_bytes != current->server.max_message_bytes ||
+      next->server.grpc_memory_limit != current->server.grpc_memory_limit ||
+      next->server.max_concurrent_streams != current->server.max_concurrent_streams) {
+    static_changes.push_back("server gRPC limits");
+  }
   if (next->server.tls.enabled()) {
     // The files themselves are re-read by gRPC; here a bad rotation is
     // reported at once instead of silently failing handshakes.

@@ -151,6 +151,18 @@ TEST(ConfigTest, RateLimitBackend) {
   EXPECT_THAT(e, HasSubstr("rate_limit_backend.replicas: must be between 1 and 10000"));
 }
 
+TEST(ConfigTest, GrpcResourceBounds) {
+  auto c = Parse("server: {grpc_memory_limit: 256MiB, max_concurrent_streams: 64}\ntenants:\n" +
+                 Tenant());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->server.grpc_memory_limit, 256ull << 20);
+  EXPECT_EQ((*c)->server.max_concurrent_streams, 64);
+  std::string e = Error("server: {grpc_memory_limit: 1MiB, max_concurrent_streams: 0}\ntenants:\n" +
+                        Tenant());
+  EXPECT_THAT(e, HasSubstr("server.grpc_memory_limit: must be >= 64MiB"));
+  EXPECT_THAT(e, HasSubstr("server.max_concurrent_streams: must be between 1 and 1000000"));
+}
+
 TEST(ConfigTest, TlsAndCertificateIdentities) {
   auto c = Parse("server: {tls: {cert_file: tls/server.crt, key_file: /abs/server.key, "
                  "client_ca_file: ca.crt, require_client_cert: false}}\ntenants:\n" +

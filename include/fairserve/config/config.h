@@ -53,6 +53,10 @@ struct ServerConfig {
   // burst) before all its calls are refused for a while; 0 = no throttle.
   double auth_failures_per_second = 5;
   double auth_failure_burst = 20;
+  // Memory gRPC may use for calls and buffers before it pushes back on
+  // clients (flow control), and calls one connection may have open.
+  uint64_t grpc_memory_limit = 1ull << 30;
+  int64_t max_concurrent_streams = 1024;
   // Largest gRPC message accepted, in bytes.
   uint64_t max_message_bytes = 64ull << 20;
   // Seconds that queued and running requests get to finish on SIGTERM.

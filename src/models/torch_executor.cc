@@ -78,6 +78,33 @@ class TorchExecutor final : public Executor {
 
   uint64_t memory_bytes() const override { return memory_bytes_; }
 
+  // TorchScript profiles a graph's first run and optimizes it on the next:
+  // run both here, on the loading thread (background priority), with zeros
+  // of batch 1, so no worker pays for it in the middle of other tenants'
+  // batches. A model that rejects zeros is simply not warmed up.
+  void Warmup() {
+    std::vector<std::string> storage;
+    std::vector<BatchInput> inputs;
+    storage.reserve(config_.inputs.size());
+    for (const TensorSpec& spec : config_.inputs) {
+      if (ElementSize(spec.dtype) == 0) return;
+      std::vector<int64_t> shape = spec.shape;
+      for (int64_t& d : shape) d = d < 0 ? 1 : d;
+      int64_t count = 0;
+      if (!ElementCount(shape, &count) || count > (int64_t{1} << 24)) return;
+      storage.emplace_back(static_cast<size_t>(count) * ElementSize(spec.dtype), '\0');
+      inputs.push_back(BatchInput{spec.dtype, shape, {storage.back()}});
+    }
+    for (int run = 0; run < 2; ++run) {
+      absl::StatusOr<std::vector<Tensor>> out = Run(inputs);
+      if (!out.ok()) {
+        spdlog::debug("model '{}': no warm-up ({})", config_.name,
+                      std::string(out.status().message()));
+        return;
+      }
+    }
+  }
+
  private:
   // libtorch reports a failed CPU allocation as a plain c10::Error, which
   // the TorchScript interpreter may wrap again: recognise it by its text.
@@ -193,8 +220,10 @@ class TorchModelLoader final : public ModelLoader {
     try {
       torch::jit::Module module = torch::jit::load(model_file, torch::kCPU);
       module.eval();
-      return std::unique_ptr<Executor>(
-          new TorchExecutor(config, std::move(module), std::move(in), std::move(out)));
+      auto executor = std::make_unique<TorchExecutor>(config, std::move(module), std::move(in),
+                                                      std::move(out));
+      executor->Warmup();
+      return std::unique_ptr<Executor>(std::move(executor));
     } catch (const c10::Error& e) {
       std::string what = e.what_without_backtrace();
       return absl::FailedPreconditionError(absl::StrCat(

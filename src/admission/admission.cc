@@ -106,10 +106,11 @@ absl::Status Admission::AdmitModelLoad(const std::string& tenant_id) {
   if (!t || !t->loads_limited_.load(std::memory_order_relaxed)) return absl::OkStatus();
   TokenBucket::Decision d = t->load_bucket_.TryAcquire(clock_.Now());
   if (d.allowed) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrFormat(
-      "tenant '%s' is loading models faster than its model_loads_per_second allows (its "
-      "requests keep missing the model cache); retry after %d ms or use fewer models at once",
-      tenant_id, std::chrono::duration_cast<std::chrono::milliseconds>(d.retry_after).count() + 1));
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "tenant '", tenant_id,
+      "' is loading models faster than its model_loads_per_second allows (its requests keep "
+      "missing the model cache); ",
+      RetryAfterText(d.retry_after), " or use fewer models at once"));
 }
 
 void Admission::Reject(TenantAdmission& t, RejectReason reason, absl::Status status,

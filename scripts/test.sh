@@ -61,8 +61,12 @@ if want thread; then
   # (uninstrumented OpenMP) are left to the other builds.
   filter='TokenBucket*:Admission*:SharedAdmission*:RedisRateLimiter*:Scheduler*:FairPolicy*'
   filter+=':BatchRunner*:Batchable*:ModelCache*'
+  # TSan needs a fixed memory layout on kernels with high mmap randomisation
+  # (vm.mmap_rnd_bits > 28): run without ASLR where the system allows it.
+  norandom=()
+  if setarch "$(uname -m)" -R true 2>/dev/null; then norandom=(setarch "$(uname -m)" -R); fi
   for t in admission_test scheduling_test models_test; do
-    "$root/build-tsan/bin/$t" --gtest_filter="$filter" --gtest_brief=1
+    "${norandom[@]}" "$root/build-tsan/bin/$t" --gtest_filter="$filter" --gtest_brief=1
   done
   unset TSAN_OPTIONS
 fi

@@ -111,4 +111,13 @@ std::vector<CollectedFamily> CollectRateLimiterMetrics(const RedisRateLimiter& l
               MetricType::kCounter, static_cast<double>(s.connect_failures))};
 }
 
+std::vector<CollectedFamily> CollectAuthThrottleMetrics(const AuthThrottle& throttle) {
+  return {{"fairserve_auth_throttled_requests_total",
+           "Calls refused because their peer address failed authentication too often",
+           MetricType::kCounter, {{{}, static_cast<double>(throttle.throttled()), {}, 0, 0}}},
+          {"fairserve_auth_throttle_tracked_peers",
+           "Peer addresses with recent failed authentications", MetricType::kGauge,
+           {{{}, static_cast<double>(throttle.tracked()), {}, 0, 0}}}};
+}
+
 }  // namespace fairserve

@@ -120,15 +120,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   admission_ = std::make_unique<Admission>(SteadyClock::Get());
   RETURN_IF_ERROR(StartRateLimitBackend(*config));
   auth_throttle_ = std::make_unique<AuthThrottle>(SteadyClock::Get(), ThrottleOptions(*config));
-  registry_->AddCollectable([this] {
-    return std::vector<CollectedFamily>{
-        {"fairserve_auth_throttled_requests_total",
-         "Calls refused because their peer address failed authentication too often",
-         MetricType::kCounter, {{{}, static_cast<double>(auth_throttle_->throttled()), {}, 0, 0}}},
-        {"fairserve_auth_throttle_tracked_peers",
-         "Peer addresses with recent failed authentications", MetricType::kGauge,
-         {{{}, static_cast<double>(auth_throttle_->tracked()), {}, 0, 0}}}};
-  });
+  registry_->AddCollectable([this] { return CollectAuthThrottleMetrics(*auth_throttle_); });
   admission_->Update(*config);
   registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
   // Tenant settings as gauges, read from the live snapshot at each scrape

@@ -7,6 +7,7 @@
 #include "fairserve/metering/metrics.h"
 #include "fairserve/models/model_cache.h"
 #include "fairserve/admission/redis_rate_limiter.h"
+#include "fairserve/tenancy/auth_throttle.h"
 #include "fairserve/tenancy/tenant_registry.h"
 
 namespace fairserve {
@@ -37,6 +38,10 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache);
 // fairserve_rate_limit_backend_disconnects_total,
 // fairserve_rate_limit_backend_connect_failures_total.
 std::vector<CollectedFamily> CollectRateLimiterMetrics(const RedisRateLimiter& limiter);
+
+// The failed-authentication throttle: fairserve_auth_throttled_requests_total,
+// fairserve_auth_throttle_tracked_peers.
+std::vector<CollectedFamily> CollectAuthThrottleMetrics(const AuthThrottle& throttle);
 
 }  // namespace fairserve
 

@@ -13,10 +13,10 @@
 #include "fairserve/metering/ledger.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/metering/server_metrics.h"
-#include "fairserve/metering/text_format.h"
 #include "fairserve/scheduling/queue_policy.h"
 #include "fairserve/server/tensor_codec.h"
 #include "fairserve/tenancy/api_key.h"
+#include "fairserve/tenancy/authenticator.h"
 #include "fairserve/tenancy/auth_throttle.h"
 #include "fairserve/tenancy/tenant_registry.h"
 
@@ -30,7 +30,7 @@ void BM_CounterIncrement(benchmark::State& state) {
 BENCHMARK(BM_CounterIncrement)->Threads(1)->Threads(2);
 
 void BM_HistogramObserve(benchmark::State& state) {
-  static Histogram h(Histogram::ExponentialBounds(0.0001, 2, 20));
+  static Histogram h(ExponentialBounds(0.0001, 2, 20));
   double v = 0.0003;
   for (auto _ : state) h.Observe(v += 1e-7);
 }
@@ -132,16 +132,23 @@ std::shared_ptr<Config> TenantsConfig(int n) {
   return config;
 }
 
-// The whole rejection path minus gRPC: authenticate the key, check limits.
+// The whole rejection path minus gRPC, as InferCall runs it: the
+// Authenticator (throttle check, key hash, registry snapshot), then
+// admission (queue, bytes, in-flight, token bucket).
 void BM_AuthenticateAndReject(benchmark::State& state) {
   auto config = TenantsConfig(static_cast<int>(state.range(0)));
-  TenantRegistry registry(config);
+  Snapshot<TenantRegistry> tenants(std::make_shared<TenantRegistry>(config));
+  AuthThrottle throttle(SteadyClock::Get(), {});
+  Authenticator authenticator(tenants, throttle);
   Admission admission(SteadyClock::Get());
   admission.Update(*config);
   for (int i = 0; i < 100; ++i) admission.Admit("tenant-1");  // drain its bucket
+  Credentials credentials;
+  credentials.peer = "ipv4:10.0.0.1";
+  credentials.authorization = "Bearer key-1";
   for (auto _ : state) {
-    const TenantConfig* t = registry.Authenticate("key-1");
-    benchmark::DoNotOptimize(admission.Admit(t->id));
+    absl::StatusOr<Principal> p = authenticator.AuthenticateTenant(credentials);
+    benchmark::DoNotOptimize(admission.Admit(p->tenant->id, 4096));
   }
   state.SetLabel(std::to_string(state.range(0)) + " tenants");
 }
@@ -206,6 +213,7 @@ void BM_FairPolicyCycle(benchmark::State& state) {
     BatchRecord record;
     record.samples = 1;
     record.compute_seconds = 0.001;
+    record.device_seconds = 0.001;
     policy.Done(d, record);
   }
   state.SetLabel(std::to_string(tenants) + " backlogged tenants");

@@ -50,6 +50,18 @@ class TwoInOut(torch.nn.Module):
         return a + b.to(torch.float32), (a * 2.0).to(torch.float64)
 
 
+class Slow(torch.nn.Module):
+    """Multiplies 256x256 matrices x[0][0] times before answering x: tests use
+    it to keep a worker busy for a while they choose."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = int(x[0, 0].item())
+        y = torch.ones(256, 256) / 256.0
+        for _ in range(n):
+            y = torch.mm(y, y)
+        return x + y[0, 0] * 0.0
+
+
 class Mlp(torch.nn.Module):
     def __init__(self, dims, softmax):
         super().__init__()
@@ -112,6 +124,7 @@ def write_test_models(root):
     write(root, "wrong_dtype", WrongDtype(), 4, 4, max_batch=8, delay=0)
     write(root, "wrong_shape", WrongShape(), 4, 4, max_batch=8, delay=0)
     write(root, "two_in_out", TwoInOut(), 4, 4, max_batch=8, delay=0)
+    write(root, "slow", Slow(), 4, 4, max_batch=8, delay=0)
     with open(os.path.join(root, "two_in_out", "config.yaml"), "w") as f:
         f.write(TWO_IN_OUT_CONFIG)
     # A model whose file is not TorchScript at all.
@@ -124,7 +137,8 @@ def write_test_models(root):
     os.makedirs(os.path.join(root, "bad_config", "1"), exist_ok=True)
     with open(os.path.join(root, "bad_config", "config.yaml"), "w") as f:
         f.write("max_batch_size: many\ninputs: []\n")
-    print("  test models: faulty, memory_hog, wrong_dtype, wrong_shape, two_in_out, corrupt, bad_config")
+    print("  test models: faulty, memory_hog, wrong_dtype, wrong_shape, two_in_out, slow, corrupt, "
+          "bad_config")
 
 
 def main():

@@ -25,6 +25,7 @@ const char* RejectReasonName(RejectReason reason) {
     case RejectReason::kMaxInflight: return "max_inflight";
     case RejectReason::kMaxQueue: return "max_queue";
     case RejectReason::kRateLimitBackend: return "rate_limit_backend";
+    case RejectReason::kMaxPendingBytes: return "max_pending_bytes";
     default: return "none";
   }
 }
@@ -54,6 +55,8 @@ TenantAdmission::TenantAdmission(const TenantConfig& config, const std::string& 
 void TenantAdmission::SetLimits(const TenantConfig& config) {
   max_inflight_.store(config.max_inflight, std::memory_order_relaxed);
   max_queue_.store(config.max_queue, std::memory_order_relaxed);
+  max_pending_bytes_.store(static_cast<int64_t>(config.max_pending_bytes),
+                           std::memory_order_relaxed);
   limited_.store(config.rate_limit.requests_per_second > 0, std::memory_order_relaxed);
   rate_.store(Rate(config), std::memory_order_relaxed);
   burst_.store(Burst(config), std::memory_order_relaxed);
@@ -120,28 +123,46 @@ void Admission::Reject(TenantAdmission& t, RejectReason reason, absl::Status sta
   d->status = std::move(status);
   d->retry_after = std::max(retry_after, Clock::Duration(std::chrono::milliseconds(1)));
   d->slot = InflightSlot();
-  d->queued = nullptr;
+  d->waiting = WaitSlot();
 }
 
 Admission::Decision Admission::CheckLocal(const std::shared_ptr<TenantAdmission>& t,
-                                          bool take_token) {
+                                          bool take_token, int64_t bytes) {
   Decision d;
   if (!t) {
     d.reason = RejectReason::kMaxInflight;
     d.status = absl::UnauthenticatedError("tenant is no longer configured");
     return d;
   }
-  int64_t max_queue = t->max_queue_.load(std::memory_order_relaxed);
-  if (t->queued_->load(std::memory_order_relaxed) >= max_queue) {
+  // Each count is taken first and given back on refusal, so concurrent
+  // admissions never overshoot a bound. From here on the slots give them
+  // back on every path below.
+  const int64_t max_queue = t->max_queue_.load(std::memory_order_relaxed);
+  if (t->waiting_.fetch_add(1, std::memory_order_relaxed) >= max_queue) {
+    t->waiting_.fetch_sub(1, std::memory_order_relaxed);
     Reject(*t, RejectReason::kMaxQueue,
            absl::ResourceExhaustedError(absl::StrCat(
-               "tenant queue is full (max_queue ", max_queue, " requests waiting); retry later")),
+               "tenant queue is full (max_queue ", max_queue,
+               " requests admitted and not yet running); retry later")),
+           std::chrono::milliseconds(10), &d);
+    return d;
+  }
+  d.waiting = WaitSlot(t);
+  const int64_t max_bytes = t->max_pending_bytes_.load(std::memory_order_relaxed);
+  const int64_t held = t->pending_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  if (held > 0 && held + bytes > max_bytes) {  // one request alone may always pass
+    t->pending_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    Reject(*t, RejectReason::kMaxPendingBytes,
+           absl::ResourceExhaustedError(absl::StrCat(
+               "tenant's unanswered requests already hold ", held, " bytes of payload "
+               "(max_pending_bytes ", max_bytes, "); retry after 10 ms")),
            std::chrono::milliseconds(10), &d);
     return d;
   }
   int64_t max_inflight = t->max_inflight_.load(std::memory_order_relaxed);
   if (t->inflight_.fetch_add(1, std::memory_order_relaxed) >= max_inflight && max_inflight > 0) {
     t->inflight_.fetch_sub(1, std::memory_order_relaxed);
+    t->pending_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
     Reject(*t, RejectReason::kMaxInflight,
            absl::ResourceExhaustedError(absl::StrCat("too many requests in flight (max_inflight ",
                                                      max_inflight,
@@ -149,9 +170,7 @@ Admission::Decision Admission::CheckLocal(const std::shared_ptr<TenantAdmission>
            std::chrono::milliseconds(5), &d);
     return d;
   }
-  // Taken from here on: the slot gives it back on every path below.
-  d.slot = InflightSlot(t);
-  d.queued = t->queued_;
+  d.slot = InflightSlot(t, bytes);
   if (take_token && t->limited_.load(std::memory_order_relaxed)) {
     TokenBucket::Decision b = t->bucket_.TryAcquire(clock_.Now());
     if (!b.allowed) {
@@ -164,13 +183,13 @@ Admission::Decision Admission::CheckLocal(const std::shared_ptr<TenantAdmission>
   return d;
 }
 
-Admission::Decision Admission::Admit(const std::string& tenant_id) {
-  return CheckLocal(Find(tenant_id), /*take_token=*/true);
+Admission::Decision Admission::Admit(const std::string& tenant_id, int64_t bytes) {
+  return CheckLocal(Find(tenant_id), /*take_token=*/true, bytes);
 }
 
-void Admission::AdmitAsync(const std::string& tenant_id, AdmitCallback done) {
+void Admission::AdmitAsync(const std::string& tenant_id, int64_t bytes, AdmitCallback done) {
   std::shared_ptr<TenantAdmission> t = Find(tenant_id);
-  Decision d = CheckLocal(t, /*take_token=*/shared_ == nullptr);
+  Decision d = CheckLocal(t, /*take_token=*/shared_ == nullptr, bytes);
   if (!d.status.ok() || shared_ == nullptr || !t->limited_.load(std::memory_order_relaxed)) {
     done(std::move(d));
     return;

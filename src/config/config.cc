@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "fairserve/common/status_macros.h"
+#include "fairserve/common/units.h"
 #include "fairserve/config/yaml_reader.h"
 
 namespace fairserve {
@@ -49,40 +50,59 @@ void ReadTls(const YAML::Node& node, TlsConfig* out, ConfigErrors* errors) {
   r.Finish();
 }
 
+constexpr std::pair<absl::string_view, LogLevel> kLogLevels[] = {
+    {"trace", LogLevel::kTrace}, {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
+    {"warn", LogLevel::kWarn},   {"error", LogLevel::kError}};
+constexpr std::pair<absl::string_view, LogFormat> kLogFormats[] = {
+    {"plain", LogFormat::kPlain}, {"json", LogFormat::kJson}, {"off", LogFormat::kOff}};
+constexpr std::pair<absl::string_view, StatusPageMode> kStatusPageModes[] = {
+    {"loopback", StatusPageMode::kLoopback},
+    {"admin", StatusPageMode::kAdmin},
+    {"off", StatusPageMode::kOff}};
+constexpr std::pair<absl::string_view, SchedulingPolicy> kPolicies[] = {
+    {"fair", SchedulingPolicy::kFair}, {"fifo", SchedulingPolicy::kFifo}};
+constexpr std::pair<absl::string_view, RateLimitBackendType> kBackendTypes[] = {
+    {"local", RateLimitBackendType::kLocal}, {"redis", RateLimitBackendType::kRedis}};
+constexpr std::pair<absl::string_view, FailurePolicy> kFailurePolicies[] = {
+    {"allow", FailurePolicy::kAllow}, {"deny", FailurePolicy::kDeny}};
+
+template <typename E, size_t N>
+absl::string_view NameIn(const std::pair<absl::string_view, E> (&names)[N], E value) {
+  for (const auto& [name, v] : names) {
+    if (v == value) return name;
+  }
+  return "?";
+}
+
+// Upper bounds for settings that have no natural one: far above any real
+// deployment, low enough that no arithmetic on them overflows.
+constexpr double kMaxRate = 1e9;        // per second
+constexpr double kMaxSeconds = 86400;   // durations
+constexpr int64_t kMaxCount = 1'000'000'000;
+constexpr double kMaxPrice = 1e9;           // currency units per second or per 1k requests
+constexpr double kMaxComputeSeconds = 1e15;
+
 void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors) {
   MapReader r(node, "server", errors);
   r.Get("listen_address", &out->listen_address);
-  if (r.Get("grpc_port", &out->grpc_port) && (out->grpc_port < 0 || out->grpc_port > 65535)) {
-    errors->Add(node["grpc_port"].Mark(), "server.grpc_port", "must be between 0 and 65535");
-  }
-  if (r.Get("http_port", &out->http_port) && (out->http_port < -1 || out->http_port > 65535)) {
-    errors->Add(node["http_port"].Mark(), "server.http_port",
-                "must be between 0 and 65535 (or -1 to disable HTTP)");
-  }
+  r.GetInRange("grpc_port", &out->grpc_port, 0, 65535, "(0 picks a free port)");
+  r.GetInRange("http_port", &out->http_port, -1, 65535, "(0 picks a free port, -1 disables HTTP)");
   r.Get("data_dir", &out->data_dir);
   r.Get("replica_id", &out->replica_id);
   if (YAML::Node tls = r.Child("tls"); tls.IsDefined()) ReadTls(tls, &out->tls, errors);
-  if (r.Get("status_page", &out->status_page) && out->status_page != "loopback" &&
-      out->status_page != "admin" && out->status_page != "off") {
-    errors->Add(node["status_page"].Mark(), "server.status_page",
-                absl::StrCat("unknown mode '", out->status_page, "'; use loopback, admin or off"));
-  }
-  if (r.Get("log_level", &out->log_level) &&
-      std::string("trace debug info warn error").find(out->log_level) == std::string::npos) {
-    errors->Add(node["log_level"].Mark(), "server.log_level",
-                absl::StrCat("unknown level '", out->log_level, "'; use trace, debug, info, warn or error"));
-  }
-  if (r.Get("log_format", &out->log_format) && out->log_format != "plain" &&
-      out->log_format != "json" && out->log_format != "off") {
-    errors->Add(node["log_format"].Mark(), "server.log_format",
-                absl::StrCat("unknown format '", out->log_format, "'; use plain, json or off"));
-  }
+  r.GetEnum("status_page", &out->status_page, kStatusPageModes);
+  r.GetEnum("log_level", &out->log_level, kLogLevels);
+  r.GetEnum("log_format", &out->log_format, kLogFormats);
   if (r.Get("admin_api_keys", &out->admin_api_key_hashes)) {
+    std::set<std::string> seen;
     for (size_t k = 0; k < out->admin_api_key_hashes.size(); ++k) {
       if (!IsValidKeyHash(out->admin_api_key_hashes[k])) {
         errors->Add(node["admin_api_keys"][k].Mark(), absl::StrCat("server.admin_api_keys[", k, "]"),
                     "must be \"sha256:<64 lowercase hex digits>\"; make one with "
                     "'fairctl hash-key KEY'");
+      } else if (!seen.insert(out->admin_api_key_hashes[k]).second) {
+        errors->Add(node["admin_api_keys"][k].Mark(), absl::StrCat("server.admin_api_keys[", k, "]"),
+                    "this admin key hash is listed twice; remove one");
       }
     }
   }
@@ -91,48 +111,29 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
     errors->Add(node["max_message_bytes"].Mark(), "server.max_message_bytes",
                 "must be between 1KiB and 2GiB");
   }
-  if (r.Get("auth_failures_per_second", &out->auth_failures_per_second) &&
-      out->auth_failures_per_second < 0) {
-    errors->Add(node["auth_failures_per_second"].Mark(), "server.auth_failures_per_second",
-                "must be >= 0 (0 turns the throttle off)");
-  }
-  if (r.Get("auth_failure_burst", &out->auth_failure_burst) && out->auth_failure_burst < 1) {
-    errors->Add(node["auth_failure_burst"].Mark(), "server.auth_failure_burst", "must be >= 1");
-  }
+  r.GetInRange("auth_failures_per_second", &out->auth_failures_per_second, 0, 1e6,
+               "(0 turns the throttle off)");
+  r.GetInRange("auth_failure_burst", &out->auth_failure_burst, 1, 1e6);
   if (r.GetBytes("grpc_memory_limit", &out->grpc_memory_limit) &&
-      out->grpc_memory_limit < (64ull << 20)) {
-    errors->Add(node["grpc_memory_limit"].Mark(), "server.grpc_memory_limit", "must be >= 64MiB");
+      (out->grpc_memory_limit < (64ull << 20) || out->grpc_memory_limit > (1ull << 40))) {
+    errors->Add(node["grpc_memory_limit"].Mark(), "server.grpc_memory_limit",
+                "must be between 64MiB and 1TiB");
   }
-  if (r.Get("max_concurrent_streams", &out->max_concurrent_streams) &&
-      (out->max_concurrent_streams < 1 || out->max_concurrent_streams > 1000000)) {
-    errors->Add(node["max_concurrent_streams"].Mark(), "server.max_concurrent_streams",
-                "must be between 1 and 1000000");
-  }
-  if (r.Get("drain_timeout_s", &out->drain_timeout_s) && out->drain_timeout_s < 0) {
-    errors->Add(node["drain_timeout_s"].Mark(), "server.drain_timeout_s", "must be >= 0");
-  }
-  if (r.Get("shutdown_grace_s", &out->shutdown_grace_s) && out->shutdown_grace_s < 0) {
-    errors->Add(node["shutdown_grace_s"].Mark(), "server.shutdown_grace_s", "must be >= 0");
-  }
+  r.GetInRange("max_concurrent_streams", &out->max_concurrent_streams, 1, 1000000);
+  r.GetInRange("drain_timeout_s", &out->drain_timeout_s, 0, 3600);
+  r.GetInRange("shutdown_grace_s", &out->shutdown_grace_s, 0, 60);
   r.Finish();
 }
 
 void ReadScheduler(const YAML::Node& node, SchedulerConfig* out, ConfigErrors* errors) {
   MapReader r(node, "scheduler", errors);
-  if (r.Get("policy", &out->policy) && out->policy != "fair" && out->policy != "fifo") {
-    errors->Add(node["policy"].Mark(), "scheduler.policy",
-                absl::StrCat("unknown policy '", out->policy, "'; use fair or fifo"));
-  }
-  if (r.Get("workers", &out->workers) && (out->workers < 0 || out->workers > 256)) {
-    errors->Add(node["workers"].Mark(), "scheduler.workers", "must be between 0 and 256");
-  }
-  if (r.Get("intra_op_threads", &out->intra_op_threads) &&
-      (out->intra_op_threads < 0 || out->intra_op_threads > 256)) {
-    errors->Add(node["intra_op_threads"].Mark(), "scheduler.intra_op_threads",
-                "must be between 0 and 256");
-  }
-  if (r.Get("max_queue_wait_s", &out->max_queue_wait_s) && out->max_queue_wait_s <= 0) {
-    errors->Add(node["max_queue_wait_s"].Mark(), "scheduler.max_queue_wait_s", "must be > 0");
+  r.GetEnum("policy", &out->policy, kPolicies);
+  r.GetInRange("workers", &out->workers, 0, 256, "(0 = one per device)");
+  r.GetInRange("intra_op_threads", &out->intra_op_threads, 0, 256, "(0 = cores / workers)");
+  if (r.GetInRange("max_queue_wait_s", &out->max_queue_wait_s, 0, kMaxSeconds) &&
+      out->max_queue_wait_s < 0.001) {
+    errors->Add(node["max_queue_wait_s"].Mark(), "scheduler.max_queue_wait_s",
+                "must be at least 0.001 (1 ms), or every request expires in its queue");
   }
   r.Finish();
 }
@@ -140,10 +141,7 @@ void ReadScheduler(const YAML::Node& node, SchedulerConfig* out, ConfigErrors* e
 void ReadRateLimitBackend(const YAML::Node& node, RateLimitBackendConfig* out,
                           ConfigErrors* errors) {
   MapReader r(node, "rate_limit_backend", errors);
-  if (r.Get("type", &out->type) && out->type != "local" && out->type != "redis") {
-    errors->Add(node["type"].Mark(), "rate_limit_backend.type",
-                absl::StrCat("unknown backend '", out->type, "'; use local or redis"));
-  }
+  r.GetEnum("type", &out->type, kBackendTypes);
   if (r.Get("address", &out->address)) {
     bool unix_socket = absl::StartsWith(out->address, "unix:") && out->address.size() > 5;
     size_t colon = out->address.rfind(':');
@@ -158,20 +156,9 @@ void ReadRateLimitBackend(const YAML::Node& node, RateLimitBackendConfig* out,
     }
   }
   r.Get("key_prefix", &out->key_prefix);
-  if (r.Get("timeout_ms", &out->timeout_ms) &&
-      (out->timeout_ms < 1 || out->timeout_ms > 60000)) {
-    errors->Add(node["timeout_ms"].Mark(), "rate_limit_backend.timeout_ms",
-                "must be between 1 and 60000");
-  }
-  if (r.Get("on_failure", &out->on_failure) && out->on_failure != "allow" &&
-      out->on_failure != "deny") {
-    errors->Add(node["on_failure"].Mark(), "rate_limit_backend.on_failure",
-                absl::StrCat("unknown policy '", out->on_failure, "'; use allow or deny"));
-  }
-  if (r.Get("replicas", &out->replicas) && (out->replicas < 1 || out->replicas > 10000)) {
-    errors->Add(node["replicas"].Mark(), "rate_limit_backend.replicas",
-                "must be between 1 and 10000");
-  }
+  r.GetInRange("timeout_ms", &out->timeout_ms, 1, 60000);
+  r.GetEnum("on_failure", &out->on_failure, kFailurePolicies);
+  r.GetInRange("replicas", &out->replicas, 1, 10000);
   r.Finish();
 }
 
@@ -205,20 +192,16 @@ void ReadRateLimit(const YAML::Node& node, const std::string& path, RateLimitCon
                    ConfigErrors* errors) {
   MapReader r(node, path, errors);
   double per_minute = -1;
-  bool has_rps = r.Get("requests_per_second", &out->requests_per_second);
-  if (r.Get("requests_per_minute", &per_minute)) {
+  bool has_rps =
+      r.GetInRange("requests_per_second", &out->requests_per_second, 0, kMaxRate, "(0 = unlimited)");
+  if (r.GetInRange("requests_per_minute", &per_minute, 0, kMaxRate * 60, "(0 = unlimited)")) {
     if (has_rps) {
       errors->Add(node["requests_per_minute"].Mark(), r.FieldPath("requests_per_minute"),
                   "give requests_per_second or requests_per_minute, not both");
     }
     out->requests_per_second = per_minute / 60.0;
   }
-  if (out->requests_per_second < 0) {
-    errors->Add(node.Mark(), r.FieldPath("requests_per_second"), "must be >= 0");
-  }
-  if (r.Get("burst", &out->burst) && out->burst < 0) {
-    errors->Add(node["burst"].Mark(), r.FieldPath("burst"), "must be >= 0");
-  }
+  r.GetInRange("burst", &out->burst, 0, kMaxRate, "(0 = max(1, requests_per_second))");
   r.Finish();
 }
 
@@ -249,47 +232,37 @@ void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t
                   "needs at least one key hash (or client_cert_names)");
     }
   }
-  if (r.Get("weight", &t->weight) && !(t->weight > 0 && t->weight <= 1e6)) {
-    errors->Add(node["weight"].Mark(), r.FieldPath("weight"), "must be > 0 and <= 1000000");
+  if (r.GetInRange("weight", &t->weight, 0, 1e6) && t->weight < 1e-6) {
+    errors->Add(node["weight"].Mark(), r.FieldPath("weight"), "must be at least 0.000001");
   }
   YAML::Node rate = r.Child("rate_limit");
   if (rate.IsDefined()) ReadRateLimit(rate, r.FieldPath("rate_limit"), &t->rate_limit, errors);
-  if (r.Get("max_inflight", &t->max_inflight) && t->max_inflight < 0) {
-    errors->Add(node["max_inflight"].Mark(), r.FieldPath("max_inflight"),
-                "must be >= 0 (0 = unlimited)");
-  }
-  if (r.Get("max_queue", &t->max_queue) && t->max_queue < 1) {
-    errors->Add(node["max_queue"].Mark(), r.FieldPath("max_queue"), "must be >= 1");
+  r.GetInRange("max_inflight", &t->max_inflight, 0, kMaxCount, "(0 = unlimited)");
+  r.GetInRange("max_queue", &t->max_queue, 1, kMaxCount);
+  if (r.GetBytes("max_pending_bytes", &t->max_pending_bytes) &&
+      (t->max_pending_bytes < (1ull << 20) || t->max_pending_bytes > (1ull << 40))) {
+    errors->Add(node["max_pending_bytes"].Mark(), r.FieldPath("max_pending_bytes"),
+                "must be between 1MiB and 1TiB");
   }
   r.GetBytes("memory_limit", &t->memory_limit);
-  if (r.Get("memory_share_percent", &t->memory_share_percent) &&
-      !(t->memory_share_percent >= 0 && t->memory_share_percent <= 100)) {
-    errors->Add(node["memory_share_percent"].Mark(), r.FieldPath("memory_share_percent"),
-                "must be between 0 and 100");
-  }
+  r.GetInRange("memory_share_percent", &t->memory_share_percent, 0, 100);
   if (r.Has("memory_limit") && r.Has("memory_share_percent")) {
     errors->Add(node["memory_share_percent"].Mark(), r.FieldPath("memory_share_percent"),
                 "give memory_limit or memory_share_percent, not both");
   }
-  if (r.Get("max_batch_size", &t->max_batch_size) && t->max_batch_size < 0) {
-    errors->Add(node["max_batch_size"].Mark(), r.FieldPath("max_batch_size"),
-                "must be >= 0 (0 = the model's limit)");
-  }
-  if (r.Get("model_loads_per_second", &t->model_loads_per_second) &&
-      t->model_loads_per_second < 0) {
-    errors->Add(node["model_loads_per_second"].Mark(), r.FieldPath("model_loads_per_second"),
-                "must be >= 0 (0 = unlimited)");
-  }
+  r.GetInRange("max_batch_size", &t->max_batch_size, 0, kMaxCount, "(0 = the model's limit)");
+  r.GetInRange("model_loads_per_second", &t->model_loads_per_second, 0, kMaxRate,
+               "(0 = unlimited)");
   if (!r.Get("models", &t->models)) t->models = {"*"};
   if (YAML::Node k = r.Child("kubernetes"); k.IsDefined()) {
     MapReader kr(k, r.FieldPath("kubernetes"), errors);
     KubernetesQuota& q = t->kubernetes;
-    kr.Get("gpus", &q.gpus);
+    kr.GetInRange("gpus", &q.gpus, 0, 1'000'000);
     kr.Get("cpu", &q.cpu);
     kr.Get("memory", &q.memory);
-    kr.Get("pods", &q.pods);
-    kr.Get("max_gpus_per_container", &q.max_gpus_per_container);
-    kr.Get("default_gpus_per_container", &q.default_gpus_per_container);
+    kr.GetInRange("pods", &q.pods, 0, 1'000'000);
+    kr.GetInRange("max_gpus_per_container", &q.max_gpus_per_container, 0, 1'000'000);
+    kr.GetInRange("default_gpus_per_container", &q.default_gpus_per_container, 0, 1'000'000);
     auto quantity = [](const std::string& v) {
       static const std::regex re("^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$");
       return std::regex_match(v, re);
@@ -300,10 +273,9 @@ void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t
     if (!quantity(q.memory)) {
       errors->Add(k.Mark(), kr.FieldPath("memory"), "not a Kubernetes quantity (e.g. 16Gi)");
     }
-    if (q.gpus < 0 || q.pods < 0 || q.max_gpus_per_container < 0 ||
-        q.default_gpus_per_container < 0 || q.default_gpus_per_container > q.max_gpus_per_container) {
-      errors->Add(k.Mark(), kr.FieldPath("gpus"),
-                  "counts must be >= 0 and default_gpus_per_container <= max_gpus_per_container");
+    if (q.default_gpus_per_container > q.max_gpus_per_container) {
+      errors->Add(k.Mark(), kr.FieldPath("default_gpus_per_container"),
+                  "must be <= max_gpus_per_container");
     }
     kr.Finish();
   }
@@ -320,13 +292,8 @@ void ReadPrices(const YAML::Node& node, const std::string& path, Prices* out,
     own = std::make_unique<MapReader>(node, path, errors);
     r = own.get();
   }
-  if (r->Get("per_compute_second", &out->per_compute_second) && out->per_compute_second < 0) {
-    errors->Add(node["per_compute_second"].Mark(), r->FieldPath("per_compute_second"),
-                "must be >= 0");
-  }
-  if (r->Get("per_1k_requests", &out->per_1k_requests) && out->per_1k_requests < 0) {
-    errors->Add(node["per_1k_requests"].Mark(), r->FieldPath("per_1k_requests"), "must be >= 0");
-  }
+  r->GetInRange("per_compute_second", &out->per_compute_second, 0, kMaxPrice);
+  r->GetInRange("per_1k_requests", &out->per_1k_requests, 0, kMaxPrice);
   YAML::Node tiers = r->Child("tiers");
   if (tiers.IsDefined()) {
     if (!tiers.IsSequence()) {
@@ -336,13 +303,14 @@ void ReadPrices(const YAML::Node& node, const std::string& path, Prices* out,
       for (size_t i = 0; i < tiers.size(); ++i) {
         MapReader t(tiers[i], absl::StrCat(r->FieldPath("tiers"), "[", i, "]"), errors);
         PriceTier tier;
-        t.Get("above_compute_seconds", &tier.above_compute_seconds, true);
-        t.Get("per_compute_second", &tier.per_compute_second, true);
-        if (tier.above_compute_seconds <= 0 || tier.per_compute_second < 0 ||
-            (!out->tiers.empty() &&
-             tier.above_compute_seconds <= out->tiers.back().above_compute_seconds)) {
+        bool above = t.GetInRange("above_compute_seconds", &tier.above_compute_seconds, 0,
+                                  kMaxComputeSeconds, "", true);
+        t.GetInRange("per_compute_second", &tier.per_compute_second, 0, kMaxPrice, "", true);
+        if (above && (tier.above_compute_seconds <= 0 ||
+                      (!out->tiers.empty() &&
+                       tier.above_compute_seconds <= out->tiers.back().above_compute_seconds))) {
           errors->Add(tiers[i].Mark(), t.FieldPath("above_compute_seconds"),
-                      "thresholds must be > 0 and ascending, prices >= 0");
+                      "thresholds must be > 0 and ascending");
         }
         t.Finish();
         out->tiers.push_back(tier);
@@ -378,8 +346,11 @@ void ReadPricing(const YAML::Node& node, PricingConfig* out, ConfigErrors* error
 void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigErrors* errors) {
   std::set<std::string> ids;
   std::set<std::string> hashes;
+  const std::set<std::string> admin_hashes(config.server.admin_api_key_hashes.begin(),
+                                           config.server.admin_api_key_hashes.end());
   std::set<std::string> cert_names;
   double share_total = 0;
+  const uint64_t budget = config.devices.empty() ? 0 : config.devices[0].memory_budget;
   for (size_t i = 0; i < config.tenants.size(); ++i) {
     const TenantConfig& t = config.tenants[i];
     std::string path = absl::StrCat("tenants[", i, "]");
@@ -388,6 +359,11 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
                   absl::StrCat("tenant id '", t.id, "' is used twice"));
     }
     for (size_t k = 0; k < t.api_key_hashes.size(); ++k) {
+      if (admin_hashes.count(t.api_key_hashes[k]) > 0) {
+        errors->Add(node[i]["api_keys"][k].Mark(), absl::StrCat(path, ".api_keys[", k, "]"),
+                    "this key hash is also in server.admin_api_keys; a key is either a "
+                    "tenant's or an admin's, so give one of them a new key");
+      }
       if (!hashes.insert(t.api_key_hashes[k]).second) {
         errors->Add(node[i]["api_keys"][k].Mark(), absl::StrCat(path, ".api_keys[", k, "]"),
                     "this key hash belongs to another tenant too; every key must map to "
@@ -412,6 +388,17 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
     errors->Add(node.Mark(), "tenants[*].memory_share_percent",
                 absl::StrCat("shares add up to ", share_total, "%, over 100%"));
   }
+  uint64_t quota_total = 0;  // saturating: limits may be near 2^64
+  for (const TenantConfig& t : config.tenants) {
+    quota_total += std::min(t.MemoryQuota(budget), UINT64_MAX - quota_total);
+  }
+  if (budget > 0 && quota_total > budget) {
+    errors->Add(node.Mark(), "tenants[*].memory_limit",
+                absl::StrCat("tenants' memory partitions (memory_limit, memory_share_percent) "
+                             "add up to ", FormatBytes(quota_total),
+                             ", over devices[0].memory_budget of ",
+                             FormatBytes(budget), "; lower some limits or raise the budget"));
+  }
 }
 
 }  // namespace
@@ -419,6 +406,20 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
 const Prices& PricingConfig::For(const std::string& tenant_id) const {
   auto it = tenants.find(tenant_id);
   return it == tenants.end() ? defaults : it->second;
+}
+
+absl::string_view Name(LogLevel v) { return NameIn(kLogLevels, v); }
+absl::string_view Name(LogFormat v) { return NameIn(kLogFormats, v); }
+absl::string_view Name(StatusPageMode v) { return NameIn(kStatusPageModes, v); }
+absl::string_view Name(SchedulingPolicy v) { return NameIn(kPolicies, v); }
+absl::string_view Name(RateLimitBackendType v) { return NameIn(kBackendTypes, v); }
+absl::string_view Name(FailurePolicy v) { return NameIn(kFailurePolicies, v); }
+
+uint64_t TenantConfig::MemoryQuota(uint64_t budget) const {
+  if (memory_share_percent > 0) {
+    return budget == 0 ? 0 : static_cast<uint64_t>(budget * (memory_share_percent / 100.0));
+  }
+  return memory_limit;
 }
 
 bool TenantConfig::AllowsModel(const std::string& model_name) const {
@@ -468,9 +469,109 @@ bool IsValidKeyHash(const std::string& s) {
   });
 }
 
+namespace {
+
+// One row per setting of the file: its path, what a reload does with a
+// change of it, and how to tell whether it changed. Rows for a mapping or a
+// list ("tenants", "pricing") cover everything below them; they have no
+// comparison and are always applied whole by a reload.
+struct Setting {
+  const char* field;
+  ReloadEffect effect;
+  bool (*same)(const Config& a, const Config& b);
+};
+
+#define FAIRSERVE_SAME(member) [](const Config& a, const Config& b) { return a.member == b.member; }
+#define FAIRSERVE_LIVE(path, member) {path, ReloadEffect::kLive, FAIRSERVE_SAME(member)}
+#define FAIRSERVE_RESTART(path, member) {path, ReloadEffect::kRestart, FAIRSERVE_SAME(member)}
+
+std::vector<uint64_t> DeviceBudgets(const Config& c) {
+  std::vector<uint64_t> out;
+  for (const DeviceConfig& d : c.devices) out.push_back(d.memory_budget);
+  return out;
+}
+std::vector<std::string> DeviceNames(const Config& c) {
+  std::vector<std::string> out;
+  for (const DeviceConfig& d : c.devices) out.push_back(d.name);
+  return out;
+}
+
+const Setting kSettings[] = {
+    // Listeners, files and threads are set up once at start.
+    FAIRSERVE_RESTART("server.listen_address", server.listen_address),
+    FAIRSERVE_RESTART("server.grpc_port", server.grpc_port),
+    FAIRSERVE_RESTART("server.http_port", server.http_port),
+    FAIRSERVE_RESTART("server.data_dir", server.data_dir),
+    FAIRSERVE_RESTART("server.replica_id", server.replica_id),
+    // The files behind these paths are re-read by gRPC (rotation is live);
+    // the paths and modes are not.
+    FAIRSERVE_RESTART("server.tls.cert_file", server.tls.cert_file),
+    FAIRSERVE_RESTART("server.tls.key_file", server.tls.key_file),
+    FAIRSERVE_RESTART("server.tls.client_ca_file", server.tls.client_ca_file),
+    FAIRSERVE_RESTART("server.tls.require_client_cert", server.tls.require_client_cert),
+    FAIRSERVE_RESTART("server.tls.refresh_interval_s", server.tls.refresh_interval_s),
+    FAIRSERVE_LIVE("server.status_page", server.status_page),
+    FAIRSERVE_LIVE("server.log_level", server.log_level),
+    FAIRSERVE_LIVE("server.log_format", server.log_format),
+    FAIRSERVE_LIVE("server.admin_api_keys", server.admin_api_key_hashes),
+    FAIRSERVE_RESTART("server.max_message_bytes", server.max_message_bytes),
+    FAIRSERVE_LIVE("server.auth_failures_per_second", server.auth_failures_per_second),
+    FAIRSERVE_LIVE("server.auth_failure_burst", server.auth_failure_burst),
+    FAIRSERVE_RESTART("server.grpc_memory_limit", server.grpc_memory_limit),
+    FAIRSERVE_RESTART("server.max_concurrent_streams", server.max_concurrent_streams),
+    // Read when a drain starts.
+    FAIRSERVE_LIVE("server.drain_timeout_s", server.drain_timeout_s),
+    FAIRSERVE_LIVE("server.shutdown_grace_s", server.shutdown_grace_s),
+    FAIRSERVE_RESTART("model_repository", model_repository),
+    FAIRSERVE_RESTART("scheduler.policy", scheduler.policy),
+    FAIRSERVE_RESTART("scheduler.workers", scheduler.workers),
+    FAIRSERVE_RESTART("scheduler.intra_op_threads", scheduler.intra_op_threads),
+    FAIRSERVE_RESTART("scheduler.max_queue_wait_s", scheduler.max_queue_wait_s),
+    FAIRSERVE_RESTART("rate_limit_backend.type", rate_limit_backend.type),
+    FAIRSERVE_RESTART("rate_limit_backend.address", rate_limit_backend.address),
+    FAIRSERVE_RESTART("rate_limit_backend.key_prefix", rate_limit_backend.key_prefix),
+    FAIRSERVE_RESTART("rate_limit_backend.timeout_ms", rate_limit_backend.timeout_ms),
+    FAIRSERVE_RESTART("rate_limit_backend.on_failure", rate_limit_backend.on_failure),
+    FAIRSERVE_RESTART("rate_limit_backend.replicas", rate_limit_backend.replicas),
+    {"devices[].name", ReloadEffect::kRestart,
+     [](const Config& a, const Config& b) { return DeviceNames(a) == DeviceNames(b); }},
+    // The model cache re-reads budgets and partitions on reload.
+    {"devices[].memory_budget", ReloadEffect::kLive,
+     [](const Config& a, const Config& b) { return DeviceBudgets(a) == DeviceBudgets(b); }},
+    {"tenants", ReloadEffect::kLive, nullptr},
+    {"pricing", ReloadEffect::kLive, nullptr},
+};
+
+#undef FAIRSERVE_RESTART
+#undef FAIRSERVE_LIVE
+#undef FAIRSERVE_SAME
+
+}  // namespace
+
+ReloadDiff DiffConfigs(const Config& current, const Config& next) {
+  ReloadDiff diff;
+  for (const Setting& s : kSettings) {
+    if (s.same == nullptr || s.same(current, next)) continue;
+    (s.effect == ReloadEffect::kLive ? diff.live : diff.restart).push_back(s.field);
+  }
+  return diff;
+}
+
+const ReloadEffect* FindReloadEffect(const std::string& field) {
+  for (const Setting& s : kSettings) {
+    absl::string_view f = s.field;
+    if (field == f || (absl::StartsWith(field, f) &&
+                       (field[f.size()] == '.' || field[f.size()] == '['))) {
+      return &s.effect;
+    }
+  }
+  return nullptr;
+}
+
 absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& text,
                                                           const std::string& name,
-                                                          const std::string& base_dir) {
+                                                          const std::string& base_dir,
+                                                          std::set<std::string>* fields_read) {
   YAML::Node root;
   RETURN_IF_ERROR(LoadYamlString(text, name, &root));
   ConfigErrors errors(name);
@@ -512,6 +613,7 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& tex
     }
   }
   r.Finish();
+  if (fields_read) *fields_read = errors.fields();
   RETURN_IF_ERROR(errors.ToStatus());
   config->model_repository = ResolvePath(base_dir, config->model_repository);
   config->server.data_dir = ResolvePath(base_dir, config->server.data_dir);

@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "fairserve/metering/text_format.h"
 
 namespace fairserve {
 namespace {
@@ -61,7 +60,7 @@ Invoice MakeInvoice(const std::vector<UsageRow>& usage, const PricingConfig& pri
     if (i < prices.tiers.size()) {
       lower = upper;
       price = prices.tiers[i].per_compute_second;
-      name = absl::StrCat("compute (above ", FormatValue(upper), " s)");
+      name = absl::StrCat("compute (above ", upper, " s)");
     }
   }
   double thousands = inv.requests / 1000.0;

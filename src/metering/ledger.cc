@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS usage (
   compute_seconds REAL    NOT NULL,
   PRIMARY KEY (bucket_start, replica, tenant_id, model_name, status)
 );
+CREATE INDEX IF NOT EXISTS usage_by_tenant ON usage (tenant_id, bucket_start);
 )sql";
 
 constexpr const char* kUpsert = R"sql(
@@ -97,7 +98,7 @@ LedgerWriter::LedgerWriter(Options options, sqlite3* db) : options_(std::move(op
     commit_seconds_ = &options_.registry
                            ->AddHistogram("fairserve_ledger_commit_seconds",
                                           "Time to write one group commit",
-                                          Histogram::ExponentialBounds(0.0001, 2, 16))
+                                          ExponentialBounds(0.0001, 2, 16))
                            .Add({});
   }
   thread_ = std::thread([this] { Run(); });
@@ -128,10 +129,17 @@ void LedgerWriter::OnBatch(const BatchRecord& record) {
   }
 }
 
-absl::Status LedgerWriter::Commit(std::map<Key, UsageRow> rows) {
+absl::Status LedgerWriter::CommitPending() {
+  // The window leaves pending_ and reaches the database under write_mu_, so
+  // Usage() (which holds it too) sees each row in exactly one of the two.
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  std::map<Key, UsageRow> rows;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rows.swap(pending_);
+  }
   if (rows.empty()) return absl::OkStatus();
   auto start = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> write_lock(write_mu_);
   absl::Status status = Exec(db_, "BEGIN IMMEDIATE;");
   sqlite3_stmt* stmt = nullptr;
   if (status.ok() && sqlite3_prepare_v2(db_, kUpsert, -1, &stmt, nullptr) != SQLITE_OK) {
@@ -185,10 +193,8 @@ void LedgerWriter::Run() {
   while (!stopping_) {
     cv_.wait_for(lock, options_.commit_interval, [this] { return stopping_; });
     if (stopping_) break;
-    std::map<Key, UsageRow> rows;
-    rows.swap(pending_);
     lock.unlock();
-    absl::Status s = Commit(std::move(rows));
+    absl::Status s = CommitPending();
     if (!s.ok() && !failing) spdlog::error("usage ledger write failed (will retry): {}", std::string(s.message()));
     if (s.ok() && failing) spdlog::info("usage ledger writes recovered");
     failing = !s.ok();
@@ -196,13 +202,30 @@ void LedgerWriter::Run() {
   }
 }
 
-absl::Status LedgerWriter::Flush() {
-  std::map<Key, UsageRow> rows;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    rows.swap(pending_);
+absl::Status LedgerWriter::Flush() { return CommitPending(); }
+
+absl::StatusOr<std::vector<UsageRow>> LedgerWriter::Usage(const UsageQuery& query) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  absl::StatusOr<std::vector<UsageRow>> committed = ReadUsage({options_.path}, query);
+  if (!committed.ok()) return committed.status();
+  std::map<std::tuple<std::string, std::string, std::string>, UsageRow> sums;
+  for (UsageRow& r : *committed) sums[{r.tenant_id, r.model_name, r.status}] = std::move(r);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [key, r] : pending_) {
+    if (r.bucket_start < query.from || r.bucket_start >= query.to) continue;
+    if (!query.tenant_id.empty() && r.tenant_id != query.tenant_id) continue;
+    UsageRow& row = sums[{r.tenant_id, r.model_name, r.status}];
+    row.tenant_id = r.tenant_id;
+    row.model_name = r.model_name;
+    row.status = r.status;
+    row.requests += r.requests;
+    row.samples += r.samples;
+    row.compute_seconds += r.compute_seconds;
   }
-  return Commit(std::move(rows));
+  std::vector<UsageRow> out;
+  out.reserve(sums.size());
+  for (auto& [key, row] : sums) out.push_back(std::move(row));
+  return out;
 }
 
 void LedgerWriter::Close() {

@@ -1,6 +1,7 @@
 #include "fairserve/metering/server_metrics.h"
 
 #include <chrono>
+#include <map>
 
 #include "absl/strings/ascii.h"
 #include "absl/status/status.h"
@@ -10,7 +11,7 @@ namespace {
 
 std::vector<double> LatencyBounds() {
   // 100 µs .. ~52 s, doubling.
-  return Histogram::ExponentialBounds(0.0001, 2, 20);
+  return ExponentialBounds(0.0001, 2, 20);
 }
 
 double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
@@ -25,7 +26,7 @@ ServerMetrics::ServerMetrics(Registry& registry)
       requests_("tenant_requests_total",
                 "Requests answered per tenant, by gRPC status (admission rejections included "
                 "as resource_exhausted)",
-                [] { return std::make_unique<Counter>(); }),
+                {}),
       samples_(registry.AddCounter("tenant_samples_total",
                                    "Samples (batch rows) run per tenant and model")),
       batch_compute_seconds_(registry.AddCounter(
@@ -43,24 +44,87 @@ ServerMetrics::ServerMetrics(Registry& registry)
           "fairserve_queue_duration_seconds",
           "Time a request waited in its queue before its batch ran", LatencyBounds())),
       batch_size_(registry.AddHistogram("fairserve_batch_size", "Samples per executed batch",
-                                        Histogram::ExponentialBounds(1, 2, 11))) {
+                                        ExponentialBounds(1, 2, 11))) {
   registry.AddCollectable([this] {
     std::map<Labels, double> values;
-    requests_.ForEach([&](const Labels& labels, const Counter& c) { values[labels] = c.Value(); });
+    for (const CollectedFamily& f : requests_.Collect()) {
+      for (const prometheus::ClientMetric& m : f.metric) {
+        Labels labels;
+        for (const auto& l : m.label) labels[l.name] = l.value;
+        values[labels] += m.counter.value;
+      }
+    }
     if (rejection_source_) {
       for (const auto& [tenant, n] : rejection_source_()) {
         if (n > 0) values[{{"status", "resource_exhausted"}, {"tenant_id", tenant}}] += n;
       }
     }
-    CollectedFamily family{requests_.name(), requests_.help(), MetricType::kCounter, {}};
-    for (const auto& [labels, v] : values) {
-      CollectedMetric m;
-      m.labels = labels;
-      m.value = v;
-      family.metrics.push_back(std::move(m));
-    }
+    CollectedFamily family = CounterFamily("tenant_requests_total",
+                                           "Requests answered per tenant, by gRPC status "
+                                           "(admission rejections included as "
+                                           "resource_exhausted)");
+    for (const auto& [labels, v] : values) AddSample(&family, labels, v);
     return std::vector<CollectedFamily>{std::move(family)};
   });
+}
+
+ServerMetrics::TenantHandles& ServerMetrics::TenantLocked(const std::string& tenant) {
+  std::unique_ptr<TenantHandles>& t = tenants_[tenant];
+  if (!t) t = std::make_unique<TenantHandles>();
+  return *t;
+}
+
+const ServerMetrics::TenantHandles::PerModel& ServerMetrics::For(const std::string& tenant,
+                                                                const std::string& model) {
+  {
+    std::shared_lock<std::shared_mutex> lock(handles_mu_);
+    auto t = tenants_.find(tenant);
+    if (t != tenants_.end()) {
+      auto m = t->second->models.find(model);
+      if (m != t->second->models.end()) return m->second;
+    }
+  }
+  std::unique_lock<std::shared_mutex> lock(handles_mu_);
+  TenantHandles::PerModel& h = TenantLocked(tenant).models[model];
+  if (h.compute_seconds == nullptr) {
+    Labels labels{{"tenant_id", tenant}, {"model_name", model}};
+    h.compute_seconds = &compute_seconds_.Add(labels);
+    h.samples = &samples_.Add(labels);
+    h.queue_duration = &queue_duration_.Add(labels);
+    h.request_duration = &request_duration_.Add(labels);
+  }
+  return h;
+}
+
+Counter& ServerMetrics::RequestCounter(const std::string& tenant, absl::StatusCode code) {
+  const size_t c = static_cast<size_t>(code) < kCodes ? static_cast<size_t>(code) : 2;  // UNKNOWN
+  {
+    std::shared_lock<std::shared_mutex> lock(handles_mu_);
+    auto t = tenants_.find(tenant);
+    if (t != tenants_.end() && t->second->requests[c] != nullptr) return *t->second->requests[c];
+  }
+  std::unique_lock<std::shared_mutex> lock(handles_mu_);
+  Counter*& counter = TenantLocked(tenant).requests[c];
+  if (counter == nullptr) {
+    counter = &requests_.Add(
+        {{"tenant_id", tenant}, {"status", StatusLabel(static_cast<absl::StatusCode>(c))}});
+  }
+  return *counter;
+}
+
+const ServerMetrics::ModelHandles& ServerMetrics::ForModel(const std::string& model) {
+  {
+    std::shared_lock<std::shared_mutex> lock(handles_mu_);
+    auto m = models_.find(model);
+    if (m != models_.end()) return m->second;
+  }
+  std::unique_lock<std::shared_mutex> lock(handles_mu_);
+  ModelHandles& h = models_[model];
+  if (h.batch_size == nullptr) {
+    h.batch_compute_seconds = &batch_compute_seconds_.Add({{"model_name", model}});
+    h.batch_size = &batch_size_.Add({{"model_name", model}});
+  }
+  return h;
 }
 
 void ServerMetrics::SetRejectionSource(
@@ -70,10 +134,13 @@ void ServerMetrics::SetRejectionSource(
 
 double ServerMetrics::RequestsTotal(const std::string& tenant) const {
   double total = 0;
-  requests_.ForEach([&](const Labels& labels, const Counter& c) {
-    auto it = labels.find("tenant_id");
-    if (it != labels.end() && it->second == tenant) total += c.Value();
-  });
+  for (const CollectedFamily& f : requests_.Collect()) {
+    for (const prometheus::ClientMetric& m : f.metric) {
+      for (const auto& l : m.label) {
+        if (l.name == "tenant_id" && l.value == tenant) total += m.counter.value;
+      }
+    }
+  }
   return total;
 }
 
@@ -82,34 +149,27 @@ std::string ServerMetrics::StatusLabel(absl::StatusCode code) {
 }
 
 void ServerMetrics::OnBatch(const BatchRecord& record) {
-  if (record.samples > 0) {
-    batch_size_.Add({{"model_name", record.model_name}}).Observe(record.samples);
-  }
-  if (record.compute_seconds > 0) {
-    batch_compute_seconds_.Add({{"model_name", record.model_name}})
-        .Increment(record.compute_seconds);
-  }
+  const ModelHandles& model = ForModel(record.model_name);
+  if (record.samples > 0) model.batch_size->Observe(record.samples);
+  if (record.compute_seconds > 0) model.batch_compute_seconds->Increment(record.compute_seconds);
   for (const BatchItem& item : record.items) {
-    Labels labels{{"tenant_id", item.tenant_id}, {"model_name", record.model_name}};
-    if (item.compute_seconds > 0) compute_seconds_.Add(labels).Increment(item.compute_seconds);
+    const TenantHandles::PerModel& h = For(item.tenant_id, record.model_name);
+    if (item.compute_seconds > 0) h.compute_seconds->Increment(item.compute_seconds);
     if (item.code == absl::StatusCode::kOk) {
-      samples_.Add(labels).Increment(item.samples);
-      queue_duration_.Add(labels).Observe(Seconds(item.queue_time));
+      h.samples->Increment(item.samples);
+      h.queue_duration->Observe(Seconds(item.queue_time));
     }
   }
 }
 
 void ServerMetrics::RequestDone(const std::string& tenant, const std::string& model,
                                 absl::StatusCode code, Clock::Duration duration) {
-  requests_.Add({{"tenant_id", tenant}, {"status", StatusLabel(code)}}).Increment();
-  if (code == absl::StatusCode::kOk) {
-    request_duration_.Add({{"tenant_id", tenant}, {"model_name", model}})
-        .Observe(Seconds(duration));
-  }
+  RequestCounter(tenant, code).Increment();
+  if (code == absl::StatusCode::kOk) For(tenant, model).request_duration->Observe(Seconds(duration));
 }
 
 void ServerMetrics::RequestRejected(const std::string& tenant, absl::StatusCode code) {
-  requests_.Add({{"tenant_id", tenant}, {"status", StatusLabel(code)}}).Increment();
+  RequestCounter(tenant, code).Increment();
 }
 
 }  // namespace fairserve

@@ -100,11 +100,7 @@ void ModelCache::SetLimits(const Config& config) {
   budget_ = config.devices.empty() ? 0 : config.devices[0].memory_budget;
   quotas_.clear();
   for (const TenantConfig& t : config.tenants) {
-    uint64_t q = t.memory_limit;
-    if (t.memory_share_percent > 0 && budget_ > 0) {
-      q = static_cast<uint64_t>(budget_ * t.memory_share_percent / 100.0);
-    }
-    if (q > 0) quotas_[t.id] = q;
+    if (uint64_t q = t.MemoryQuota(budget_); q > 0) quotas_[t.id] = q;
   }
 }
 
@@ -210,13 +206,8 @@ absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config,
   return absl::OkStatus();
 }
 
-void ModelCache::SetLoadGate(LoadGate gate) {
-  std::lock_guard<std::mutex> lock(mu_);
-  load_gate_ = std::move(gate);
-}
-
 void ModelCache::Acquire(const std::string& name, const std::string& version, Callback done,
-                         const std::string& tenant) {
+                         const LoadGate& may_load) {
   absl::Status error;
   std::shared_ptr<const Servable> hit;
   std::vector<std::shared_ptr<const Servable>> evicted;  // destroyed after the lock
@@ -242,7 +233,7 @@ void ModelCache::Acquire(const std::string& name, const std::string& version, Ca
           return;
         case State::kUnloaded:
           ++counters_.misses;
-          if (!tenant.empty() && load_gate_) error = load_gate_(tenant);
+          if (may_load) error = may_load();
           if (error.ok()) error = Reserve(e, *models_[name].config, &evicted);
           if (error.ok()) {
             e.waiters.push_back(std::move(done));

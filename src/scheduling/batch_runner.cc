@@ -33,6 +33,15 @@ absl::Status CheckOutputs(const ModelConfig& config, const std::vector<Tensor>& 
   return absl::OkStatus();
 }
 
+// What a result weighs on the wire: its tensor bytes plus an allowance for
+// names, shapes and framing per output.
+uint64_t ResponseBytes(const InferenceResult& result) {
+  constexpr uint64_t kPerOutput = 1024;
+  uint64_t bytes = 0;
+  for (const Tensor& t : result.outputs) bytes += t.bytes.size() + kPerOutput;
+  return bytes;
+}
+
 using Replies =
     std::vector<std::pair<InferenceRequest::DoneCallback, absl::StatusOr<InferenceResult>>>;
 
@@ -71,6 +80,7 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
   absl::StatusOr<std::vector<Tensor>> outputs = first.servable->executor->Run(inputs);
   Clock::TimePoint end = clock_.Now();
   double seconds = Seconds(end - start);
+  record->device_seconds += seconds;
   if (outputs.ok()) {
     absl::Status check = CheckOutputs(config, *outputs, total);
     if (!check.ok()) outputs = check;
@@ -119,6 +129,18 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
     }
     offset += r.batch_size;
     double share = result.compute_seconds;
+    if (uint64_t bytes = ResponseBytes(result);
+        r.max_response_bytes > 0 && bytes > r.max_response_bytes) {
+      // The client could not receive it: an error, and not billed.
+      Complete(r,
+               absl::ResourceExhaustedError(absl::StrCat(
+                   "the response would be about ", bytes, " bytes, over the server's message "
+                   "limit of ", r.max_response_bytes, " (server.max_message_bytes); send "
+                   "fewer samples per request or ask for fewer outputs")),
+               record, replies, 0, start);
+      record->compute_seconds -= share;
+      continue;
+    }
     Complete(r, std::move(result), record, replies, share, start);
   }
   batch.clear();
@@ -137,14 +159,16 @@ BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batc
   std::vector<std::unique_ptr<InferenceRequest>> live;
   live.reserve(batch.size());
   for (auto& r : batch) {
-    if (r->cancelled->load(std::memory_order_relaxed)) {
-      Complete(*r, absl::CancelledError("the client cancelled the request"), &record, &replies, 0,
-               now);
-    } else if (now >= r->deadline) {
+    // The deadline first: a client whose deadline passed is also cancelled
+    // by gRPC, and DEADLINE_EXCEEDED is the more precise answer.
+    if (now >= r->deadline) {
       Complete(*r,
                absl::DeadlineExceededError(
                    "the request's deadline passed while it was queued; it was not run"),
                &record, &replies, 0, now);
+    } else if (r->cancelled->load(std::memory_order_relaxed)) {
+      Complete(*r, absl::CancelledError("the client cancelled the request"), &record, &replies, 0,
+               now);
     } else {
       live.push_back(std::move(r));
     }

@@ -129,7 +129,7 @@ void FairPolicy::Done(const Dispatch& dispatch, const BatchRecord& record) {
   --t.running;
   t.running_estimate -= dispatch.estimate_seconds / dispatch.weight;
   if (t.running == 0) t.running_estimate = 0;  // no drift from rounding
-  t.service += (record.compute_seconds - dispatch.estimate_seconds) / dispatch.weight;
+  t.service += (record.device_seconds - dispatch.estimate_seconds) / dispatch.weight;
   if (record.samples > 0 && record.compute_seconds > 0) {
     double per_sample = record.compute_seconds / record.samples;
     double& smoothed = impl_->per_sample_cost[dispatch.servable];

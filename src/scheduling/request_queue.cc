@@ -9,12 +9,11 @@ RequestQueue::~RequestQueue() {
 }
 
 void RequestQueue::Push(std::unique_ptr<InferenceRequest> request) {
-  if (request->queued_counter) request->queued_counter->fetch_add(1, std::memory_order_relaxed);
   queue_.push_back(std::move(request));
 }
 
 std::unique_ptr<InferenceRequest> RequestQueue::Release(std::unique_ptr<InferenceRequest> r) {
-  if (r && r->queued_counter) r->queued_counter->fetch_sub(1, std::memory_order_relaxed);
+  if (r) r->waiting.reset();
   return r;
 }
 

@@ -1,54 +1,44 @@
 #include "fairserve/server/admin_service.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "fairserve/common/status_macros.h"
 #include "fairserve/metering/invoice.h"
+#include "fairserve/server/grpc_auth.h"
 #include "fairserve/server/inference_service.h"
 #include "fairserve/tenancy/api_key.h"
 
 namespace fairserve {
-namespace {
-
-absl::string_view Metadata(const grpc::ServerContext* ctx, absl::string_view key) {
-  auto it = ctx->client_metadata().find(grpc::string_ref(key.data(), key.size()));
-  if (it == ctx->client_metadata().end()) return {};
-  return absl::string_view(it->second.data(), it->second.size());
-}
-
-}  // namespace
-
-absl::StatusOr<AdminService::Caller> AdminService::Authenticate(
-    const grpc::ServerContext* ctx) const {
-  std::string peer(PeerHost(ctx->peer()));
-  RETURN_IF_ERROR(deps_.auth_throttle->Check(peer));
-  Caller caller;
-  caller.registry = deps_.tenants->Get();
-  absl::string_view key = ExtractApiKey(Metadata(ctx, "authorization"), Metadata(ctx, "x-api-key"));
-  if (caller.registry->IsAdmin(key)) {
-    caller.admin = true;
-    return caller;
-  }
-  if (const TenantConfig* t = caller.registry->Authenticate(key)) {
-    caller.tenant_id = t->id;
-    return caller;
-  }
-  deps_.auth_throttle->RecordFailure(peer);
-  return absl::UnauthenticatedError(
-      "missing or invalid API key; send an admin key (server.admin_api_keys) or a tenant key "
-      "as 'authorization: Bearer <key>'");
-}
-
-absl::StatusOr<std::string> AdminService::TargetTenant(const Caller& caller,
+absl::StatusOr<std::string> AdminService::TargetTenant(const Principal& caller,
                                                        const std::string& asked,
                                                        bool required) const {
   if (!caller.admin) {
-    if (!asked.empty() && asked != caller.tenant_id) {
+    if (!asked.empty() && asked != caller.tenant->id) {
       return absl::PermissionDeniedError("a tenant key may only read its own tenant's usage");
     }
-    return caller.tenant_id;
+    return caller.tenant->id;
   }
   if (asked.empty() && required) return absl::InvalidArgumentError("tenant_id is required");
   return asked;
+}
+
+absl::Status AdminService::LimitTenantRead(grpc::ServerContext* ctx, const Principal& caller) {
+  if (caller.admin) return absl::OkStatus();
+  TokenBucket* bucket;
+  {
+    std::lock_guard<std::mutex> lock(buckets_mu_);
+    std::unique_ptr<TokenBucket>& b = buckets_[caller.tenant->id];
+    if (!b) b = std::make_unique<TokenBucket>(deps_.tenant_reads_per_second, deps_.tenant_read_burst);
+    bucket = b.get();
+  }
+  TokenBucket::Decision d = bucket->TryAcquire(deps_.clock->Now());
+  if (d.allowed) return absl::OkStatus();
+  auto ms = std::max<int64_t>(1, std::chrono::ceil<std::chrono::milliseconds>(d.retry_after).count());
+  ctx->AddTrailingMetadata("retry-after-ms", std::to_string(ms));
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "tenant '", caller.tenant->id, "' reads its usage too often (at most ",
+      deps_.tenant_reads_per_second, " per second); retry after ", ms, " ms"));
 }
 
 absl::StatusOr<UsageQuery> AdminService::Query(const std::string& tenant, const std::string& from,
@@ -67,14 +57,15 @@ absl::StatusOr<UsageQuery> AdminService::Query(const std::string& tenant, const 
 grpc::Status AdminService::GetUsage(grpc::ServerContext* ctx,
                                     const admin::v1::GetUsageRequest* req,
                                     admin::v1::GetUsageResponse* resp) {
-  auto caller = Authenticate(ctx);
+  auto caller = AuthenticateGrpcCall(*deps_.authenticator, ctx, CallerKind::kAny);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::Status limited = LimitTenantRead(ctx, *caller);
+  if (!limited.ok()) return ToGrpcStatus(limited);
   auto tenant = TargetTenant(*caller, req->tenant_id(), /*required=*/false);
   if (!tenant.ok()) return ToGrpcStatus(tenant.status());
   auto query = Query(*tenant, req->from(), req->to());
   if (!query.ok()) return ToGrpcStatus(query.status());
-  deps_.ledger->Flush().IgnoreError();  // include the open commit window
-  auto rows = ReadUsage({deps_.ledger_path}, *query);
+  auto rows = deps_.ledger->Usage(*query);
   if (!rows.ok()) return ToGrpcStatus(rows.status());
   for (const UsageRow& r : *rows) {
     auto* out = resp->add_rows();
@@ -91,14 +82,15 @@ grpc::Status AdminService::GetUsage(grpc::ServerContext* ctx,
 grpc::Status AdminService::GetInvoice(grpc::ServerContext* ctx,
                                       const admin::v1::GetInvoiceRequest* req,
                                       admin::v1::GetInvoiceResponse* resp) {
-  auto caller = Authenticate(ctx);
+  auto caller = AuthenticateGrpcCall(*deps_.authenticator, ctx, CallerKind::kAny);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::Status limited = LimitTenantRead(ctx, *caller);
+  if (!limited.ok()) return ToGrpcStatus(limited);
   auto tenant = TargetTenant(*caller, req->tenant_id(), /*required=*/true);
   if (!tenant.ok()) return ToGrpcStatus(tenant.status());
   auto query = Query(*tenant, req->from(), req->to());
   if (!query.ok()) return ToGrpcStatus(query.status());
-  deps_.ledger->Flush().IgnoreError();
-  auto rows = ReadUsage({deps_.ledger_path}, *query);
+  auto rows = deps_.ledger->Usage(*query);
   if (!rows.ok()) return ToGrpcStatus(rows.status());
   Invoice inv = MakeInvoice(*rows, caller->registry->config().pricing, *tenant, query->from,
                             query->to);
@@ -124,11 +116,8 @@ grpc::Status AdminService::GetInvoice(grpc::ServerContext* ctx,
 grpc::Status AdminService::ListTenants(grpc::ServerContext* ctx,
                                        const admin::v1::ListTenantsRequest*,
                                        admin::v1::ListTenantsResponse* resp) {
-  auto caller = Authenticate(ctx);
+  auto caller = AuthenticateGrpcCall(*deps_.authenticator, ctx, CallerKind::kAdmin, "ListTenants");
   if (!caller.ok()) return ToGrpcStatus(caller.status());
-  if (!caller->admin) {
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "ListTenants needs an admin key");
-  }
   for (const TenantConfig& t : caller->registry->config().tenants) {
     auto* info = resp->add_tenants();
     info->set_id(t.id);
@@ -141,7 +130,7 @@ grpc::Status AdminService::ListTenants(grpc::ServerContext* ctx,
     for (const std::string& m : t.models) info->add_models(m);
     if (auto state = deps_.admission->Find(t.id)) {
       info->set_inflight(state->inflight().load());
-      info->set_queued(state->queued()->load());
+      info->set_queued(state->waiting().load());
     }
   }
   return grpc::Status::OK;
@@ -149,11 +138,8 @@ grpc::Status AdminService::ListTenants(grpc::ServerContext* ctx,
 
 grpc::Status AdminService::Reload(grpc::ServerContext* ctx, const admin::v1::ReloadRequest*,
                                   admin::v1::ReloadResponse* resp) {
-  auto caller = Authenticate(ctx);
+  auto caller = AuthenticateGrpcCall(*deps_.authenticator, ctx, CallerKind::kAdmin, "Reload");
   if (!caller.ok()) return ToGrpcStatus(caller.status());
-  if (!caller->admin) {
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "Reload needs an admin key");
-  }
   absl::Status s = deps_.reload();
   if (!s.ok()) return ToGrpcStatus(s);
   resp->set_tenants(static_cast<int32_t>(deps_.tenants->Get()->config().tenants.size()));

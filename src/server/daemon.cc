@@ -23,12 +23,12 @@
 #include "absl/strings/str_join.h"
 #include "fairserve/admission/admission.h"
 #include "fairserve/admission/redis_rate_limiter.h"
+#include "fairserve/common/task_executor.h"
 #include "fairserve/common/status_macros.h"
 #include "fairserve/metering/ledger.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/metering/model_stats.h"
 #include "fairserve/metering/server_metrics.h"
-#include "fairserve/metering/text_format.h"
 #include "fairserve/models/executor.h"
 #include "fairserve/models/model_cache.h"
 #include "fairserve/scheduling/batch_runner.h"
@@ -37,7 +37,7 @@
 #include "fairserve/server/admin_service.h"
 #include "fairserve/server/status_page.h"
 #include "fairserve/metering/invoice.h"
-#include "fairserve/tenancy/api_key.h"
+#include "fairserve/tenancy/authenticator.h"
 #include "absl/strings/match.h"
 #include "fairserve/server/collectors.h"
 #include "fairserve/server/tls.h"
@@ -64,16 +64,24 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int http_por
   return absl::OkStatus();
 }
 
+int Workers(const Config& config) {
+  int workers = static_cast<int>(config.scheduler.workers);
+  return workers == 0 ? static_cast<int>(config.devices.size()) : workers;
+}
+
+// libtorch intra-op threads per worker: scheduler.intra_op_threads, or the
+// cores shared out among the workers.
+int IntraOpThreads(const Config& config) {
+  if (config.scheduler.intra_op_threads > 0) return static_cast<int>(config.scheduler.intra_op_threads);
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / Workers(config));
+}
+
 AuthThrottle::Options ThrottleOptions(const Config& config) {
   AuthThrottle::Options o;
   o.failures_per_second = config.server.auth_failures_per_second;
   o.burst = config.server.auth_failure_burst;
   return o;
-}
-
-bool SameRateLimitBackend(const RateLimitBackendConfig& a, const RateLimitBackendConfig& b) {
-  return a.type == b.type && a.address == b.address && a.key_prefix == b.key_prefix &&
-         a.timeout_ms == b.timeout_ms && a.on_failure == b.on_failure && a.replicas == b.replicas;
 }
 
 }  // namespace
@@ -98,16 +106,39 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonFlags& flags) 
 }
 
 absl::Status Daemon::Init(const DaemonFlags& flags) {
-  auto start = std::chrono::steady_clock::now();
-  started_ = start;
+  started_ = std::chrono::steady_clock::now();
   flags_ = flags;
   spdlog::info("fairserve {} starting (config {})", kFairserveVersion, flags.config_path);
   ASSIGN_OR_RETURN(std::shared_ptr<const Config> loaded, LoadConfigFile(flags.config_path));
   std::shared_ptr<const Config> config = ApplyFlags(*loaded, flags);
   config_.Set(config);
+  // Every subsystem exists before the first listener starts, so no call or
+  // reload can reach something that is not built yet.
+  RETURN_IF_ERROR(BuildMetering(*config));
+  RETURN_IF_ERROR(BuildAccessControl(config));
+  RETURN_IF_ERROR(BuildModels(*config));
+  BuildScheduling(*config);
+  BuildServices(*config);
+  RETURN_IF_ERROR(CheckAgainstRepository(*config));
+  RETURN_IF_ERROR(StartListeners(*config));
+  WatchConfigFile();
+
+  ready_.store(true);
+  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  double cold_start =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  spdlog::info("serving: gRPC on {}:{}, HTTP on {}:{} (started in {:.3f} s)",
+               config->server.listen_address, grpc_port_, config->server.listen_address,
+               http_port_, cold_start);
+  if (!flags.ready_file.empty()) {
+    RETURN_IF_ERROR(WriteReadyFile(flags.ready_file, grpc_port_, http_port_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::BuildMetering(const Config& config) {
   access_log_ = std::make_unique<AccessLog>();
-  ApplyLogging(*config);
-  tenants_.Set(std::make_shared<TenantRegistry>(config));
+  ApplyLogging(config);
   registry_ = std::make_unique<Registry>();
   metrics_ = std::make_unique<ServerMetrics>(*registry_);
   registry_->AddGauge("fairserve_build_info", "Always 1; labels name the build")
@@ -117,11 +148,41 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
       .Add({})
       .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                .count());
+  Family<Counter>& reloads = registry_->AddCounter("fairserve_config_reloads_total",
+                                                   "Config reloads by result (ok, error)");
+  reloads_ok_ = &reloads.Add({{"result", "ok"}});
+  reloads_error_ = &reloads.Add({{"result", "error"}});
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.server.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot create data_dir '", config.server.data_dir, "': ", ec.message()));
+  }
+  LedgerWriter::Options ledger;
+  ledger.path = LedgerPath(config.server.data_dir);
+  ledger.replica = config.server.replica_id;
+  if (ledger.replica.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    ledger.replica = host;
+  }
+  ledger.registry = registry_.get();
+  ASSIGN_OR_RETURN(ledger_, LedgerWriter::Open(ledger));
+  spdlog::info("usage ledger: {} (replica '{}', group commits every 100 ms)", ledger.path,
+               ledger.replica);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::BuildAccessControl(const std::shared_ptr<const Config>& config) {
+  tenants_.Set(std::make_shared<TenantRegistry>(config));
   admission_ = std::make_unique<Admission>(SteadyClock::Get());
   RETURN_IF_ERROR(StartRateLimitBackend(*config));
-  auth_throttle_ = std::make_unique<AuthThrottle>(SteadyClock::Get(), ThrottleOptions(*config));
-  registry_->AddCollectable([this] { return CollectAuthThrottleMetrics(*auth_throttle_); });
   admission_->Update(*config);
+  auth_throttle_ = std::make_unique<AuthThrottle>(SteadyClock::Get(), ThrottleOptions(*config));
+  authenticator_ = std::make_unique<Authenticator>(tenants_, *auth_throttle_,
+                                                   [this] { metrics_->Unauthenticated(); });
+  registry_->AddCollectable([this] { return CollectAuthThrottleMetrics(*auth_throttle_); });
   registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
   // Tenant settings as gauges, read from the live snapshot at each scrape
   // (so they follow reloads): alert and cost rules join on them.
@@ -137,91 +198,83 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
     spdlog::info("tenant '{}': weight {}, {} key(s), models [{}]", t.id, t.weight,
                  t.api_key_hashes.size(), absl::StrJoin(t.models, ", "));
   }
+  return absl::OkStatus();
+}
 
-  std::error_code ec;
-  std::filesystem::create_directories(config->server.data_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot create data_dir '", config->server.data_dir, "': ", ec.message()));
-  }
-
-  LedgerWriter::Options ledger;
-  ledger.path = LedgerPath(config->server.data_dir);
-  ledger.replica = config->server.replica_id;
-  if (ledger.replica.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof(host) - 1);
-    ledger.replica = host;
-  }
-  ledger.registry = registry_.get();
-  ASSIGN_OR_RETURN(ledger_, LedgerWriter::Open(ledger));
-  spdlog::info("usage ledger: {} (replica '{}', group commits every 100 ms)", ledger.path,
-               ledger.replica);
-
-  int workers = static_cast<int>(config->scheduler.workers);
-  if (workers == 0) workers = static_cast<int>(config->devices.size());
-  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int intra = static_cast<int>(config->scheduler.intra_op_threads);
-  if (intra == 0) intra = std::max(1, cores / workers);
-  ConfigureTorchRuntime({intra});
-
+absl::Status Daemon::BuildModels(const Config& config) {
+  ConfigureTorchRuntime({IntraOpThreads(config)});
   models_ = std::make_unique<ModelCache>(MakeTorchModelLoader(), SteadyClock::Get());
-  RETURN_IF_ERROR(models_->Scan(config->model_repository));
-  models_->SetLimits(*config);
-  models_->SetLoadGate([this](const std::string& tenant) {
-    return admission_->AdmitModelLoad(tenant);
-  });
+  RETURN_IF_ERROR(models_->Scan(config.model_repository));
+  models_->SetLimits(config);
   for (const ModelState& m : models_->Index()) {
     spdlog::info("model '{}' version '{}': {}{}", m.name, m.version, m.state,
                  m.reason.empty() ? "" : " (" + m.reason + ")");
   }
   RETURN_IF_ERROR(models_->Preload());
   registry_->AddCollectable([this] { return CollectModelMetrics(*models_); });
+  return absl::OkStatus();
+}
 
+void Daemon::BuildScheduling(const Config& config) {
   stats_ = std::make_unique<ModelStats>();
   runner_ = std::make_unique<BatchRunner>(
       SteadyClock::Get(), std::vector<BatchObserver*>{metrics_.get(), ledger_.get(), stats_.get()});
   SchedulerOptions options;
-  options.policy = config->scheduler.policy;
-  options.workers = workers;
+  options.policy = std::string(Name(config.scheduler.policy));
+  options.workers = Workers(config);
   options.max_queue_wait = std::chrono::microseconds(
-      static_cast<int64_t>(config->scheduler.max_queue_wait_s * 1e6));
+      static_cast<int64_t>(config.scheduler.max_queue_wait_s * 1e6));
   options.thread_init = [] { PrepareTorchWorkerThread(); };
   scheduler_ = MakeScheduler(options, SteadyClock::Get(), *runner_);
   spdlog::info("scheduler: policy {}, {} worker(s), {} intra-op thread(s) each", options.policy,
-               workers, intra);
+               options.workers, IntraOpThreads(config));
+  executor_ = std::make_unique<TaskExecutor>(2, "fs-calls");
+}
 
+void Daemon::BuildServices(const Config& config) {
   InferenceServiceDeps deps;
-  deps.tenants = &tenants_;
-  deps.models = models_.get();
-  deps.scheduler = scheduler_.get();
-  deps.admission = admission_.get();
-  deps.auth_throttle = auth_throttle_.get();
-  deps.metrics = metrics_.get();
-  deps.access_log = access_log_.get();
+  deps.call.authenticator = authenticator_.get();
+  deps.call.admission = admission_.get();
+  deps.call.models = models_.get();
+  deps.call.scheduler = scheduler_.get();
+  deps.call.metrics = metrics_.get();
+  deps.call.access_log = access_log_.get();
+  deps.call.clock = &SteadyClock::Get();
+  deps.call.executor = executor_.get();
+  deps.call.ready = &ready_;
+  deps.call.max_response_bytes = config.server.max_message_bytes;
   deps.stats = stats_.get();
-  deps.clock = &SteadyClock::Get();
-  deps.ready = &ready_;
   service_ = std::make_unique<InferenceService>(deps);
   AdminServiceDeps admin_deps;
   admin_deps.tenants = &tenants_;
   admin_deps.ledger = ledger_.get();
-  admin_deps.ledger_path = ledger.path;
+  admin_deps.clock = &SteadyClock::Get();
   admin_deps.admission = admission_.get();
-  admin_deps.auth_throttle = auth_throttle_.get();
+  admin_deps.authenticator = authenticator_.get();
   admin_deps.reload = [this] { return Reload("admin RPC"); };
   admin_service_ = std::make_unique<AdminService>(admin_deps);
+  StatusPageDeps page;
+  page.tenants = &tenants_;
+  page.authenticator = authenticator_.get();
+  page.models = models_.get();
+  page.admission = admission_.get();
+  page.metrics = metrics_.get();
+  page.ledger = ledger_.get();
+  page.started = started_;
+  status_page_ = std::make_unique<StatusPage>(page);
+}
 
+absl::Status Daemon::StartListeners(const Config& config) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  std::string address = absl::StrCat(config->server.listen_address, ":", config->server.grpc_port);
+  std::string address = absl::StrCat(config.server.listen_address, ":", config.server.grpc_port);
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  if (config->server.tls.enabled()) {
-    ASSIGN_OR_RETURN(std::string described, CheckTlsFiles(config->server.tls));
+  if (config.server.tls.enabled()) {
+    ASSIGN_OR_RETURN(std::string described, CheckTlsFiles(config.server.tls));
     spdlog::info("gRPC TLS: {} (files re-read every {} s)", described,
-                 config->server.tls.refresh_interval_s);
-    credentials = MakeServerCredentials(config->server.tls);
+                 config.server.tls.refresh_interval_s);
+    credentials = MakeServerCredentials(config.server.tls);
   } else {
     spdlog::info("gRPC without TLS (server.tls not set): terminate TLS in front of it, or "
                  "API keys travel in the clear");
@@ -230,15 +283,15 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   // Without this, gRPC sets SO_REUSEPORT and a second daemon on the same port
   // would silently share it instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(config->server.max_message_bytes));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_message_bytes));
   // Bounds on what a flood of calls can make gRPC hold before our admission
   // sees them: memory for calls and buffers, and calls open per connection.
   grpc::ResourceQuota quota("fairserve-grpc");
-  quota.Resize(config->server.grpc_memory_limit);
+  quota.Resize(config.server.grpc_memory_limit);
   builder.SetResourceQuota(quota);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
-                             static_cast<int>(config->server.max_concurrent_streams));
-  builder.SetMaxSendMessageSize(static_cast<int>(config->server.max_message_bytes));
+                             static_cast<int>(config.server.max_concurrent_streams));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.server.max_message_bytes));
   builder.RegisterService(service_.get());
   builder.RegisterService(admin_service_.get());
   grpc_server_ = builder.BuildAndStart();
@@ -247,133 +300,50 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
         "cannot listen for gRPC on ", address,
         " (port in use or not permitted); choose another with --grpc-port or server.grpc_port"));
   }
-
-  if (config->server.http_port >= 0) {
-    HttpServer::Handlers handlers;
-    handlers.live = [] { return true; };
-    handlers.ready = [this] { return ready_.load(); };
-    handlers.metrics = [this] { return SerializeText(registry_->Collect()); };
-    status_page_ = std::make_unique<StatusPage>();
-    handlers.status = [this](const std::string& addr, const std::string& auth) {
-      return StatusResponse(addr, auth);
-    };
-    ASSIGN_OR_RETURN(http_, HttpServer::Start(config->server.listen_address,
-                                              static_cast<int>(config->server.http_port),
-                                              std::move(handlers)));
-    http_port_ = http_->port();
-  }
-
-  RETURN_IF_ERROR(CheckAgainstRepository(*config));
-  reloads_ = &registry_->AddCounter("fairserve_config_reloads_total",
-                                    "Config reloads by result (ok, error)");
-  reloads_->Add({{"result", "ok"}});
-  reloads_->Add({{"result", "error"}});
-  WatchConfigFile();
-
-  ready_.store(true);
-  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
-  double cold_start = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  spdlog::info("serving: gRPC on {}:{}, HTTP on {}:{} (started in {:.3f} s)",
-               config->server.listen_address, grpc_port_, config->server.listen_address,
-               http_port_, cold_start);
-  if (!flags.ready_file.empty()) {
-    RETURN_IF_ERROR(WriteReadyFile(flags.ready_file, grpc_port_, http_port_));
-  }
+  if (config.server.http_port < 0) return absl::OkStatus();
+  HttpServer::Handlers handlers;
+  handlers.live = [] { return true; };
+  handlers.ready = [this] { return ready_.load(); };
+  handlers.metrics = [this] { return SerializeText(registry_->Collect()); };
+  handlers.status = [this](const std::string& addr, const std::string& auth) {
+    return status_page_->Respond(addr, auth);
+  };
+  ASSIGN_OR_RETURN(http_, HttpServer::Start(config.server.listen_address,
+                                            static_cast<int>(config.server.http_port),
+                                            std::move(handlers)));
+  http_port_ = http_->port();
   return absl::OkStatus();
-}
-
-std::pair<int, std::string> Daemon::StatusResponse(const std::string& remote_addr,
-                                                   const std::string& authorization) {
-  std::shared_ptr<const TenantRegistry> registry = tenants_.Get();
-  const Config& config = registry->config();
-  const std::string& mode = config.server.status_page;
-  bool loopback = absl::StartsWith(remote_addr, "127.") || remote_addr == "::1" ||
-                  absl::StartsWith(remote_addr, "::ffff:127.");
-  if (mode == "off") return {404, "the status page is off (server.status_page)\n"};
-  if (mode == "loopback" && !loopback) {
-    return {403, "the status page is only served to loopback clients (server.status_page: "
-                 "loopback); use an SSH tunnel or set server.status_page: admin\n"};
-  }
-  if (mode == "admin" && !registry->IsAdmin(ExtractApiKey(authorization, ""))) {
-    return {401, "send an admin key: Authorization: Bearer <key>\n"};
-  }
-  StatusSnapshot snap;
-  snap.version = kFairserveVersion;
-  snap.currency = config.pricing.currency;
-  snap.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  // This calendar month (UTC) is the billing period shown.
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  tm.tm_mday = 1;
-  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-  UsageQuery query;
-  query.from = timegm(&tm);
-  char period[16];
-  std::strftime(period, sizeof(period), "%Y-%m", &tm);
-  snap.period = period;
-  ledger_->Flush().IgnoreError();
-  std::vector<UsageRow> usage;
-  if (auto rows = ReadUsage({LedgerPath(config.server.data_dir)}, query); rows.ok()) usage = *rows;
-
-  std::map<std::string, uint64_t> owned_bytes;
-  for (const ModelState& m : models_->Index()) {
-    snap.models.push_back({m.name, m.version, m.state, m.owner, m.bytes});
-    if (!m.owner.empty()) owned_bytes[m.owner] += m.bytes;
-  }
-  uint64_t budget = config.devices.empty() ? 0 : config.devices[0].memory_budget;
-  for (const TenantConfig& t : config.tenants) {
-    TenantStatus ts;
-    ts.id = t.id;
-    ts.weight = t.weight;
-    ts.rate_limit = t.rate_limit.requests_per_second;
-    ts.max_inflight = t.max_inflight;
-    ts.requests_total = metrics_->RequestsTotal(t.id);
-    if (auto state = admission_->Find(t.id)) {
-      ts.queued = state->queued()->load();
-      ts.inflight = state->inflight().load();
-      ts.requests_total += static_cast<double>(state->rejected_total());
-    }
-    ts.memory_used = owned_bytes[t.id];
-    ts.memory_quota = t.memory_limit ? t.memory_limit
-                                     : static_cast<uint64_t>(budget * t.memory_share_percent / 100);
-    Invoice inv = MakeInvoice(usage, config.pricing, t.id, query.from, query.to);
-    ts.compute_seconds = inv.compute_seconds;
-    ts.cost_cents = inv.total_cents;
-    snap.tenants.push_back(ts);
-  }
-  return {200, status_page_->Render(snap)};
 }
 
 absl::Status Daemon::StartRateLimitBackend(const Config& config) {
   const RateLimitBackendConfig& b = config.rate_limit_backend;
-  if (b.type != "redis") {
+  if (b.type != RateLimitBackendType::kRedis) {
     spdlog::info("rate limits: local to this replica (rate_limit_backend.type local)");
     return absl::OkStatus();
   }
   Histogram& latency = registry_->AddHistogram(
       "fairserve_rate_limit_backend_check_seconds",
       "Round trip of one shared rate-limit check (queued to answered)",
-      Histogram::ExponentialBounds(0.00001, 2, 16)).Add({});
+      ExponentialBounds(0.00001, 2, 16)).Add({});
   RedisRateLimiter::Options options;
   options.address = b.address;
   options.timeout = std::chrono::milliseconds(b.timeout_ms);
   options.failure_note =
-      b.on_failure == "allow"
+      b.on_failure == FailurePolicy::kAllow
           ? absl::StrCat("until it is back each tenant gets 1/", b.replicas,
                          " of its rate from a local bucket (on_failure: allow)")
           : "until it is back rate-limited requests get UNAVAILABLE (on_failure: deny)";
   options.observe_latency = [&latency](double s) { latency.Observe(s); };
   ASSIGN_OR_RETURN(rate_limiter_, RedisRateLimiter::Create(options));
   Admission::SharedPolicy policy;
-  policy.allow_on_failure = b.on_failure == "allow";
+  policy.allow_on_failure = b.on_failure == FailurePolicy::kAllow;
   policy.replicas = b.replicas;
   policy.key_prefix = b.key_prefix;
   admission_->SetSharedLimiter(rate_limiter_, policy);
   registry_->AddCollectable([this] { return CollectRateLimiterMetrics(*rate_limiter_); });
   if (rate_limiter_->WaitUntilUp(std::chrono::milliseconds(std::max<int64_t>(b.timeout_ms, 500)))) {
     spdlog::info("rate limits: shared through {} (key prefix '{}', timeout {} ms, on_failure {})",
-                 rate_limiter_->Describe(), b.key_prefix, b.timeout_ms, b.on_failure);
+                 rate_limiter_->Describe(), b.key_prefix, b.timeout_ms, std::string(Name(b.on_failure)));
   } else {
     spdlog::warn("rate limits: {} is not reachable yet; starting anyway, {}",
                  rate_limiter_->Describe(), options.failure_note);
@@ -382,10 +352,12 @@ absl::Status Daemon::StartRateLimitBackend(const Config& config) {
 }
 
 void Daemon::ApplyLogging(const Config& config) {
-  if (!flags_.log_level_forced) spdlog::set_level(spdlog::level::from_str(config.server.log_level));
-  access_log_->SetFormat(config.server.log_format == "json"  ? AccessLog::Format::kJson
-                         : config.server.log_format == "off" ? AccessLog::Format::kOff
-                                                             : AccessLog::Format::kPlain);
+  if (!flags_.log_level_forced) {
+    spdlog::set_level(spdlog::level::from_str(std::string(Name(config.server.log_level))));
+  }
+  access_log_->SetFormat(config.server.log_format == LogFormat::kJson  ? AccessLog::Format::kJson
+                         : config.server.log_format == LogFormat::kOff ? AccessLog::Format::kOff
+                                                                       : AccessLog::Format::kPlain);
 }
 
 absl::Status Daemon::CheckAgainstRepository(const Config& config) const {
@@ -397,7 +369,7 @@ absl::Status Daemon::CheckAgainstRepository(const Config& config) const {
 absl::Status Daemon::Reload(const std::string& trigger) {
   std::lock_guard<std::mutex> lock(reload_mu_);
   auto fail = [&](const absl::Status& s) {
-    reloads_->Add({{"result", "error"}}).Increment();
+    reloads_error_->Increment();
     spdlog::error("config reload ({}) rejected, the old config stays: {}", trigger,
                   std::string(s.message()));
     return s;
@@ -408,18 +380,6 @@ absl::Status Daemon::Reload(const std::string& trigger) {
   absl::Status known = CheckAgainstRepository(*next);
   if (!known.ok()) return fail(known);
   std::shared_ptr<const Config> current = config_.Get();
-  // What only a restart can change.
-  std::vector<std::string> static_changes;
-  if (next->server.grpc_port != current->server.grpc_port) static_changes.push_back("server.grpc_port");
-  if (next->server.http_port != current->server.http_port) static_changes.push_back("server.http_port");
-  if (next->server.listen_address != current->server.listen_address) static_changes.push_back("server.listen_address");
-  if (next->server.data_dir != current->server.data_dir) static_changes.push_back("server.data_dir");
-  if (next->model_repository != current->model_repository) static_changes.push_back("model_repository");
-  if (next->server.max_message_bytes != current->server.max_message_bytes ||
-      next->server.grpc_memory_limit != current->server.grpc_memory_limit ||
-      next->server.max_concurrent_streams != current->server.max_concurrent_streams) {
-    static_changes.push_back("server gRPC limits");
-  }
   if (next->server.tls.enabled()) {
     // The files themselves are re-read by gRPC; here a bad rotation is
     // reported at once instead of silently failing handshakes.
@@ -427,31 +387,19 @@ absl::Status Daemon::Reload(const std::string& trigger) {
     if (!tls.ok()) return fail(tls.status());
     spdlog::info("gRPC TLS: {}", *tls);
   }
-  const TlsConfig& a = next->server.tls;
-  const TlsConfig& b = current->server.tls;
-  if (a.cert_file != b.cert_file || a.key_file != b.key_file ||
-      a.client_ca_file != b.client_ca_file || a.require_client_cert != b.require_client_cert ||
-      a.refresh_interval_s != b.refresh_interval_s) {
-    static_changes.push_back("server.tls");
-  }
-  if (!SameRateLimitBackend(next->rate_limit_backend, current->rate_limit_backend)) {
-    static_changes.push_back("rate_limit_backend");
-  }
-  if (next->scheduler.policy != current->scheduler.policy ||
-      next->scheduler.workers != current->scheduler.workers) {
-    static_changes.push_back("scheduler");
-  }
+  const ReloadDiff diff = DiffConfigs(*current, *next);
   admission_->Update(*next);
   auth_throttle_->Reconfigure(ThrottleOptions(*next));
   models_->SetLimits(*next);
   tenants_.Set(std::make_shared<TenantRegistry>(next));
   config_.Set(next);
   ApplyLogging(*next);
-  reloads_->Add({{"result", "ok"}}).Increment();
-  spdlog::info("config reloaded ({}): {} tenant(s)", trigger, next->tenants.size());
-  if (!static_changes.empty()) {
+  reloads_ok_->Increment();
+  spdlog::info("config reloaded ({}): {} tenant(s){}{}", trigger, next->tenants.size(),
+               diff.live.empty() ? "" : "; applied ", absl::StrJoin(diff.live, ", "));
+  if (!diff.restart.empty()) {
     spdlog::warn("config reload: {} changed but only take effect after a restart",
-                 absl::StrJoin(static_changes, ", "));
+                 absl::StrJoin(diff.restart, ", "));
   }
   return absl::OkStatus();
 }
@@ -538,10 +486,14 @@ void Daemon::Shutdown() {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + drain_for);
     grpc_server_->Wait();
   }
+  // Every call has been answered: nothing more is posted to the executor.
+  if (executor_) executor_->Shutdown();
   if (scheduler_) scheduler_->Shutdown(std::chrono::milliseconds(0));
+  // HTTP stops before anything its handlers read (/metrics collects from the
+  // rate limiter) goes away.
+  if (http_) http_->Stop();
   // No call is left to ask it; checks still queued are answered "failed".
   rate_limiter_.reset();
-  if (http_) http_->Stop();
   if (ledger_) {
     ledger_->Close();
     spdlog::info("usage ledger flushed");

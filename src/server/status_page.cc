@@ -1,8 +1,14 @@
 #include "fairserve/server/status_page.h"
 
+#include <ctime>
+#include <map>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "fairserve/common/units.h"
+#include "fairserve/metering/invoice.h"
+#include "fairserve/version.h"
 
 namespace fairserve {
 
@@ -49,6 +55,76 @@ std::string Bar(double fraction) {
 std::string Money(int64_t cents) { return absl::StrFormat("%d.%02d", cents / 100, cents % 100); }
 
 }  // namespace
+
+std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
+                                                const std::string& authorization) {
+  std::shared_ptr<const TenantRegistry> registry = deps_.tenants->Get();
+  const Config& config = registry->config();
+  const StatusPageMode mode = config.server.status_page;
+  bool loopback = absl::StartsWith(remote_addr, "127.") || remote_addr == "::1" ||
+                  absl::StartsWith(remote_addr, "::ffff:127.");
+  if (mode == StatusPageMode::kOff) return {404, "the status page is off (server.status_page)\n"};
+  if (mode == StatusPageMode::kLoopback && !loopback) {
+    return {403, "the status page is only served to loopback clients (server.status_page: "
+                 "loopback); use an SSH tunnel or set server.status_page: admin\n"};
+  }
+  if (mode == StatusPageMode::kAdmin) {
+    Credentials credentials;
+    credentials.peer = remote_addr;
+    credentials.authorization = authorization;
+    absl::StatusOr<Principal> p = deps_.authenticator->AuthenticateAdmin(credentials, "the status page");
+    if (!p.ok()) {
+      int code = p.status().code() == absl::StatusCode::kPermissionDenied    ? 403
+                 : p.status().code() == absl::StatusCode::kResourceExhausted ? 429
+                                                                             : 401;
+      return {code, absl::StrCat(p.status().message(), "\n")};
+    }
+  }
+  StatusSnapshot snap;
+  snap.version = kFairserveVersion;
+  snap.currency = config.pricing.currency;
+  snap.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - deps_.started).count();
+  // This calendar month (UTC) is the billing period shown.
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  tm.tm_mday = 1;
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  UsageQuery query;
+  query.from = timegm(&tm);
+  char period[16];
+  std::strftime(period, sizeof(period), "%Y-%m", &tm);
+  snap.period = period;
+  std::vector<UsageRow> usage;
+  if (auto rows = deps_.ledger->Usage(query); rows.ok()) usage = std::move(*rows);
+
+  std::map<std::string, uint64_t> owned_bytes;
+  for (const ModelState& m : deps_.models->Index()) {
+    snap.models.push_back({m.name, m.version, m.state, m.owner, m.bytes});
+    if (!m.owner.empty()) owned_bytes[m.owner] += m.bytes;
+  }
+  uint64_t budget = config.devices.empty() ? 0 : config.devices[0].memory_budget;
+  for (const TenantConfig& t : config.tenants) {
+    TenantStatus ts;
+    ts.id = t.id;
+    ts.weight = t.weight;
+    ts.rate_limit = t.rate_limit.requests_per_second;
+    ts.max_inflight = t.max_inflight;
+    ts.requests_total = deps_.metrics->RequestsTotal(t.id);
+    if (auto state = deps_.admission->Find(t.id)) {
+      ts.queued = state->waiting().load();
+      ts.inflight = state->inflight().load();
+      ts.requests_total += static_cast<double>(state->rejected_total());
+    }
+    ts.memory_used = owned_bytes[t.id];
+    ts.memory_quota = t.MemoryQuota(budget);
+    Invoice inv = MakeInvoice(usage, config.pricing, t.id, query.from, query.to);
+    ts.compute_seconds = inv.compute_seconds;
+    ts.cost_cents = inv.total_cents;
+    snap.tenants.push_back(ts);
+  }
+  return {200, Render(snap)};
+}
 
 std::string StatusPage::Render(const StatusSnapshot& snap) {
   auto now = std::chrono::steady_clock::now();

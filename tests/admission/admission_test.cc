@@ -65,10 +65,51 @@ TEST_F(AdmissionTest, RejectedRequestsDoNotHoldSlotsOrTokens) {
 
 TEST_F(AdmissionTest, QueueBound) {
   Configure(0, 0, 0, 3);
-  admission_.Find("acme")->queued()->store(3);
+  admission_.Find("acme")->waiting().store(3);
   auto d = admission_.Admit("acme");
   EXPECT_EQ(d.reason, RejectReason::kMaxQueue);
   EXPECT_THAT(std::string(d.status.message()), HasSubstr("max_queue 3"));
+}
+
+// max_queue counts every admitted request that is not yet running, not only
+// those already in a scheduler queue: a tenant used to be able to park
+// thousands of payloads waiting for a model load or a Redis answer.
+TEST_F(AdmissionTest, QueueBoundCountsEveryAdmittedRequestUntilItRuns) {
+  Configure(0, 0, 0, 2);
+  auto a = admission_.Admit("acme");
+  auto b = admission_.Admit("acme");
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_EQ(admission_.Find("acme")->waiting().load(), 2);
+  EXPECT_EQ(admission_.Admit("acme").reason, RejectReason::kMaxQueue);
+  a.waiting.Release();  // a starts to run: its place is free, its in-flight slot is not
+  EXPECT_EQ(admission_.Find("acme")->inflight().load(), 2);
+  auto c = admission_.Admit("acme");
+  EXPECT_TRUE(c.status.ok());
+  EXPECT_TRUE(admission_.Admit("globex").status.ok());  // others are not affected
+}
+
+TEST_F(AdmissionTest, PendingBytesAreBounded) {
+  Config c;
+  TenantConfig a;
+  a.id = "acme";
+  a.max_pending_bytes = 100;
+  c.tenants = {a};
+  admission_.Update(c);
+  auto big = admission_.Admit("acme", 1000);  // one request alone always passes
+  ASSERT_TRUE(big.status.ok());
+  auto next = admission_.Admit("acme", 1);
+  EXPECT_EQ(next.reason, RejectReason::kMaxPendingBytes);
+  EXPECT_THAT(std::string(next.status.message()),
+              HasSubstr("already hold 1000 bytes of payload (max_pending_bytes 100)"));
+  EXPECT_GT(next.retry_after, Clock::Duration(0));
+  EXPECT_EQ(admission_.Find("acme")->pending_bytes().load(), 1000);
+  big.slot.Release();  // answered
+  EXPECT_EQ(admission_.Find("acme")->pending_bytes().load(), 0);
+  auto small1 = admission_.Admit("acme", 60);
+  ASSERT_TRUE(small1.status.ok());
+  EXPECT_EQ(admission_.Admit("acme", 60).reason, RejectReason::kMaxPendingBytes);
+  EXPECT_TRUE(admission_.Admit("acme", 40).status.ok());
+  EXPECT_EQ(admission_.Find("acme")->rejected(RejectReason::kMaxPendingBytes), 2u);
 }
 
 TEST_F(AdmissionTest, ReloadKeepsStateOfRemainingTenants) {
@@ -120,7 +161,7 @@ class SharedAdmissionTest : public ::testing::Test {
   }
   Admission::Decision Admit(const std::string& tenant) {
     std::optional<Admission::Decision> out;
-    admission_->AdmitAsync(tenant, [&](Admission::Decision d) { out = std::move(d); });
+    admission_->AdmitAsync(tenant, 0, [&](Admission::Decision d) { out = std::move(d); });
     EXPECT_TRUE(out.has_value()) << "the fake answers at once";
     return std::move(*out);
   }
@@ -198,7 +239,7 @@ TEST_F(SharedAdmissionTest, FailureWithDenyIsUnavailableNamingTheBackend) {
 
 TEST_F(SharedAdmissionTest, LocalCapsAreCheckedBeforeAskingTheBackend) {
   Answer(Kind::kAllowed);
-  admission_->Find("acme")->queued()->store(1024);
+  admission_->Find("acme")->waiting().store(1024);
   EXPECT_EQ(Admit("acme").reason, RejectReason::kMaxQueue);
   EXPECT_TRUE(limiter_->asked.empty());
 }

@@ -51,7 +51,7 @@ pricing:
   EXPECT_EQ(config.server.http_port, 0);
   EXPECT_EQ(config.server.data_dir, "/etc/fairserve/data");
   EXPECT_EQ(config.model_repository, "/etc/fairserve/models");
-  EXPECT_EQ(config.scheduler.policy, "fifo");
+  EXPECT_EQ(config.scheduler.policy, SchedulingPolicy::kFifo);
   EXPECT_EQ(config.scheduler.workers, 2);
   ASSERT_EQ(config.devices.size(), 1u);
   EXPECT_EQ(config.devices[0].memory_budget, 2ull << 30);
@@ -83,14 +83,16 @@ TEST(ConfigTest, PricingErrors) {
                     "{above_compute_seconds: 5, per_compute_second: 1}]}\n"),
               HasSubstr("ascending"));
   EXPECT_THAT(Error("tenants:\n" + Tenant() + "pricing: {per_1k_requests: -1}\n"),
-              HasSubstr("pricing.per_1k_requests: must be >= 0"));
+              HasSubstr("pricing.per_1k_requests: must be between 0 and 1000000000, got -1"));
 }
 
 TEST(ConfigTest, DefaultsAreSane) {
   auto c = Parse("tenants:\n" + Tenant());
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ((*c)->server.grpc_port, 8001);
-  EXPECT_EQ((*c)->scheduler.policy, "fair");
+  EXPECT_EQ((*c)->scheduler.policy, SchedulingPolicy::kFair);
+  EXPECT_EQ((*c)->server.log_level, LogLevel::kInfo);
+  EXPECT_EQ((*c)->server.status_page, StatusPageMode::kLoopback);
   ASSERT_EQ((*c)->devices.size(), 1u);
   EXPECT_EQ((*c)->devices[0].name, "cpu");
   EXPECT_EQ((*c)->tenants[0].weight, 1.0);
@@ -111,15 +113,15 @@ TEST(ConfigTest, WrongTypesAndRanges) {
   EXPECT_THAT(Error("tenants:\n" + Tenant("    weight: heavy\n")),
               HasSubstr("tenants[0].weight: expected a number, got 'heavy'"));
   EXPECT_THAT(Error("tenants:\n" + Tenant("    weight: -1\n")),
-              HasSubstr("tenants[0].weight: must be > 0"));
+              HasSubstr("tenants[0].weight: must be between 0 and 1000000, got -1"));
   EXPECT_THAT(Error("tenants:\n" + Tenant("    max_inflight: -3\n")),
-              HasSubstr("tenants[0].max_inflight: must be >= 0"));
+              HasSubstr("tenants[0].max_inflight: must be between 0 and 1000000000 (0 = unlimited), got -3"));
   EXPECT_THAT(Error("tenants:\n" + Tenant("    rate_limit: {requests_per_second: -1}\n")),
-              HasSubstr("requests_per_second: must be >= 0"));
+              HasSubstr("requests_per_second: must be between 0 and 1000000000 (0 = unlimited), got -1"));
   EXPECT_THAT(Error("server: {grpc_port: 70000}\ntenants:\n" + Tenant()),
-              HasSubstr("server.grpc_port: must be between 0 and 65535"));
+              HasSubstr("server.grpc_port: must be between 0 and 65535 (0 picks a free port), got 70000"));
   EXPECT_THAT(Error("scheduler: {policy: lottery}\ntenants:\n" + Tenant()),
-              HasSubstr("unknown policy 'lottery'"));
+              HasSubstr("test.yaml:1:21: scheduler.policy: unknown value 'lottery'; use fair, fifo"));
   EXPECT_THAT(Error("tenants:\n" + Tenant("    memory_limit: lots\n")),
               HasSubstr("tenants[0].memory_limit: 'lots' is not a byte size"));
 }
@@ -130,24 +132,24 @@ TEST(ConfigTest, RateLimitBackend) {
                  Tenant());
   ASSERT_TRUE(c.ok()) << c.status();
   const RateLimitBackendConfig& b = (*c)->rate_limit_backend;
-  EXPECT_EQ(b.type, "redis");
+  EXPECT_EQ(b.type, RateLimitBackendType::kRedis);
   EXPECT_EQ(b.address, "redis.svc:6380");
   EXPECT_EQ(b.key_prefix, "prod:");
   EXPECT_EQ(b.timeout_ms, 20);
-  EXPECT_EQ(b.on_failure, "deny");
+  EXPECT_EQ(b.on_failure, FailurePolicy::kDeny);
   EXPECT_EQ(b.replicas, 3);
-  EXPECT_EQ((*Parse("tenants:\n" + Tenant()))->rate_limit_backend.type, "local");
+  EXPECT_EQ((*Parse("tenants:\n" + Tenant()))->rate_limit_backend.type, RateLimitBackendType::kLocal);
   EXPECT_TRUE(Parse("rate_limit_backend: {type: redis, address: \"unix:/run/redis.sock\"}\n"
                     "tenants:\n" + Tenant()).ok());
 
   std::string e = Error(
       "rate_limit_backend: {type: memcached, address: \"redis\", timeout_ms: 0, "
       "on_failure: maybe, replicas: 0}\ntenants:\n" + Tenant());
-  EXPECT_THAT(e, HasSubstr("test.yaml:1:28: rate_limit_backend.type: unknown backend "
-                           "'memcached'; use local or redis"));
+  EXPECT_THAT(e, HasSubstr("test.yaml:1:28: rate_limit_backend.type: unknown value "
+                           "'memcached'; use local, redis"));
   EXPECT_THAT(e, HasSubstr("rate_limit_backend.address: 'redis' is not \"host:port\""));
   EXPECT_THAT(e, HasSubstr("rate_limit_backend.timeout_ms: must be between 1 and 60000"));
-  EXPECT_THAT(e, HasSubstr("rate_limit_backend.on_failure: unknown policy 'maybe'"));
+  EXPECT_THAT(e, HasSubstr("rate_limit_backend.on_failure: unknown value 'maybe'; use allow, deny"));
   EXPECT_THAT(e, HasSubstr("rate_limit_backend.replicas: must be between 1 and 10000"));
 }
 
@@ -159,7 +161,7 @@ TEST(ConfigTest, GrpcResourceBounds) {
   EXPECT_EQ((*c)->server.max_concurrent_streams, 64);
   std::string e = Error("server: {grpc_memory_limit: 1MiB, max_concurrent_streams: 0}\ntenants:\n" +
                         Tenant());
-  EXPECT_THAT(e, HasSubstr("server.grpc_memory_limit: must be >= 64MiB"));
+  EXPECT_THAT(e, HasSubstr("server.grpc_memory_limit: must be between 64MiB and 1TiB"));
   EXPECT_THAT(e, HasSubstr("server.max_concurrent_streams: must be between 1 and 1000000"));
 }
 
@@ -245,6 +247,145 @@ TEST(ConfigTest, TenantModelsMustExistInTheRepository) {
   std::filesystem::create_directories(repo + "/empty_dir");
   std::ofstream(repo + "/mlp/config.yaml") << "x: 1\n";
   EXPECT_EQ(ListRepositoryModels(repo), (std::set<std::string>{"mlp"}));
+}
+
+// A second api_keys: (say, added to revoke a leaked key) used to be dropped
+// silently, the first one winning. Duplicates are refused at any depth.
+TEST(ConfigTest, DuplicateKeysAtAnyLevel) {
+  EXPECT_THAT(Error("tenants:\n" + Tenant(std::string("    api_keys: [\"") + kHashB + "\"]\n")),
+              HasSubstr("test.yaml:4:5: tenants[0].api_keys: key given twice (first at line 3)"));
+  EXPECT_THAT(Error("server: {grpc_port: 1}\nserver: {grpc_port: 2}\ntenants:\n" + Tenant()),
+              HasSubstr("test.yaml:2:1: server: key given twice"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    rate_limit: {burst: 1, burst: 2}\n")),
+              HasSubstr("tenants[0].rate_limit.burst: key given twice"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant() + "pricing: {tenants: {acme: {per_1k_requests: 1, "
+                                              "per_1k_requests: 2}}}\n"),
+              HasSubstr("pricing.tenants.acme.per_1k_requests: key given twice"));
+}
+
+TEST(ConfigTest, NonFiniteAndAbsurdNumbersAreRefused) {
+  for (const char* bad : {".inf", "-.inf", ".nan", "1e300"}) {
+    SCOPED_TRACE(bad);
+    std::string v(bad);
+    std::string e = Error("tenants:\n" + Tenant("    rate_limit: {requests_per_second: " + v +
+                                                ", burst: " + v + "}\n    weight: " + v +
+                                                "\n    model_loads_per_second: " + v + "\n"));
+    EXPECT_THAT(e, HasSubstr("requests_per_second: must be"));
+    EXPECT_THAT(e, HasSubstr("burst: must be"));
+    EXPECT_THAT(e, HasSubstr("weight: must be"));
+    EXPECT_THAT(e, HasSubstr("model_loads_per_second: must be"));
+    std::string s = Error("server: {drain_timeout_s: " + v + ", auth_failures_per_second: " + v +
+                          "}\nscheduler: {max_queue_wait_s: " + v + "}\ntenants:\n" + Tenant() +
+                          "pricing: {per_compute_second: " + v + "}\n");
+    EXPECT_THAT(s, HasSubstr("server.drain_timeout_s: must be"));
+    EXPECT_THAT(s, HasSubstr("server.auth_failures_per_second: must be"));
+    EXPECT_THAT(s, HasSubstr("scheduler.max_queue_wait_s: must be"));
+    EXPECT_THAT(s, HasSubstr("pricing.per_compute_second: must be"));
+  }
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    weight: .nan\n")),
+              HasSubstr("tenants[0].weight: must be a finite number, got '.nan'"));
+  // 1e-9 s would expire every request in its queue.
+  EXPECT_THAT(Error("scheduler: {max_queue_wait_s: 1e-9}\ntenants:\n" + Tenant()),
+              HasSubstr("scheduler.max_queue_wait_s: must be at least 0.001"));
+  EXPECT_THAT(Error("tenants:\n" + Tenant("    max_queue: 99999999999999\n")),
+              HasSubstr("tenants[0].max_queue: must be between 1 and 1000000000"));
+}
+
+TEST(ConfigTest, EnumerationsAreExactNames) {
+  // An empty level used to match by substring and turn logging off.
+  EXPECT_THAT(Error("server: {log_level: \"\"}\ntenants:\n" + Tenant()),
+              HasSubstr("server.log_level: unknown value ''; use trace, debug, info, warn, error"));
+  EXPECT_THAT(Error("server: {log_level: bug}\ntenants:\n" + Tenant()),
+              HasSubstr("server.log_level: unknown value 'bug'"));
+  EXPECT_THAT(Error("server: {log_format: xml, status_page: public}\ntenants:\n" + Tenant()),
+              HasSubstr("server.log_format: unknown value 'xml'; use plain, json, off"));
+  EXPECT_THAT(Error("server: {status_page: public}\ntenants:\n" + Tenant()),
+              HasSubstr("server.status_page: unknown value 'public'; use loopback, admin, off"));
+  auto c = Parse("server: {log_level: warn, log_format: json, status_page: admin}\ntenants:\n" +
+                 Tenant());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->server.log_level, LogLevel::kWarn);
+  EXPECT_EQ((*c)->server.log_format, LogFormat::kJson);
+  EXPECT_EQ((*c)->server.status_page, StatusPageMode::kAdmin);
+  EXPECT_EQ(Name(LogLevel::kWarn), "warn");
+}
+
+TEST(ConfigTest, AdminKeyMayNotBeATenantKey) {
+  std::string e = Error(std::string("server: {admin_api_keys: [\"") + kHashA + "\"]}\ntenants:\n" +
+                        Tenant());
+  EXPECT_THAT(e, HasSubstr("test.yaml:4:16: tenants[0].api_keys[0]: this key hash is also in "
+                           "server.admin_api_keys"));
+  EXPECT_THAT(Error(std::string("server: {admin_api_keys: [\"") + kHashB + "\", \"" + kHashB +
+                    "\"]}\ntenants:\n" + Tenant()),
+              HasSubstr("server.admin_api_keys[1]: this admin key hash is listed twice"));
+}
+
+TEST(ConfigTest, MemoryPartitionsMustFitTheBudget) {
+  std::string e = Error("devices: [{name: cpu, memory_budget: 1GiB}]\ntenants:\n" +
+                        Tenant("    memory_limit: 768MiB\n") +
+                        Tenant("    memory_share_percent: 50\n", kHashB, "globex"));
+  EXPECT_THAT(e, HasSubstr("tenants[*].memory_limit: tenants' memory partitions"));
+  EXPECT_THAT(e, HasSubstr("add up to 1.2 GiB, over devices[0].memory_budget of 1.0 GiB"));
+  EXPECT_TRUE(Parse("devices: [{name: cpu, memory_budget: 1GiB}]\ntenants:\n" +
+                    Tenant("    memory_limit: 512MiB\n") +
+                    Tenant("    memory_share_percent: 50\n", kHashB, "globex"))
+                  .ok());
+  // Without a budget there is nothing to exceed.
+  EXPECT_TRUE(Parse("tenants:\n" + Tenant("    memory_limit: 1TiB\n")).ok());
+}
+
+TEST(ConfigTest, OneQuotaFormula) {
+  TenantConfig t;
+  t.memory_limit = 100;
+  EXPECT_EQ(t.MemoryQuota(0), 100u);
+  EXPECT_EQ(t.MemoryQuota(1000), 100u);
+  t.memory_limit = 0;
+  t.memory_share_percent = 25;
+  EXPECT_EQ(t.MemoryQuota(1000), 250u);
+  EXPECT_EQ(t.MemoryQuota(0), 0u);  // a share of an unlimited device: the shared pool
+}
+
+// The full config below names every section the parser has. Every key the
+// parser looks up must have a row in the reload table, so a new setting
+// cannot be silently ignored by reloads.
+TEST(ConfigTest, EverySettingIsInTheReloadTable) {
+  std::set<std::string> fields;
+  auto c = ParseConfig(std::string(R"(
+server: {tls: {cert_file: a, key_file: b, client_ca_file: c}}
+scheduler: {}
+rate_limit_backend: {}
+devices: [{name: cpu}]
+tenants:
+)") + Tenant("    rate_limit: {burst: 1}\n    kubernetes: {}\n") + R"(
+pricing: {tiers: [{above_compute_seconds: 1, per_compute_second: 1}], tenants: {acme: {}}}
+)", "test.yaml", "/", &fields);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::set<std::string> sections = {"server", "server.tls", "scheduler",
+                                          "rate_limit_backend", "devices"};
+  EXPECT_GT(fields.size(), 50u);
+  for (const std::string& f : fields) {
+    if (sections.count(f)) continue;
+    EXPECT_NE(FindReloadEffect(f), nullptr) << f << " has no row in the reload table (config.cc)";
+  }
+  EXPECT_EQ(*FindReloadEffect("tenants[].rate_limit.burst"), ReloadEffect::kLive);
+  EXPECT_EQ(*FindReloadEffect("scheduler.max_queue_wait_s"), ReloadEffect::kRestart);
+  EXPECT_EQ(FindReloadEffect("scheduler.max_queue"), nullptr);
+}
+
+TEST(ConfigTest, ReloadDiffNamesEachChangedSetting) {
+  auto a = Parse("tenants:\n" + Tenant());
+  auto b = Parse("server: {replica_id: r2, log_level: debug}\n"
+                 "scheduler: {max_queue_wait_s: 5, intra_op_threads: 1}\n"
+                 "devices: [{name: cpu, memory_budget: 1GiB}]\ntenants:\n" +
+                 Tenant("    weight: 2\n"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ReloadDiff diff = DiffConfigs(**a, **b);
+  EXPECT_EQ(diff.restart, (std::vector<std::string>{"server.replica_id",
+                                                     "scheduler.intra_op_threads",
+                                                     "scheduler.max_queue_wait_s"}));
+  EXPECT_EQ(diff.live, (std::vector<std::string>{"server.log_level", "devices[].memory_budget"}));
+  ReloadDiff none = DiffConfigs(**a, **a);
+  EXPECT_TRUE(none.live.empty() && none.restart.empty());
 }
 
 TEST(ConfigTest, ShippedDemoConfigIsValid) {

@@ -99,7 +99,7 @@ TEST(DeployTest, FleetPiecesAgree) {
   auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
   ASSERT_TRUE(config.ok()) << config.status();
   const RateLimitBackendConfig& backend = (*config)->rate_limit_backend;
-  EXPECT_EQ(backend.type, "redis");
+  EXPECT_EQ(backend.type, RateLimitBackendType::kRedis);
   // The configured address is the Redis Service's DNS name and port.
   YAML::Node redis = FindKind("redis.yaml", "Service");
   std::string dns = redis["metadata"]["name"].as<std::string>() + "." +

@@ -107,6 +107,12 @@ std::vector<Case> RequestCases() {
          r->set_raw_input_contents(0, std::string(65 * 64, '\0'));
        },
        grpc::StatusCode::INVALID_ARGUMENT, "batch size 65 exceeds the maximum of 64"},
+      {"negative timeout",
+       [](ModelInferRequest* r) { (*r->mutable_parameters())["timeout"].set_int64_param(-5); },
+       grpc::StatusCode::INVALID_ARGUMENT, "parameter 'timeout' must be >= 0 microseconds"},
+      {"timeout that is not an integer",
+       [](ModelInferRequest* r) { (*r->mutable_parameters())["timeout"].set_string_param("1s"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "parameter 'timeout' must be an integer"},
       {"message over the size limit",
        [](ModelInferRequest* r) { r->set_raw_input_contents(0, std::string(2 << 20, '\0')); },
        grpc::StatusCode::RESOURCE_EXHAUSTED, "larger than max"},
@@ -185,6 +191,22 @@ TEST_F(HostileInputTest, EveryBadFieldGetsAPreciseErrorAndHarmsNobody) {
   EXPECT_TRUE(Client(*daemon_).Infer(kAcmeKey).ok()) << "the daemon did not survive";
 }
 
+// now + INT64_MAX microseconds used to overflow (signed-overflow UB; a
+// deadline in the past in practice). Such timeouts mean "no timeout".
+TEST_F(HostileInputTest, HugeTimeoutsAreServed) {
+  for (bool as_uint : {false, true}) {
+    ModelInferRequest req = FloatRequest("add_one", RandomFloats(16, 7), {1, 16});
+    auto& p = (*req.mutable_parameters())["timeout"];
+    if (as_uint) {
+      p.set_uint64_param(UINT64_MAX);
+    } else {
+      p.set_int64_param(INT64_MAX);
+    }
+    grpc::Status s = Call(req, {{"x-api-key", kAcmeKey}});
+    EXPECT_TRUE(s.ok()) << (as_uint ? "uint64" : "int64") << ": " << s.error_message();
+  }
+}
+
 TEST_F(HostileInputTest, BadMetadataIsUnauthenticatedAndHarmsNobody) {
   Bystander bystander;
   ModelInferRequest req = FloatRequest("add_one", RandomFloats(16, 7), {1, 16});
@@ -251,6 +273,33 @@ TEST(AuthThrottleIntegrationTest, GuessingPeerIsThrottledThenRecovers) {
   EXPECT_GE(Metric(d, "fairserve_auth_throttled_requests_total"), 2);
   EXPECT_THAT(d.Log(), ::testing::Not(HasSubstr(kAcmeKey)));
   EXPECT_THAT(d.Log(), ::testing::Not(HasSubstr("guess-")));
+}
+
+// Each failed login counts once, whatever the RPC: RepositoryIndex used to
+// check for an admin key and then a tenant key, counting one wrong key twice.
+// A call with no credentials at all guessed nothing and is not counted.
+TEST(AuthThrottleIntegrationTest, EachWrongKeyCountsOnceAndMissingKeysNotAtAll) {
+  std::string config = TestConfigYaml();
+  std::string server_end = "drain_timeout_s: 10}";
+  config.replace(config.find(server_end), server_end.size(),
+                 "drain_timeout_s: 10, auth_failures_per_second: 0.1, auth_failure_burst: 5}");
+  DaemonProcess d(config);
+  ASSERT_TRUE(d.serving()) << d.Log();
+  auto stub = inference::GRPCInferenceService::NewStub(
+      grpc::CreateChannel(d.grpc_address(), grpc::InsecureChannelCredentials()));
+  auto index = [&](const std::string& key) {
+    grpc::ClientContext ctx;
+    if (!key.empty()) ctx.AddMetadata("x-api-key", key);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    inference::RepositoryIndexRequest req;
+    inference::RepositoryIndexResponse resp;
+    return stub->RepositoryIndex(&ctx, req, &resp).error_code();
+  };
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(index(""), grpc::StatusCode::UNAUTHENTICATED) << i;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(index("guess-" + std::to_string(i)), grpc::StatusCode::UNAUTHENTICATED) << i;
+  }
+  EXPECT_EQ(index("guess-5"), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
 }  // namespace

@@ -105,6 +105,11 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
   EXPECT_GT(globex_ok.load(), 0);
   EXPECT_EQ(globex_failed.load(), 0);
 
+  // Another tenant's private model is refused, whatever the tenant's `models`.
+  grpc::Status theirs = acme.Infer("g1");
+  EXPECT_EQ(theirs.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(theirs.error_message(), HasSubstr("'acme' may not use model 'g1'"));
+
   auto index = acme.Index();  // acme sees its own models only
   EXPECT_EQ(index.count("g1"), 0u);
   int acme_resident = 0;

@@ -145,5 +145,49 @@ class PythonClientTest(unittest.TestCase):
             self.assertEqual(r.status, 200)
 
 
+class DrainTest(unittest.TestCase):
+    """On SIGTERM, readiness goes false on both probes before the port closes,
+    so load balancers and Kubernetes stop sending while calls finish."""
+
+    def test_readyz_503_and_health_not_serving_during_drain(self):
+        import signal
+        import time
+        import urllib.error
+        import urllib.request
+        tmp = tempfile.mkdtemp(prefix="fairserve-drain-")
+        config = lib.default_config(lib.ARGS.models).replace(
+            "data_dir: data}", "data_dir: data, shutdown_grace_s: 3, drain_timeout_s: 5}")
+        daemon = lib.Daemon(lib.ARGS.fairserve, tmp, config)
+        channel = grpc.insecure_channel(daemon.grpc_address)
+        check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                    request_serializer=lambda b: b,
+                                    response_deserializer=lambda b: b)
+        try:
+            self.assertEqual(check(b"", timeout=10), b"\x08\x01")  # SERVING
+            daemon.proc.send_signal(signal.SIGTERM)
+            readyz, health = None, None
+            deadline = time.time() + 2.5  # within shutdown_grace_s
+            while time.time() < deadline and (readyz != 503 or health != b"\x08\x02"):
+                try:
+                    with urllib.request.urlopen(daemon.http_url + "/readyz", timeout=2) as r:
+                        readyz = r.status
+                except urllib.error.HTTPError as e:
+                    readyz = e.code
+                health = check(b"", timeout=2)
+                time.sleep(0.05)
+            self.assertEqual(readyz, 503)
+            self.assertEqual(health, b"\x08\x02")  # NOT_SERVING
+            # Liveness stays up: the process is healthy, only draining.
+            with urllib.request.urlopen(daemon.http_url + "/healthz", timeout=2) as r:
+                self.assertEqual(r.status, 200)
+            # The drain ends by itself (a second SIGTERM would cut it short).
+            daemon.proc.wait(timeout=30)
+        finally:
+            channel.close()
+            code = daemon.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.assertEqual(code, 0)
+
+
 if __name__ == "__main__":
     lib.main()

@@ -464,6 +464,36 @@ TEST(AdminServiceTest, UsageAndInvoicesRespectWhoAsks) {
   EXPECT_EQ(by_admin.requests(), 3);
   EXPECT_EQ(invoice("admin-key", "", &other).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
+  // GetUsage: a tenant key reads its own rows only.
+  auto usage = [&](const std::string& key, const std::string& tenant,
+                   fairserve::admin::v1::GetUsageResponse* resp, std::string* retry = nullptr) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-api-key", key);
+    fairserve::admin::v1::GetUsageRequest req;
+    req.set_tenant_id(tenant);
+    grpc::Status s = adminstub->GetUsage(&ctx, req, resp);
+    auto it = ctx.GetServerTrailingMetadata().find("retry-after-ms");
+    if (retry && it != ctx.GetServerTrailingMetadata().end()) {
+      *retry = std::string(it->second.data(), it->second.size());
+    }
+    return s;
+  };
+  fairserve::admin::v1::GetUsageResponse rows;
+  ASSERT_TRUE(usage(kAcmeKey, "", &rows).ok());
+  ASSERT_GT(rows.rows_size(), 0);
+  for (const auto& r : rows.rows()) EXPECT_EQ(r.tenant_id(), "acme");
+  EXPECT_EQ(usage(kAcmeKey, "globex", &rows).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(usage(kGlobexKey, "acme", &rows).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // A tenant's reads are rate limited (2/s, burst 10; 5 of acme's are spent
+  // above); an admin's are not.
+  grpc::Status limited;
+  std::string retry;
+  for (int i = 0; i < 12 && limited.ok(); ++i) limited = usage(kAcmeKey, "", &rows, &retry);
+  EXPECT_EQ(limited.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(limited.error_message(), HasSubstr("reads its usage too often"));
+  EXPECT_FALSE(retry.empty());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(usage("admin-key", "acme", &rows).ok()) << i;
+
   grpc::ClientContext c1, c2;
   c1.AddMetadata("x-api-key", "admin-key");
   fairserve::admin::v1::ListTenantsResponse tenants;

@@ -88,6 +88,12 @@ class StatusPageTest(unittest.TestCase):
             with self.assertRaises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(url)
             self.assertEqual(e.exception.code, 401)
+            # A tenant's key is a known principal, but not an admin.
+            tenant = urllib.request.Request(url, headers={"Authorization": f"Bearer {lib.ACME_KEY}"})
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(tenant)
+            self.assertEqual(e.exception.code, 403)
+            self.assertIn(b"needs an admin key", e.exception.read())
             req = urllib.request.Request(url, headers={"Authorization": "Bearer adm"})
             with urllib.request.urlopen(req) as r:
                 self.assertEqual(r.status, 200)

@@ -132,6 +132,29 @@ TEST_F(ModelCacheTest, LoadsOnFirstUseAndServesVersions) {
   EXPECT_EQ(cache_.counters().loads, 2);
 }
 
+// The caller's load budget is asked only on a miss, on the calling thread,
+// and a refusal starts no load.
+TEST_F(ModelCacheTest, LoadGateIsAskedOnlyOnAMiss) {
+  AddModel("m", ModelYaml(1));
+  Start(0);
+  int asked = 0;
+  ModelCache::LoadGate refuse = [&] {
+    ++asked;
+    return absl::ResourceExhaustedError("no more loads; retry after 100 ms");
+  };
+  absl::Status refused;
+  cache_.Acquire("m", "", [&](auto s) { refused = s.status(); }, refuse);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(asked, 1);
+  EXPECT_EQ(loader_->loads(), 0);
+  EXPECT_EQ(State("m"), "UNLOADED");
+  ASSERT_TRUE(Use("m").ok());  // no gate: loads
+  bool hit = false;
+  cache_.Acquire("m", "", [&](auto s) { hit = s.ok(); }, refuse);
+  EXPECT_TRUE(hit);
+  EXPECT_EQ(asked, 1);  // a hit never asks
+}
+
 TEST_F(ModelCacheTest, BadModelsAreUnavailableAloneWithReason) {
   AddModel("good", ModelYaml(1));
   AddModel("corrupt", ModelYaml(1), {{"1", "broken"}});

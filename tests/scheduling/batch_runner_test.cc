@@ -65,7 +65,30 @@ TEST_F(BatchRunnerTest, FailingBatchIsRetriedSoOnlyTheFaultyRequestFails) {
   EXPECT_EQ(bad->result->status().code(), absl::StatusCode::kInvalidArgument);
   // The shared failed run is not billed; each retry is billed to its own request.
   EXPECT_DOUBLE_EQ(record.compute_seconds, 0.040);
+  // But it used the device: the fair-share clock sees both runs (40 + 40 ms).
+  EXPECT_DOUBLE_EQ(record.device_seconds, 0.080);
   ASSERT_EQ(record.items.size(), 3u);
+}
+
+// An answer the transport could not send is an error before metering, and
+// its share of the batch is not billed.
+TEST_F(BatchRunnerTest, ResponseOverTheMessageLimitFailsUnbilled) {
+  auto small = std::make_shared<Outcome>(), big = std::make_shared<Outcome>();
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, small));
+  batch.push_back(MakeRequest(servable_, "globex", 3, 5.0f, big));
+  // 1 sample: 8 bytes + 1 KiB allowance; 3 samples: 24 bytes + 1 KiB.
+  for (auto& r : batch) r->max_response_bytes = 1024 + 16;
+  BatchRecord record = runner_.Run(std::move(batch));
+  ASSERT_TRUE(small->result->ok());
+  EXPECT_EQ(big->result->status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(big->result->status().message()),
+              ::testing::HasSubstr("over the server's message limit of 1040"));
+  ASSERT_EQ(record.items.size(), 2u);
+  EXPECT_EQ(record.items[1].code, absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(record.items[1].compute_seconds, 0);
+  EXPECT_DOUBLE_EQ(record.compute_seconds, 0.010);  // only acme's share is billed
+  EXPECT_DOUBLE_EQ(record.device_seconds, 0.040);
 }
 
 TEST_F(BatchRunnerTest, ExpiredAndCancelledRequestsDoNotRun) {

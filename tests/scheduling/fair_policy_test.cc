@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <map>
 #include <random>
 
@@ -42,6 +44,7 @@ class FairPolicyTest : public ::testing::Test {
     BatchRecord record;
     record.samples = d.samples;
     record.compute_seconds = cost_per_sample * d.samples;
+    record.device_seconds = record.compute_seconds;
     now_ += std::chrono::duration_cast<Clock::Duration>(
         std::chrono::duration<double>(record.compute_seconds));
     tenants_.push_back(d.tenant_id);
@@ -55,6 +58,36 @@ class FairPolicyTest : public ::testing::Test {
   std::vector<std::string> tenants_;  // who got each dispatch
   std::shared_ptr<Servable> mlp_ = Model("mlp", 1);
 };
+
+// A poisoned shared batch is re-run request by request; its failed run is
+// billed to nobody, but the tenant whose batch it was pays for it in
+// fair-share service, so a poison request cannot buy twice the device time.
+TEST_F(FairPolicyTest, AFailedSharedRunCountsAgainstItsTenant) {
+  for (int i = 0; i < 4; ++i) Push("mallory", mlp_);
+  for (int i = 0; i < 4; ++i) Push("victim", mlp_);
+  Dispatch d;
+  Clock::TimePoint wake;
+  ASSERT_TRUE(policy_.Pop(now_, false, &d, &wake));
+  std::string first = d.tenant_id;
+  BatchRecord record;
+  record.samples = d.samples;
+  record.compute_seconds = 0.001 * d.samples;  // the retries, billed
+  record.device_seconds = 0.011 * d.samples;   // plus the failed shared run
+  policy_.Done(d, record);
+  // The other tenant now gets ten batches' worth of turns before `first`
+  // is served again.
+  int others = 0;
+  for (int i = 0; i < 3; ++i) {
+    Dispatch next;
+    ASSERT_TRUE(policy_.Pop(now_, false, &next, &wake));
+    if (next.tenant_id != first) ++others;
+    BatchRecord r;
+    r.samples = next.samples;
+    r.compute_seconds = r.device_seconds = 0.001 * next.samples;
+    policy_.Done(next, r);
+  }
+  EXPECT_EQ(others, 3);
+}
 
 TEST_F(FairPolicyTest, WorkConservingForALoneTenant) {
   for (int i = 0; i < 5; ++i) Push("a", mlp_);
@@ -115,11 +148,25 @@ TEST_F(FairPolicyTest, BatchesNeverMixTenantsOrModels) {
     Push("b", batched);
     Push("a", other);
   }
+  // 3 queues of 6 requests each -> 3 batches of 6, each of one tenant and
+  // one model, together holding all 18 requests.
+  std::set<std::pair<std::string, std::string>> seen;
+  size_t requests = 0;
   Dispatch d;
   while (Step(0.001, &d)) {
+    ASSERT_EQ(d.requests.size(), 6u);
+    for (const auto& r : d.requests) {
+      EXPECT_EQ(r->tenant_id, d.tenant_id);
+      EXPECT_EQ(r->servable.get(), d.servable);
+    }
+    EXPECT_TRUE(seen.insert({d.tenant_id, d.servable->config.name}).second)
+        << d.tenant_id << " " << d.servable->config.name << " dispatched twice";
+    requests += d.requests.size();
   }
-  // 3 queues of 6 requests each -> 3 batches of 6.
   EXPECT_EQ(tenants_.size(), 3u);
+  EXPECT_EQ(requests, 18u);
+  EXPECT_EQ(seen, (std::set<std::pair<std::string, std::string>>{
+                      {"a", "batched"}, {"b", "batched"}, {"a", "other"}}));
 }
 
 TEST_F(FairPolicyTest, DynamicBatchingWaitsForTheDelayOrAFullBatch) {
@@ -211,6 +258,7 @@ TEST(FairPolicyPropertyTest, BackloggedTenantsStayWithinTwoBatchCosts) {
       BatchRecord record;
       record.samples = d.samples;
       record.compute_seconds = cost;
+      record.device_seconds = cost;
       policy.Done(d, record);
       service[t] += cost / weight[t];
       now += std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(cost));

@@ -128,13 +128,18 @@ TEST_P(SchedulerTest, CancelledAndExpiredRequestsLeaveTheirQueue) {
   servable->config.max_queue_delay_us = 10'000'000;
   BatchRunner runner(SteadyClock::Get(), {});
   auto scheduler = MakeScheduler(Options(), SteadyClock::Get(), runner);
+  // Stands for admission's waiting slot: counts the requests holding one.
   auto counter = std::make_shared<std::atomic<int64_t>>(0);
+  auto slot = [counter] {
+    counter->fetch_add(1);
+    return std::shared_ptr<void>(nullptr, [counter](void*) { counter->fetch_sub(1); });
+  };
   auto cancelled = std::make_shared<Outcome>(), expired = std::make_shared<Outcome>();
   auto r1 = MakeRequest(servable, "t", 1, 1, cancelled);
   auto flag = r1->cancelled;
-  r1->queued_counter = counter;
+  r1->waiting = slot();
   auto r2 = MakeRequest(servable, "u", 1, 1, expired);
-  r2->queued_counter = counter;
+  r2->waiting = slot();
   r1->arrival = r2->arrival = SteadyClock::Get().Now();
   r2->deadline = SteadyClock::Get().Now() + std::chrono::milliseconds(30);
   ASSERT_TRUE(scheduler->Submit(std::move(r1)).ok());
@@ -148,6 +153,59 @@ TEST_P(SchedulerTest, CancelledAndExpiredRequestsLeaveTheirQueue) {
   EXPECT_EQ(expired->result->status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(counter->load(), 0);
   EXPECT_TRUE(exec->batches().empty());
+}
+
+// Several workers and several tenants submitting from their own threads at
+// once (the TSan step runs this): every request is answered once, with its
+// own result, and under `fair` no batch mixes tenants (fifo's one global
+// queue may).
+TEST_P(SchedulerTest, ManyWorkersManyTenantsConcurrently) {
+  class Recorder : public BatchObserver {
+   public:
+    void OnBatch(const BatchRecord& r) override {
+      std::lock_guard<std::mutex> lock(mu);
+      records.push_back(r);
+    }
+    std::mutex mu;
+    std::vector<BatchRecord> records;
+  } recorder;
+  auto exec = std::make_shared<DoublingExecutor>(nullptr, Clock::Duration(0));
+  auto servable = MakeServable(exec, /*max_batch=*/8);
+  BatchRunner runner(SteadyClock::Get(), {&recorder});
+  SchedulerOptions options = Options();
+  options.workers = 4;
+  auto scheduler = MakeScheduler(options, SteadyClock::Get(), runner);
+  constexpr int kTenants = 4, kPerTenant = 200;
+  std::vector<std::vector<std::shared_ptr<Outcome>>> outcomes(kTenants);
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kTenants; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < kPerTenant; ++i) {
+        outcomes[t].push_back(std::make_shared<Outcome>());
+        auto r = MakeRequest(servable, "t" + std::to_string(t), 1, t * 1000 + i, outcomes[t].back());
+        ASSERT_TRUE(scheduler->Submit(std::move(r)).ok());
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (int t = 0; t < kTenants; ++t) {
+    WaitDone(outcomes[t]);
+    for (int i = 0; i < kPerTenant; ++i) {
+      ASSERT_TRUE(outcomes[t][i]->result->ok()) << t << "/" << i;
+      EXPECT_EQ(OutputFloats(**outcomes[t][i]->result)[0], 2.0f * (t * 1000 + i));
+    }
+  }
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+  std::lock_guard<std::mutex> lock(recorder.mu);
+  size_t items = 0;
+  for (const BatchRecord& r : recorder.records) {
+    items += r.items.size();
+    if (GetParam() != "fair") continue;
+    for (const BatchItem& item : r.items) {
+      EXPECT_EQ(item.tenant_id, r.items.front().tenant_id) << "a batch mixed tenants";
+    }
+  }
+  EXPECT_EQ(items, static_cast<size_t>(kTenants * kPerTenant));
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, SchedulerTest, ::testing::Values("fifo", "fair"));

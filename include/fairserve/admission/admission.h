@@ -22,12 +22,21 @@ namespace fairserve {
 // fairserve_rejected_requests_total.
 // kRateLimitBackend: the shared rate limiter (Redis) could not answer and
 // the failure policy is "deny".
-enum class RejectReason { kNone, kRateLimit, kMaxInflight, kMaxQueue, kRateLimitBackend };
+// kMaxPendingBytes: the tenant's admitted, unanswered requests already hold
+// max_pending_bytes of payload.
+enum class RejectReason {
+  kNone,
+  kRateLimit,
+  kMaxInflight,
+  kMaxQueue,
+  kRateLimitBackend,
+  kMaxPendingBytes
+};
 const char* RejectReasonName(RejectReason reason);
 // Every reason a request can be rejected for (kNone excluded).
 inline constexpr RejectReason kRejectReasons[] = {
     RejectReason::kRateLimit, RejectReason::kMaxInflight, RejectReason::kMaxQueue,
-    RejectReason::kRateLimitBackend};
+    RejectReason::kRateLimitBackend, RejectReason::kMaxPendingBytes};
 
 // The admission state of one tenant: its token bucket and counters. Shared
 // by all requests of that tenant and by nobody else, so one tenant's flood
@@ -42,11 +51,15 @@ class TenantAdmission {
   // the token bucket carry over.
   void Reconfigure(const TenantConfig& config, int64_t replicas, Clock::TimePoint now);
 
-  // Requests admitted and not yet answered (queued or running).
+  // Requests admitted and not yet answered (waiting or running).
   std::atomic<int64_t>& inflight() { return inflight_; }
-  // Requests waiting in a scheduler queue; the scheduler decrements it when
-  // it takes a request out of its queue.
-  const std::shared_ptr<std::atomic<int64_t>>& queued() const { return queued_; }
+  // Requests admitted and not yet running: waiting for the shared limiter,
+  // a model load, decoding, or in a scheduler queue. max_queue bounds it.
+  // Each admitted request holds a WaitSlot that gives its count back when
+  // the request starts to run or is answered.
+  std::atomic<int64_t>& waiting() { return waiting_; }
+  // Payload bytes of admitted, unanswered requests (max_pending_bytes).
+  std::atomic<int64_t>& pending_bytes() { return pending_bytes_; }
   // Requests rejected so far for `reason` (not kNone).
   uint64_t rejected(RejectReason reason) const {
     return rejected_[static_cast<int>(reason)].load(std::memory_order_relaxed);
@@ -66,6 +79,7 @@ class TenantAdmission {
   std::atomic<double> burst_{1};
   std::atomic<int64_t> max_inflight_{0};
   std::atomic<int64_t> max_queue_{0};
+  std::atomic<int64_t> max_pending_bytes_{0};
   std::atomic<bool> limited_{false};
   TokenBucket bucket_;
   TokenBucket load_bucket_;
@@ -79,28 +93,63 @@ class TenantAdmission {
   std::atomic<Clock::Duration::rep> denied_until_{0};
   std::atomic<bool> loads_limited_{false};
   std::atomic<int64_t> inflight_{0};
-  std::shared_ptr<std::atomic<int64_t>> queued_ = std::make_shared<std::atomic<int64_t>>(0);
-  std::array<std::atomic<uint64_t>, 5> rejected_{};
+  std::atomic<int64_t> waiting_{0};
+  std::atomic<int64_t> pending_bytes_{0};
+  std::array<std::atomic<uint64_t>, 6> rejected_{};
 };
 
-// Releases an admitted request's in-flight slot when destroyed.
+// Gives back an admitted request's in-flight count and payload bytes when
+// destroyed (when the request is answered). Move-only.
 class InflightSlot {
  public:
   InflightSlot() = default;
-  explicit InflightSlot(std::shared_ptr<TenantAdmission> tenant) : tenant_(std::move(tenant)) {}
-  InflightSlot(InflightSlot&&) = default;
+  InflightSlot(std::shared_ptr<TenantAdmission> tenant, int64_t bytes)
+      : tenant_(std::move(tenant)), bytes_(bytes) {}
+  InflightSlot(InflightSlot&& other) noexcept
+      : tenant_(std::move(other.tenant_)), bytes_(other.bytes_) {}
   // Gives back the slot held so far, then takes `other`'s.
   InflightSlot& operator=(InflightSlot&& other) {
     if (this != &other) {
       Release();
       tenant_ = std::move(other.tenant_);
+      bytes_ = other.bytes_;
     }
     return *this;
   }
   ~InflightSlot() { Release(); }
 
   void Release() {
-    if (tenant_) tenant_->inflight().fetch_sub(1, std::memory_order_relaxed);
+    if (tenant_) {
+      tenant_->inflight().fetch_sub(1, std::memory_order_relaxed);
+      tenant_->pending_bytes().fetch_sub(bytes_, std::memory_order_relaxed);
+    }
+    tenant_.reset();
+  }
+
+ private:
+  std::shared_ptr<TenantAdmission> tenant_;
+  int64_t bytes_ = 0;
+};
+
+// Gives back an admitted request's place among the tenant's waiting
+// requests (max_queue) when destroyed: when the request starts to run, or is
+// answered without running. Move-only.
+class WaitSlot {
+ public:
+  WaitSlot() = default;
+  explicit WaitSlot(std::shared_ptr<TenantAdmission> tenant) : tenant_(std::move(tenant)) {}
+  WaitSlot(WaitSlot&& other) noexcept = default;
+  WaitSlot& operator=(WaitSlot&& other) {
+    if (this != &other) {
+      Release();
+      tenant_ = std::move(other.tenant_);
+    }
+    return *this;
+  }
+  ~WaitSlot() { Release(); }
+
+  void Release() {
+    if (tenant_) tenant_->waiting().fetch_sub(1, std::memory_order_relaxed);
     tenant_.reset();
   }
 
@@ -108,17 +157,18 @@ class InflightSlot {
   std::shared_ptr<TenantAdmission> tenant_;
 };
 
-// Per-tenant limits checked before a request's payload is even looked at:
-// the token bucket, the in-flight cap and the queue bound. Reads only
-// per-tenant atomics and one immutable table.
+// Per-tenant limits checked before a request's payload is even decoded: the
+// queue bound (admitted, not yet running), the pending-bytes bound, the
+// in-flight cap and the token bucket. Reads only per-tenant atomics and one
+// immutable table.
 class Admission {
  public:
   struct Decision {
     RejectReason reason = RejectReason::kNone;
     absl::Status status;  // RESOURCE_EXHAUSTED naming the limit, when rejected
     Clock::Duration retry_after{0};  // > 0 when waiting would help
-    InflightSlot slot;               // held while the request lives, when admitted
-    std::shared_ptr<std::atomic<int64_t>> queued;  // the tenant's queue counter
+    InflightSlot slot;  // held until the request is answered, when admitted
+    WaitSlot waiting;   // held until the request starts to run, when admitted
   };
 
   // What to do with rate limits shared by a fleet (rate_limit_backend).
@@ -138,13 +188,15 @@ class Admission {
   void Update(const Config& config);
 
   // Checks and takes one request's worth of every limit of `tenant_id`,
-  // using the local token bucket (ignores a shared limiter).
-  Decision Admit(const std::string& tenant_id);
+  // using the local token bucket (ignores a shared limiter). `bytes` is the
+  // request's payload size, held against max_pending_bytes until answered.
+  Decision Admit(const std::string& tenant_id, int64_t bytes = 0);
 
   // Like Admit, but takes the rate-limit token from the shared limiter when
-  // one is set. `done` runs exactly once: here, or on the limiter's thread.
+  // one is set. `done` runs exactly once: here (on the caller's thread), or
+  // on the limiter's I/O thread, so it must only hand the call on.
   using AdmitCallback = std::function<void(Decision)>;
-  void AdmitAsync(const std::string& tenant_id, AdmitCallback done);
+  void AdmitAsync(const std::string& tenant_id, int64_t bytes, AdmitCallback done);
 
   // Takes one model load from `tenant_id`'s load budget
   // (model_loads_per_second): OK, or RESOURCE_EXHAUSTED saying when to retry.
@@ -162,7 +214,7 @@ class Admission {
  private:
   using Table = std::unordered_map<std::string, std::shared_ptr<TenantAdmission>>;
   // Queue and in-flight caps, then (when `take_token`) the local bucket.
-  Decision CheckLocal(const std::shared_ptr<TenantAdmission>& t, bool take_token);
+  Decision CheckLocal(const std::shared_ptr<TenantAdmission>& t, bool take_token, int64_t bytes);
   // Turns an admitted decision into a rejection (gives its slot back).
   void Reject(TenantAdmission& t, RejectReason reason, absl::Status status,
               Clock::Duration retry_after, Decision* d);

@@ -13,8 +13,24 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace fairserve {
+
+// The settings that are one of a fixed set of names. Each Name() gives the
+// spelling used in the config file.
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
+enum class LogFormat { kPlain, kJson, kOff };
+enum class StatusPageMode { kLoopback, kAdmin, kOff };
+enum class SchedulingPolicy { kFair, kFifo };
+enum class RateLimitBackendType { kLocal, kRedis };
+enum class FailurePolicy { kAllow, kDeny };
+absl::string_view Name(LogLevel v);
+absl::string_view Name(LogFormat v);
+absl::string_view Name(StatusPageMode v);
+absl::string_view Name(SchedulingPolicy v);
+absl::string_view Name(RateLimitBackendType v);
+absl::string_view Name(FailurePolicy v);
 
 // TLS on the gRPC port. Off unless cert_file and key_file are given.
 struct TlsConfig {
@@ -39,13 +55,13 @@ struct ServerConfig {
   std::string data_dir = "data";
   // Key hashes ("sha256:...") that may call the admin service.
   std::vector<std::string> admin_api_key_hashes;
-  // Who may open /status: "loopback" (default), "admin" (an admin key as
-  // Authorization: Bearer), or "off".
-  std::string status_page = "loopback";
+  // Who may open /status: loopback (default), admin (an admin key as
+  // Authorization: Bearer), or off.
+  StatusPageMode status_page = StatusPageMode::kLoopback;
   // trace, debug, info, warn, error (reloadable).
-  std::string log_level = "info";
+  LogLevel log_level = LogLevel::kInfo;
   // Access log lines: plain, json, or off (reloadable).
-  std::string log_format = "plain";
+  LogFormat log_format = LogFormat::kPlain;
   // Tags this replica's usage-ledger rows; empty = the host name.
   std::string replica_id;
   TlsConfig tls;
@@ -67,8 +83,8 @@ struct ServerConfig {
 };
 
 struct SchedulerConfig {
-  // "fair" (weighted fair queuing on measured cost) or "fifo" (one global queue).
-  std::string policy = "fair";
+  // fair (weighted fair queuing on measured cost) or fifo (one global queue).
+  SchedulingPolicy policy = SchedulingPolicy::kFair;
   // Worker threads that run batches; 0 = one per device.
   int64_t workers = 0;
   // libtorch intra-op threads per worker; 0 = cores / workers.
@@ -81,16 +97,16 @@ struct SchedulerConfig {
 // buckets (a tenant gets its rate on every replica). "redis": one GCRA bucket
 // per tenant in Redis, shared by every replica, so the rate holds fleet-wide.
 struct RateLimitBackendConfig {
-  std::string type = "local";  // local or redis
+  RateLimitBackendType type = RateLimitBackendType::kLocal;
   // Redis: "host:port" or "unix:/path/to/socket".
   std::string address = "127.0.0.1:6379";
   // Prefix of the Redis keys (one per tenant: <prefix>rl:<tenant_id>).
   std::string key_prefix = "fairserve:";
   // A check Redis has not answered in this time counts as a failure.
   int64_t timeout_ms = 50;
-  // While Redis is down or slow: "allow" (a local bucket at 1/replicas of the
-  // rate) or "deny" (UNAVAILABLE).
-  std::string on_failure = "allow";
+  // While Redis is down or slow: allow (a local bucket at 1/replicas of the
+  // rate) or deny (UNAVAILABLE).
+  FailurePolicy on_failure = FailurePolicy::kAllow;
   // Replicas sharing the limits; sizes the local fallback buckets.
   int64_t replicas = 1;
 };
@@ -125,7 +141,12 @@ struct TenantConfig {
   double weight = 1.0;
   RateLimitConfig rate_limit;
   int64_t max_inflight = 0;   // 0 = unlimited
-  int64_t max_queue = 1024;   // queued requests per tenant
+  // Requests admitted and not yet running (waiting for a rate-limit answer,
+  // a model load, decoding, or in a queue), per tenant.
+  int64_t max_queue = 1024;
+  // Payload bytes the tenant's admitted, unanswered requests may hold; with
+  // max_queue it bounds the memory one tenant can park in the server.
+  uint64_t max_pending_bytes = 512ull << 20;
   uint64_t memory_limit = 0;  // bytes; 0 = no own quota
   double memory_share_percent = 0;
   int64_t max_batch_size = 0;  // 0 = the model's limit
@@ -136,6 +157,11 @@ struct TenantConfig {
   KubernetesQuota kubernetes;
 
   bool AllowsModel(const std::string& model_name) const;
+  // The tenant's own memory partition on a device with `budget` bytes:
+  // memory_limit, or memory_share_percent of the budget; 0 = none (the
+  // tenant uses the shared pool). The one quota formula, used by the model
+  // cache, the status page and the config check.
+  uint64_t MemoryQuota(uint64_t budget) const;
 };
 
 // A volume tier: compute beyond `above_compute_seconds` (within one invoice)
@@ -176,10 +202,11 @@ struct Config {
 // every problem found, each as "file:line:col: field: message".
 absl::StatusOr<std::shared_ptr<const Config>> LoadConfigFile(const std::string& path);
 // Same for text; `name` stands for the file in messages, `base_dir` resolves
-// relative paths.
-absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& text,
-                                                          const std::string& name,
-                                                          const std::string& base_dir);
+// relative paths. `fields_read`, when given, receives every setting path the
+// parser looked up (see ConfigErrors::fields()).
+absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
+    const std::string& text, const std::string& name, const std::string& base_dir,
+    std::set<std::string>* fields_read = nullptr);
 
 // Names of the models in a repository directory (subdirectories holding a
 // config.yaml). Empty when the directory cannot be read.
@@ -196,6 +223,27 @@ absl::Status CheckConfigModels(const Config& config);
 
 // True when `s` has the form "sha256:" followed by 64 lowercase hex digits.
 bool IsValidKeyHash(const std::string& s);
+
+// How a reload treats a change of one setting.
+enum class ReloadEffect {
+  kLive,     // applied by the reload
+  kRestart,  // kept at its old value until the daemon restarts (logged)
+};
+
+struct ReloadDiff {
+  std::vector<std::string> live;     // changed settings the reload applies
+  std::vector<std::string> restart;  // changed settings that wait for a restart
+};
+
+// Compares two configs setting by setting, from one table that names every
+// setting of the file (a test checks that every key the parser reads is in
+// it). Settings are named as in the file, e.g. "scheduler.max_queue_wait_s".
+ReloadDiff DiffConfigs(const Config& current, const Config& next);
+
+// The table's entry for a field path as ConfigErrors::fields() writes it
+// ("tenants[].weight"); nullptr when the table has none. An entry for a
+// mapping or list ("tenants", "pricing") covers everything below it.
+const ReloadEffect* FindReloadEffect(const std::string& field);
 
 }  // namespace fairserve
 

@@ -40,6 +40,12 @@ struct UsageRow {
   double compute_seconds = 0;
 };
 
+struct UsageQuery {
+  std::string tenant_id;  // empty = all
+  int64_t from = 0;       // Unix seconds, inclusive
+  int64_t to = INT64_MAX; // Unix seconds, exclusive
+};
+
 // Where the wall-clock time of a batch comes from (injected for tests).
 using WallClock = std::function<int64_t()>;  // Unix seconds
 
@@ -62,8 +68,15 @@ class LedgerWriter final : public BatchObserver {
 
   // Commits everything pending now and stops the writer thread (SIGTERM).
   void Close();
-  // Commits everything pending now (tests, admin flush).
+  // Commits everything pending now (tests, shutdown).
   absl::Status Flush();
+
+  // This replica's usage over `query`: the committed rows plus the open
+  // commit window, each row counted exactly once, without forcing a commit
+  // (no fsync per read). Summed per (tenant, model, status). The one read
+  // used by the admin usage RPCs and the status page. Thread-safe; holds
+  // off the next commit for the duration of one indexed read.
+  absl::StatusOr<std::vector<UsageRow>> Usage(const UsageQuery& query);
 
   int64_t commits() const;
 
@@ -71,11 +84,13 @@ class LedgerWriter final : public BatchObserver {
   using Key = std::tuple<int64_t, std::string, std::string, std::string>;  // bucket, tenant, model, status
   LedgerWriter(Options options, sqlite3* db);
   void Run();
-  absl::Status Commit(std::map<Key, UsageRow> rows);
 
   const Options options_;
   sqlite3* db_;
-  std::mutex write_mu_;  // serializes commits (writer thread, Flush, Close)
+  // Takes pending_ and writes it to the database as one step; serializes
+  // commits (writer thread, Flush, Close) and Usage().
+  absl::Status CommitPending();
+  std::mutex write_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<Key, UsageRow> pending_ ABSL_GUARDED_BY(mu_);
@@ -90,11 +105,6 @@ class LedgerWriter final : public BatchObserver {
 // Reads ledgers back (fairctl, the admin service). Several files (one per
 // replica) are merged; rows are summed, never double counted, because each
 // replica writes its own rows.
-struct UsageQuery {
-  std::string tenant_id;  // empty = all
-  int64_t from = 0;       // Unix seconds, inclusive
-  int64_t to = INT64_MAX; // Unix seconds, exclusive
-};
 
 // Sums per (tenant, model, status) over the query window.
 absl::StatusOr<std::vector<UsageRow>> ReadUsage(const std::vector<std::string>& ledger_paths,

@@ -70,12 +70,13 @@ class ModelCache {
  public:
   using Callback = std::function<void(absl::StatusOr<std::shared_ptr<const Servable>>)>;
 
-  // Decides whether `tenant` may start another model load now; returns
-  // RESOURCE_EXHAUSTED (with when to retry) if not.
-  using LoadGate = std::function<absl::Status(const std::string& tenant)>;
+  // Decides whether the caller may start another model load now; returns
+  // RESOURCE_EXHAUSTED (with when to retry) if not. Runs under the cache's
+  // lock, on the calling thread: it must be quick and must not call back
+  // into the cache.
+  using LoadGate = std::function<absl::Status()>;
 
   ModelCache(std::unique_ptr<ModelLoader> loader, Clock& clock);
-  void SetLoadGate(LoadGate gate);
   ~ModelCache();
 
   // Reads the repository's model configs (nothing is loaded). Bad models are
@@ -94,12 +95,13 @@ class ModelCache {
   // Otherwise the load is queued and `done` runs on the loader thread.
   // Errors: NOT_FOUND (unknown model or version), UNAVAILABLE (bad config or
   // file), RESOURCE_EXHAUSTED (does not fit).
-  // `tenant` is who asks (empty for operators): a cache miss must first pass
-  // the load gate for that tenant, so a tenant that thrashes its partition
-  // is held to its model_loads_per_second instead of keeping the machine busy
-  // loading.
+  // `may_load`, when given, is asked before a cache miss starts a load (the
+  // caller passes its tenant's model_loads_per_second budget), so a tenant
+  // that thrashes its partition is held to its budget instead of keeping
+  // the machine busy loading. The cache itself knows nothing of tenants'
+  // budgets.
   void Acquire(const std::string& name, const std::string& version, Callback done,
-               const std::string& tenant = "");
+               const LoadGate& may_load = nullptr);
   absl::StatusOr<std::shared_ptr<const Servable>> AcquireSync(const std::string& name,
                                                               const std::string& version);
 
@@ -164,7 +166,6 @@ class ModelCache {
   std::deque<Entry*> jobs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Counters counters_ ABSL_GUARDED_BY(mu_);
-  LoadGate load_gate_ ABSL_GUARDED_BY(mu_);
   std::thread loader_thread_;
 };
 

@@ -44,11 +44,16 @@ struct InferenceRequest {
   int64_t batch_size = 1;
   // Largest batch this request may share (the tenant's cap); 0 = no cap.
   int64_t max_batch_size = 0;
+  // Largest answer the transport can send (its message limit); 0 = no limit.
+  // Outputs over it fail the request with RESOURCE_EXHAUSTED before the
+  // batch is metered, and that request is not billed for its share.
+  uint64_t max_response_bytes = 0;
   Clock::TimePoint arrival{};
   Clock::TimePoint deadline = Clock::TimePoint::max();
-  // The tenant's count of queued requests (admission's max_queue): the
-  // scheduler adds one while the request waits in its queue. May be null.
-  std::shared_ptr<std::atomic<int64_t>> queued_counter;
+  // Held from admission until the request starts to run (admission's
+  // max_queue counts it meanwhile); the queue drops it when it hands the
+  // request to a worker. May be null.
+  std::shared_ptr<void> waiting;
   // Keeps whatever the transport needs alive until the request is destroyed
   // (the admission in-flight slot).
   std::shared_ptr<void> hold;
@@ -82,7 +87,11 @@ struct BatchRecord {
   std::string model_name;
   std::string model_version;
   int64_t samples = 0;
-  double compute_seconds = 0;  // measured time of the model run(s)
+  double compute_seconds = 0;  // measured time of the model run(s) billed to the items
+  // All the device time the batch took, including a failed shared run that
+  // was then retried request by request (billed to nobody, but the tenant
+  // whose batch it was used the device: the fair-share clock charges it).
+  double device_seconds = 0;
   std::vector<BatchItem> items;
 };
 

@@ -4,10 +4,16 @@
 #include <functional>
 #include <string>
 
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "absl/base/thread_annotations.h"
 #include "fairserve/admission/admission.h"
+#include "fairserve/admission/token_bucket.h"
 #include "fairserve/common/snapshot.h"
 #include "fairserve/metering/ledger.h"
-#include "fairserve/tenancy/auth_throttle.h"
+#include "fairserve/tenancy/authenticator.h"
 #include "fairserve/tenancy/tenant_registry.h"
 #include "fairserve/admin/v1/admin.grpc.pb.h"
 
@@ -16,10 +22,14 @@ namespace fairserve {
 struct AdminServiceDeps {
   Snapshot<TenantRegistry>* tenants = nullptr;
   LedgerWriter* ledger = nullptr;
-  std::string ledger_path;
   Admission* admission = nullptr;
-  AuthThrottle* auth_throttle = nullptr;
+  const Authenticator* authenticator = nullptr;
+  Clock* clock = nullptr;
   std::function<absl::Status()> reload;
+  // GetUsage/GetInvoice calls one tenant key may make per second (and in a
+  // burst); admins are not limited.
+  double tenant_reads_per_second = 2;
+  double tenant_read_burst = 10;
 };
 
 // fairserve.admin.v1.Admin. Synchronous gRPC service: its calls read the
@@ -39,20 +49,19 @@ class AdminService final : public fairserve::admin::v1::Admin::Service {
                       admin::v1::ReloadResponse* resp) override;
 
  private:
-  // Who is calling: an admin, or a tenant (which may only see itself).
-  struct Caller {
-    std::shared_ptr<const TenantRegistry> registry;
-    bool admin = false;
-    std::string tenant_id;
-  };
-  absl::StatusOr<Caller> Authenticate(const grpc::ServerContext* ctx) const;
-  // The tenant a usage/invoice request is about, checked against the caller.
-  absl::StatusOr<std::string> TargetTenant(const Caller& caller, const std::string& asked,
+  // The tenant a usage/invoice request is about, checked against the caller
+  // (an admin, or a tenant, which may only see itself).
+  absl::StatusOr<std::string> TargetTenant(const Principal& caller, const std::string& asked,
                                            bool required) const;
   absl::StatusOr<UsageQuery> Query(const std::string& tenant, const std::string& from,
                                    const std::string& to) const;
+  // A tenant's usage reads are rate limited (each reads the ledger); OK for
+  // admins. RESOURCE_EXHAUSTED adds a retry-after-ms trailer.
+  absl::Status LimitTenantRead(grpc::ServerContext* ctx, const Principal& caller);
 
   AdminServiceDeps deps_;
+  std::mutex buckets_mu_;
+  std::map<std::string, std::unique_ptr<TokenBucket>> buckets_ ABSL_GUARDED_BY(buckets_mu_);
 };
 
 }  // namespace fairserve

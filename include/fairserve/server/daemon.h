@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "fairserve/common/snapshot.h"
 #include "fairserve/config/config.h"
+#include "fairserve/metering/metrics.h"
 
 namespace grpc {
 class Server;
@@ -22,11 +23,10 @@ namespace fairserve {
 
 class Admission;
 class AuthThrottle;
+class TaskExecutor;
+class Authenticator;
 class RedisRateLimiter;
 class LedgerWriter;
-class Counter;
-template <typename T>
-class Family;
 class Registry;
 class ServerMetrics;
 class AccessLog;
@@ -80,10 +80,21 @@ class Daemon {
 
  private:
   Daemon();
+  // Builds every subsystem in dependency order, then starts the listeners.
   absl::Status Init(const DaemonFlags& flags);
-  // Answers /status (HTTP code and body), enforcing server.status_page.
-  std::pair<int, std::string> StatusResponse(const std::string& remote_addr,
-                                             const std::string& authorization);
+  // Access log, metrics registry, usage ledger.
+  absl::Status BuildMetering(const Config& config);
+  // Tenants, admission (and its Redis backend), the failed-login throttle,
+  // the authenticator.
+  absl::Status BuildAccessControl(const std::shared_ptr<const Config>& config);
+  // The model cache: scan, limits, preload.
+  absl::Status BuildModels(const Config& config);
+  // Batch runner, scheduler and its workers, the call executor.
+  void BuildScheduling(const Config& config);
+  // The gRPC services and the status page.
+  void BuildServices(const Config& config);
+  // gRPC, then HTTP: last, once everything they reach exists.
+  absl::Status StartListeners(const Config& config);
   // Applies the settings that follow reloads: log level and access-log format.
   void ApplyLogging(const Config& config);
   // rate_limit_backend redis: connects (in the background) and makes
@@ -105,19 +116,25 @@ class Daemon {
   std::unique_ptr<Admission> admission_;
   std::shared_ptr<RedisRateLimiter> rate_limiter_;  // rate_limit_backend redis only
   std::unique_ptr<AuthThrottle> auth_throttle_;
+  std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<LedgerWriter> ledger_;
   std::unique_ptr<ModelCache> models_;
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<ModelStats> stats_;
+  // Continuations of calls whose previous step ended on another component's
+  // thread (Redis I/O, model loader).
+  std::unique_ptr<TaskExecutor> executor_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<StatusPage> status_page_;
   std::chrono::steady_clock::time_point started_;
-  Family<Counter>* reloads_ = nullptr;
+  // fairserve_config_reloads_total{result="ok"|"error"}.
+  Counter* reloads_ok_ = nullptr;
+  Counter* reloads_error_ = nullptr;
   int grpc_port_ = 0;
   int http_port_ = -1;
   bool stopped_ = false;

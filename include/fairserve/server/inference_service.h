@@ -12,7 +12,8 @@
 #include "fairserve/server/access_log.h"
 #include "fairserve/models/model_cache.h"
 #include "fairserve/scheduling/scheduler.h"
-#include "fairserve/tenancy/auth_throttle.h"
+#include "fairserve/server/infer_call.h"
+#include "fairserve/tenancy/authenticator.h"
 #include "fairserve/tenancy/tenant_registry.h"
 #include "inference/grpc_service.grpc.pb.h"
 
@@ -20,22 +21,15 @@ namespace fairserve {
 
 // What the inference service needs from the daemon. Not owned.
 struct InferenceServiceDeps {
-  Snapshot<TenantRegistry>* tenants = nullptr;
-  ModelCache* models = nullptr;
-  Scheduler* scheduler = nullptr;
-  Admission* admission = nullptr;
-  AuthThrottle* auth_throttle = nullptr;
-  ServerMetrics* metrics = nullptr;
-  const AccessLog* access_log = nullptr;
+  InferCallDeps call;  // what every ModelInfer call needs
   const ModelStats* stats = nullptr;
-  Clock* clock = nullptr;
-  // False before start-up completes and once draining starts.
-  const std::atomic<bool>* ready = nullptr;
 };
 
-// inference.GRPCInferenceService on gRPC's callback API. Handlers never block:
-// ModelInfer authenticates from metadata, validates, queues, and returns; a
-// scheduler worker finishes the call. RPCs not overridden answer UNIMPLEMENTED.
+// inference.GRPCInferenceService on gRPC's callback API, a front end of
+// InferCall. Handlers never block: ModelInfer reads the call's credentials
+// and deadline, starts an InferCall and returns; the call finishes on the
+// server's executor or a scheduler worker. RPCs not overridden answer
+// UNIMPLEMENTED.
 class InferenceService final : public inference::GRPCInferenceService::CallbackService {
  public:
   explicit InferenceService(InferenceServiceDeps deps) : deps_(deps) {}
@@ -72,42 +66,6 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
                                        inference::ModelInferResponse* resp) override;
 
  private:
-  // The tenant behind the call's API key, and the model it may use.
-  struct Caller {
-    std::shared_ptr<const TenantRegistry> registry;
-    const TenantConfig* tenant = nullptr;
-  };
-  // Refuses throttled peers, and counts a failed key against the peer.
-  absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* ctx) const;
-  // RESOURCE_EXHAUSTED (with a retry-after-ms trailer) while `peer` is
-  // throttled for failed authentications.
-  absl::Status CheckThrottle(grpc::CallbackServerContext* ctx, const std::string& peer) const;
-  // OK for an admin key (server.admin_api_keys), else UNAUTHENTICATED /
-  // PERMISSION_DENIED.
-  absl::Status RequireAdmin(grpc::CallbackServerContext* ctx, const char* what) const;
-  // NOT_FOUND for an unknown model, PERMISSION_DENIED when `tenant` may not use it.
-  absl::StatusOr<ModelConfig> CheckModelAccess(const TenantConfig& tenant,
-                                               const std::string& name) const;
-
-  // A ModelInfer call between authentication and its model being resident.
-  struct PendingInfer {
-    std::unique_ptr<InferenceRequest> request;
-    grpc::ServerUnaryReactor* reactor = nullptr;
-    grpc::CallbackServerContext* ctx = nullptr;
-    std::shared_ptr<const TenantRegistry> registry;  // keeps `tenant` alive
-    const TenantConfig* tenant = nullptr;
-    const inference::ModelInferRequest* req = nullptr;
-    inference::ModelInferResponse* resp = nullptr;
-  };
-  // After admission (here or on the shared limiter's thread): checks the
-  // model and asks the cache for it.
-  void ContinueAdmitted(std::shared_ptr<PendingInfer> pending, Admission::Decision admitted);
-  // Once the model is resident: decodes and queues the request.
-  void ContinueInfer(PendingInfer& pending,
-                     absl::StatusOr<std::shared_ptr<const Servable>> servable);
-  void LogRejected(const std::string& tenant, const inference::ModelInferRequest& req,
-                   const absl::Status& status) const;
-
   InferenceServiceDeps deps_;
 };
 

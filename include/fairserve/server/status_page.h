@@ -6,7 +6,15 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "fairserve/admission/admission.h"
+#include "fairserve/common/snapshot.h"
+#include "fairserve/metering/ledger.h"
+#include "fairserve/metering/server_metrics.h"
+#include "fairserve/models/model_cache.h"
+#include "fairserve/tenancy/authenticator.h"
 
 namespace fairserve {
 
@@ -39,14 +47,36 @@ struct StatusSnapshot {
   std::vector<ModelStatus> models;
 };
 
-// Renders /status: a self-contained HTML page (no external assets) that
-// refreshes itself every 5 s. Remembers the previous snapshot's request
-// totals to show each tenant's request rate between refreshes. Thread-safe.
+// What the status page reads. Not owned.
+struct StatusPageDeps {
+  const Snapshot<TenantRegistry>* tenants = nullptr;
+  const Authenticator* authenticator = nullptr;
+  const ModelCache* models = nullptr;
+  Admission* admission = nullptr;
+  const ServerMetrics* metrics = nullptr;
+  LedgerWriter* ledger = nullptr;
+  std::chrono::steady_clock::time_point started;
+};
+
+// /status: a self-contained HTML page (no external assets) that refreshes
+// itself every 5 s. Remembers the previous snapshot's request totals to show
+// each tenant's request rate between refreshes. Thread-safe; runs on the
+// HTTP server's threads.
 class StatusPage {
  public:
+  StatusPage() = default;
+  explicit StatusPage(StatusPageDeps deps) : deps_(deps) {}
+
+  // The HTTP answer (code, body) for a client at `remote_addr` sending
+  // `authorization`, enforcing server.status_page: 404 when off, 403 for a
+  // non-loopback client in loopback mode, 401/403/429 in admin mode as the
+  // Authenticator decides.
+  std::pair<int, std::string> Respond(const std::string& remote_addr,
+                                      const std::string& authorization);
   std::string Render(const StatusSnapshot& snapshot);
 
  private:
+  StatusPageDeps deps_;
   std::mutex mu_;
   std::chrono::steady_clock::time_point last_time_;
   std::map<std::string, double> last_totals_;

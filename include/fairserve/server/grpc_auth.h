@@ -1,0 +1,43 @@
+#ifndef FAIRSERVE_SERVER_GRPC_AUTH_H_
+#define FAIRSERVE_SERVER_GRPC_AUTH_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "fairserve/tenancy/authenticator.h"
+
+namespace fairserve {
+
+// The credentials of a gRPC call, as the Authenticator takes them: the
+// authorization / x-api-key metadata, the verified client certificate's
+// names (read only when asked), the peer's host. Valid while the call's
+// context is; use on the call's thread.
+class GrpcCredentials {
+ public:
+  explicit GrpcCredentials(const grpc::ServerContextBase* ctx);
+  const Credentials& get() const { return credentials_; }
+
+ private:
+  std::string peer_;
+  Credentials credentials_;
+};
+
+// What a gRPC call must be.
+enum class CallerKind { kAny, kTenant, kAdmin };
+
+// Reads a gRPC call's credentials (authorization / x-api-key metadata, the
+// verified client certificate, the peer) and hands them to the one
+// Authenticator. A throttled peer's refusal carries a 'retry-after-ms'
+// trailer. `what` names the operation in PERMISSION_DENIED messages for
+// kAdmin. Runs on the calling (gRPC) thread; takes no lock of its own.
+absl::StatusOr<Principal> AuthenticateGrpcCall(const Authenticator& authenticator,
+                                               grpc::ServerContextBase* ctx, CallerKind kind,
+                                               absl::string_view what = "");
+
+// One metadata value of the call, empty when absent.
+absl::string_view GrpcMetadata(const grpc::ServerContextBase* ctx, absl::string_view key);
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_SERVER_GRPC_AUTH_H_

@@ -1,0 +1,149 @@
+#ifndef FAIRSERVE_SERVER_INFER_CALL_H_
+#define FAIRSERVE_SERVER_INFER_CALL_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "fairserve/admission/admission.h"
+#include "fairserve/common/clock.h"
+#include "fairserve/common/task_executor.h"
+#include "fairserve/metering/server_metrics.h"
+#include "fairserve/models/model_cache.h"
+#include "fairserve/scheduling/scheduler.h"
+#include "fairserve/server/access_log.h"
+#include "fairserve/tenancy/authenticator.h"
+#include "inference/grpc_service.pb.h"
+
+namespace fairserve {
+
+// What every inference call needs from the server. Not owned; all of it
+// outlives every call (the daemon stops its listeners, then the executor,
+// before tearing these down).
+struct InferCallDeps {
+  const Authenticator* authenticator = nullptr;
+  Admission* admission = nullptr;
+  ModelCache* models = nullptr;
+  Scheduler* scheduler = nullptr;
+  ServerMetrics* metrics = nullptr;
+  const AccessLog* access_log = nullptr;
+  Clock* clock = nullptr;
+  TaskExecutor* executor = nullptr;
+  // False before start-up completes and once draining starts.
+  const std::atomic<bool>* ready = nullptr;
+  // The transport's send limit: larger answers fail before they are billed.
+  uint64_t max_response_bytes = 0;
+};
+
+// How a front end answers one call. Exactly one of Reject() and Finish() is
+// called, exactly once, on whichever thread the call ends on: the front
+// end's own thread (refused early), the server's executor, or a scheduler
+// worker (after the batch ran). Implementations only hand the answer to
+// their transport; they must not block.
+class InferReply {
+ public:
+  virtual ~InferReply() = default;
+  // `retry_after` > 0 when waiting would help (rate limits, throttling).
+  virtual void Reject(const absl::Status& status, Clock::Duration retry_after) = 0;
+  virtual void Finish(InferenceResult result, const std::string& model_name,
+                      const std::string& version, const std::string& id) = 0;
+};
+
+// One inference call, whatever front end brought it (gRPC unary today; the
+// REST and streaming front ends build the same object), as an explicit
+// state machine:
+//
+//   kNew -> kAuthenticated -> kAdmitted -> kModelAcquired -> kDecoded
+//        -> kQueued -> kAnswered
+//   any state before kQueued -> kRejected
+//
+// Every refusal goes through one Reject(), which counts it, logs it and
+// answers it once. Where each step runs:
+// - Authentication, admission with local limits, and a model-cache hit run
+//   on the front end's thread, inline: a request that can run at once takes
+//   no extra hand-off.
+// - A step that finishes on someone else's thread (the Redis limiter's I/O
+//   thread, the model loader's SCHED_IDLE thread) only hands the call to the
+//   server's executor, where decoding and queueing continue. No component
+//   calls back into the call's code on its own thread.
+// - After kQueued the scheduler owns the request; a worker answers it.
+// The call object lives until its last step is done; the admission slots
+// it holds (in-flight, waiting, pending bytes) are given back by their own
+// lifetimes: the waiting slot when the request starts to run, the others
+// when it is answered.
+class InferCall : public std::enable_shared_from_this<InferCall> {
+ public:
+  enum class State {
+    kNew,
+    kAuthenticated,
+    kAdmitted,
+    kModelAcquired,
+    kDecoded,
+    kQueued,
+    kAnswered,
+    kRejected
+  };
+  static const char* StateName(State s);
+
+  // Starts a call. `request` must stay valid until `reply` has been called
+  // (the front end owns it). `transport_deadline` is the client's deadline
+  // as the transport knows it (TimePoint::max() = none); `cancelled` is set
+  // by the transport when the client goes away. Runs the first steps on
+  // the calling thread.
+  static void Start(const InferCallDeps& deps, const Credentials& credentials,
+                    const inference::ModelInferRequest* request,
+                    Clock::TimePoint transport_deadline,
+                    std::shared_ptr<std::atomic<bool>> cancelled,
+                    std::unique_ptr<InferReply> reply);
+
+  State state() const { return state_; }
+
+  InferCall(const InferCallDeps& deps, const inference::ModelInferRequest* request,
+            std::unique_ptr<InferReply> reply);
+
+ private:
+  void Authenticate(const Credentials& credentials);
+  void Admit();
+  void OnAdmitted(Admission::Decision decision);
+  void AcquireModel();
+  void OnModel(absl::StatusOr<std::shared_ptr<const Servable>> servable);
+  void DecodeAndQueue();
+  // Answers a refusal: counts it (unless `counted`: admission and the
+  // authenticator count their own), logs it, and replies. Once.
+  void Reject(const absl::Status& status, Clock::Duration retry_after = Clock::Duration(0),
+              bool counted = false);
+  // On a scheduler worker: meters and answers the call.
+  void OnDone(absl::StatusOr<InferenceResult> result);
+
+  const InferCallDeps& deps_;
+  const inference::ModelInferRequest* const request_;
+  std::unique_ptr<InferReply> reply_;
+  State state_ = State::kNew;
+  Principal principal_;
+  Clock::TimePoint arrival_{};
+  Clock::TimePoint transport_deadline_ = Clock::TimePoint::max();
+  std::shared_ptr<std::atomic<bool>> cancelled_;
+  Clock::TimePoint deadline_ = Clock::TimePoint::max();
+  int64_t rows_ = 0;  // samples, once decoded
+  Admission::Decision admitted_;
+  std::shared_ptr<const Servable> servable_;
+};
+
+// NOT_FOUND for an unknown model, PERMISSION_DENIED when `tenant` may not
+// use it (not in its `models`, or another tenant's private model).
+absl::StatusOr<ModelConfig> CheckModelAccess(const ModelCache& models, const TenantConfig& tenant,
+                                             const std::string& name);
+
+// The client's deadline: the earlier of the transport's and the request's
+// `timeout` parameter (microseconds, Triton's convention; 0 = none). Both
+// are capped at a day ahead, so `now + timeout` never overflows; a negative
+// or non-integer timeout is INVALID_ARGUMENT.
+absl::StatusOr<Clock::TimePoint> RequestDeadline(const inference::ModelInferRequest& req,
+                                                 Clock::TimePoint now,
+                                                 Clock::TimePoint transport_deadline);
+
+}  // namespace fairserve
+
+#endif  // FAIRSERVE_SERVER_INFER_CALL_H_

@@ -1,0 +1,161 @@
+// End to end: the limits a tenant is promised, against the real daemon. A
+// "slow" test model (x[0][0] matrix products, 0.5 to 1.5 ms each) keeps the
+// single worker busy while the requests under test wait.
+
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <future>
+#include <thread>
+
+#include "fairserve/tenancy/api_key.h"
+#include "inference/grpc_service.grpc.pb.h"
+#include "integration/daemon_process.h"
+
+namespace fairserve {
+namespace {
+
+using namespace testing_util;
+using inference::GRPCInferenceService;
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+using ::testing::HasSubstr;
+
+std::string LimitsConfig(const std::string& scheduler, const std::string& acme,
+                         const std::string& globex) {
+  return "server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, data_dir: data, "
+         "drain_timeout_s: 10}\n"
+         "model_repository: " TEST_MODELS_DIR "\n"
+         "scheduler: {workers: 1, intra_op_threads: 1" + scheduler + "}\n"
+         "tenants:\n"
+         "  - id: acme\n"
+         "    api_keys: [\"" + HashApiKey(kAcmeKey) + "\"]\n" + acme +
+         "  - id: globex\n"
+         "    api_keys: [\"" + HashApiKey(kGlobexKey) + "\"]\n"
+         "    models: [add_one, slow]\n" + globex;
+}
+
+struct Answer {
+  grpc::Status status;
+  std::string retry_after_ms;
+};
+
+// One call on its own connection; `cancel_after` > 0 cancels it then.
+Answer Call(const DaemonProcess& d, const std::string& key, const ModelInferRequest& req,
+            std::chrono::milliseconds deadline = std::chrono::seconds(30),
+            std::chrono::milliseconds cancel_after = std::chrono::milliseconds(0)) {
+  auto stub = GRPCInferenceService::NewStub(OwnConnection(d.grpc_address()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("x-api-key", key);
+  ctx.set_deadline(std::chrono::system_clock::now() + deadline);
+  std::thread canceller;
+  if (cancel_after.count() > 0) {
+    canceller = std::thread([&ctx, cancel_after] {
+      std::this_thread::sleep_for(cancel_after);
+      ctx.TryCancel();
+    });
+  }
+  ModelInferResponse resp;
+  Answer a{stub->ModelInfer(&ctx, req, &resp), ""};
+  if (canceller.joinable()) canceller.join();
+  auto it = ctx.GetServerTrailingMetadata().find("retry-after-ms");
+  if (it != ctx.GetServerTrailingMetadata().end()) {
+    a.retry_after_ms = std::string(it->second.data(), it->second.size());
+  }
+  return a;
+}
+
+// `n` matrix products on the one worker: 0.5 to 1.5 ms each.
+ModelInferRequest Slow(int n) { return FloatRequest("slow", {float(n), 0, 0, 0}, {1, 4}); }
+ModelInferRequest AddOne() { return FloatRequest("add_one", RandomFloats(16, 3), {1, 16}); }
+
+// Starts a call in the background.
+std::future<Answer> Async(const DaemonProcess& d, const std::string& key, ModelInferRequest req) {
+  return std::async(std::launch::async, [&d, key, req] { return Call(d, key, req); });
+}
+
+TEST(LimitsTest, MaxInflightAndMaxQueueHoldEndToEnd) {
+  DaemonProcess d(LimitsConfig("", "    max_inflight: 2\n", "    max_queue: 2\n"));
+  ASSERT_TRUE(d.serving()) << d.Log();
+  // The worker runs acme's slow request (~1 s): everything below waits.
+  std::future<Answer> running = Async(d, kAcmeKey, Slow(2000));
+  ASSERT_TRUE(WaitFor([&] { return Metric(d, "fairserve_queue_depth{tenant_id=\"acme\"}") == 0 &&
+                                   Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}") == 1; }));
+  std::future<Answer> second = Async(d, kAcmeKey, AddOne());
+  ASSERT_TRUE(WaitFor(
+      [&] { return Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}") == 2; }));
+  // acme: two in flight (one running, one queued) -> the third is refused.
+  Answer third = Call(d, kAcmeKey, AddOne());
+  EXPECT_EQ(third.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(third.status.error_message(), HasSubstr("max_inflight 2"));
+  EXPECT_FALSE(third.retry_after_ms.empty());
+  // globex: two waiting -> the third is refused; its own limit, not acme's.
+  std::future<Answer> g1 = Async(d, kGlobexKey, AddOne());
+  std::future<Answer> g2 = Async(d, kGlobexKey, AddOne());
+  ASSERT_TRUE(
+      WaitFor([&] { return Metric(d, "fairserve_queue_depth{tenant_id=\"globex\"}") == 2; }));
+  Answer g3 = Call(d, kGlobexKey, AddOne());
+  EXPECT_EQ(g3.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(g3.status.error_message(), HasSubstr("max_queue 2"));
+  for (std::future<Answer>* f : {&running, &second, &g1, &g2}) {
+    Answer a = f->get();
+    EXPECT_TRUE(a.status.ok()) << a.status.error_message();
+  }
+  EXPECT_EQ(Metric(d, "fairserve_rejected_requests_total{reason=\"max_inflight\",tenant_id=\"acme\"}"), 1);
+  EXPECT_EQ(Metric(d, "fairserve_rejected_requests_total{reason=\"max_queue\",tenant_id=\"globex\"}"), 1);
+  EXPECT_EQ(Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}"), 0);
+  EXPECT_EQ(Metric(d, "fairserve_queue_depth{tenant_id=\"globex\"}"), 0);
+  EXPECT_EQ(Metric(d, "fairserve_pending_request_bytes{tenant_id=\"globex\"}"), 0);
+  EXPECT_EQ(d.Stop(SIGTERM), 0);
+}
+
+// A client's deadline, and a client that gives up, while the request waits
+// in its queue: answered, never run, never billed.
+TEST(LimitsTest, DeadlineAndCancelWhileQueuedNeverRun) {
+  DaemonProcess d(LimitsConfig("", "", ""));
+  ASSERT_TRUE(d.serving()) << d.Log();
+  std::future<Answer> running = Async(d, kAcmeKey, Slow(2000));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}") == 1; }));
+  Answer late = Call(d, kGlobexKey, AddOne(), std::chrono::milliseconds(200));
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  Answer gone = Call(d, kGlobexKey, AddOne(), std::chrono::seconds(30),
+                     std::chrono::milliseconds(100));
+  EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(running.get().status.ok());
+  // The server answered both without running them.
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric(d, "tenant_requests_total{status=\"cancelled\",tenant_id=\"globex\"}") == 1 &&
+           Metric(d, "tenant_requests_total{status=\"deadline_exceeded\",tenant_id=\"globex\"}") == 1;
+  })) << d.Log();
+  EXPECT_EQ(Metric(d, "tenant_samples_total{model_name=\"add_one\",tenant_id=\"globex\"}"), 0);
+  EXPECT_EQ(Metric(d, "fairserve_inflight_requests{tenant_id=\"globex\"}"), 0);
+  EXPECT_TRUE(Call(d, kGlobexKey, AddOne()).status.ok());
+  EXPECT_EQ(d.Stop(SIGTERM), 0);
+}
+
+// scheduler.policy fifo end to end, and max_queue_wait_s: a request that
+// waits longer than that is answered DEADLINE_EXCEEDED without running.
+TEST(LimitsTest, FifoAndMaxQueueWait) {
+  DaemonProcess d(LimitsConfig(", policy: fifo, max_queue_wait_s: 0.3", "", ""));
+  ASSERT_TRUE(d.serving()) << d.Log();
+  EXPECT_THAT(d.Log(), HasSubstr("scheduler: policy fifo"));
+  std::future<Answer> running = Async(d, kAcmeKey, Slow(2000));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}") == 1; }));
+  Answer waited = Call(d, kGlobexKey, AddOne());  // no deadline of its own
+  EXPECT_EQ(waited.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << waited.status.error_message();
+  EXPECT_TRUE(running.get().status.ok());
+  EXPECT_EQ(Metric(d, "tenant_samples_total{model_name=\"add_one\",tenant_id=\"globex\"}"), 0);
+  // Both tenants are served once the worker is free.
+  std::vector<std::future<Answer>> calls;
+  for (int i = 0; i < 6; ++i) calls.push_back(Async(d, i % 2 ? kAcmeKey : kGlobexKey, AddOne()));
+  for (auto& f : calls) EXPECT_TRUE(f.get().status.ok());
+  EXPECT_EQ(d.Stop(SIGTERM), 0);
+}
+
+}  // namespace
+}  // namespace fairserve

@@ -429,17 +429,6 @@ bool TenantConfig::AllowsModel(const std::string& model_name) const {
   return false;
 }
 
-std::set<std::string> ListRepositoryModels(const std::string& repository) {
-  std::set<std::string> names;
-  std::error_code ec;
-  for (const fs::directory_entry& dir : fs::directory_iterator(repository, ec)) {
-    if (dir.is_directory(ec) && fs::exists(dir.path() / "config.yaml", ec)) {
-      names.insert(dir.path().filename().string());
-    }
-  }
-  return names;
-}
-
 absl::Status CheckTenantModels(const Config& config, const std::set<std::string>& known) {
   std::vector<std::string> problems;
   for (size_t i = 0; i < config.tenants.size(); ++i) {
@@ -453,12 +442,6 @@ absl::Status CheckTenantModels(const Config& config, const std::set<std::string>
   }
   if (problems.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
-}
-
-absl::Status CheckConfigModels(const Config& config) {
-  std::error_code ec;
-  if (!fs::is_directory(config.model_repository, ec)) return absl::OkStatus();
-  return CheckTenantModels(config, ListRepositoryModels(config.model_repository));
 }
 
 bool IsValidKeyHash(const std::string& s) {

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "fairserve/config/config.h"
+#include "fairserve/models/model_repository.h"
 #include "fairserve/config/render.h"
 #include "fairserve/metering/invoice.h"
 #include "fairserve/metering/ledger.h"

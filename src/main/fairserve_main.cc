@@ -15,6 +15,7 @@
 
 #include "absl/strings/numbers.h"
 #include "fairserve/config/config.h"
+#include "fairserve/models/model_repository.h"
 #include "fairserve/server/daemon.h"
 #include "fairserve/version.h"
 #include "spdlog/sinks/stdout_sinks.h"

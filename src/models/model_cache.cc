@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "fairserve/common/units.h"
+#include "fairserve/models/model_repository.h"
 #include "spdlog/spdlog.h"
 
 namespace fairserve {
@@ -47,48 +48,30 @@ ModelCache::~ModelCache() {
 }
 
 absl::Status ModelCache::Scan(const std::string& root) {
-  std::error_code ec;
-  if (!fs::is_directory(root, ec)) {
-    return absl::NotFoundError(absl::StrCat(
-        "model repository '", root, "' is not a readable directory; set model_repository in "
-        "the config or pass --model-repository DIR"));
-  }
+  absl::StatusOr<std::vector<RepositoryModel>> repository = ScanRepository(root);
+  if (!repository.ok()) return repository.status();
   std::map<std::string, Model> scanned;
-  for (const fs::directory_entry& dir : fs::directory_iterator(root, ec)) {
-    if (!dir.is_directory()) continue;
-    std::string name = dir.path().filename().string();
-    if (name.empty() || name[0] == '.') continue;
+  for (RepositoryModel& m : *repository) {
     Model model;
-    model.config = LoadModelConfig((dir.path() / "config.yaml").string(), name);
+    model.config = std::move(m.config);
     if (!model.config.ok()) {
-      spdlog::error("model '{}' is unavailable: {}", name,
+      spdlog::error("model '{}' is unavailable: {}", m.name,
                     std::string(model.config.status().message()));
-    } else {
-      for (const fs::directory_entry& vdir : fs::directory_iterator(dir.path(), ec)) {
-        int64_t version = 0;
-        if (!vdir.is_directory() ||
-            !absl::SimpleAtoi(vdir.path().filename().string(), &version) || version < 0) {
-          continue;
-        }
-        Entry& e = model.versions[version];
-        e.name = name;
-        e.version = version;
-        e.file = (vdir.path() / "model.pt").string();
-        if (!fs::exists(e.file, ec)) {
-          e.state = State::kFailed;
-          e.reason = absl::StrCat(e.file, ": no such file");
-        }
-      }
-      if (model.versions.empty()) {
-        spdlog::error("model '{}' has no version directory (expected {}/1/model.pt)", name,
-                      dir.path().string());
+    } else if (m.versions.empty()) {
+      spdlog::error("model '{}' has no version directory (expected {}/{}/1/model.pt)", m.name,
+                    root, m.name);
+    }
+    for (const RepositoryVersion& v : m.versions) {
+      Entry& e = model.versions[v.version];
+      e.name = m.name;
+      e.version = v.version;
+      e.file = v.file;
+      if (!v.problem.empty()) {
+        e.state = State::kFailed;
+        e.reason = v.problem;
       }
     }
-    scanned[name] = std::move(model);
-  }
-  if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot read model repository '", root, "': ", ec.message()));
+    scanned[m.name] = std::move(model);
   }
   std::lock_guard<std::mutex> lock(mu_);
   models_ = std::move(scanned);
@@ -96,12 +79,65 @@ absl::Status ModelCache::Scan(const std::string& root) {
 }
 
 void ModelCache::SetLimits(const Config& config) {
+  std::vector<std::shared_ptr<const Servable>> evicted;  // destroyed after the lock
   std::lock_guard<std::mutex> lock(mu_);
   budget_ = config.devices.empty() ? 0 : config.devices[0].memory_budget;
   quotas_.clear();
   for (const TenantConfig& t : config.tenants) {
     if (uint64_t q = t.MemoryQuota(budget_); q > 0) quotas_[t.id] = q;
   }
+  // Re-home resident models: a model's partition follows its owner's quota
+  // (a tenant that lost its quota leaves its models in the shared pool),
+  // then every partition over its new capacity sheds idle models.
+  for (auto& [name, model] : models_) {
+    if (!model.config.ok()) continue;
+    for (auto& [v, e] : model.versions) {
+      if (e.state == State::kReady || e.state == State::kLoading) {
+        e.partition = PartitionOf(*model.config);
+      }
+    }
+  }
+  std::vector<std::string> partitions = {""};
+  for (const auto& [tenant, q] : quotas_) partitions.push_back(tenant);
+  for (const std::string& p : partitions) {
+    const uint64_t cap = Capacity(p);
+    if (cap == 0) continue;
+    if (!EvictIdleUntil(p, cap, nullptr, "the new limits", &evicted)) {
+      spdlog::warn("{} holds {} over its new size {} in models that are in use or pinned; "
+                   "they are evicted as they go idle and other loads wait",
+                   PartitionName(p), FormatBytes(Used(p)), FormatBytes(cap));
+    }
+  }
+}
+
+bool ModelCache::EvictIdleUntil(const std::string& partition, uint64_t limit, const Entry* keep,
+                                const std::string& reason,
+                                std::vector<std::shared_ptr<const Servable>>* evicted) {
+  while (Used(partition) > limit) {
+    // The least recently used idle model of the partition goes first.
+    Entry* victim = nullptr;
+    for (auto& [name, model] : models_) {
+      for (auto& [v, other] : model.versions) {
+        bool idle = other.state == State::kReady && !other.pinned &&
+                    other.servable.use_count() == 1 && &other != keep;
+        if (idle && other.partition == partition &&
+            (!victim || other.last_used < victim->last_used)) {
+          victim = &other;
+        }
+      }
+    }
+    if (!victim) return false;
+    spdlog::info("evicting model '{}' version {} ({}) from {} to make room for {}", victim->name,
+                 victim->version, FormatBytes(victim->charge), PartitionName(victim->partition),
+                 reason);
+    // Freed by the caller once the lock is released: tearing down a large
+    // module takes milliseconds that other requests' lookups must not wait.
+    evicted->push_back(std::move(victim->servable));
+    victim->state = State::kUnloaded;
+    victim->charge = 0;
+    ++counters_.evictions;
+  }
+  return true;
 }
 
 std::string ModelCache::PartitionOf(const ModelConfig& config) const {
@@ -173,33 +209,11 @@ absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config,
     return absl::ResourceExhaustedError(
         absl::StrCat(what, ", more than ", PartitionName(e.partition), " (", FormatBytes(cap), ")"));
   }
-  while (cap > 0 && Used(e.partition) + size > cap) {
-    // The least recently used idle model of the same partition goes first.
-    Entry* victim = nullptr;
-    for (auto& [name, model] : models_) {
-      for (auto& [v, other] : model.versions) {
-        bool idle = other.state == State::kReady && !other.pinned &&
-                    other.servable.use_count() == 1 && &other != &e;
-        if (idle && other.partition == e.partition &&
-            (!victim || other.last_used < victim->last_used)) {
-          victim = &other;
-        }
-      }
-    }
-    if (!victim) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          what, " but ", PartitionName(e.partition), " (", FormatBytes(cap), ") holds ",
-          FormatBytes(Used(e.partition)), " of models that are in use or pinned; retry later"));
-    }
-    spdlog::info("evicting model '{}' version {} ({}) from {} to make room for '{}'",
-                 victim->name, victim->version, FormatBytes(victim->charge),
-                 PartitionName(victim->partition), e.name);
-    // Freed by the caller once the lock is released: tearing down a large
-    // module takes milliseconds that other requests' lookups must not wait.
-    evicted->push_back(std::move(victim->servable));
-    victim->state = State::kUnloaded;
-    victim->charge = 0;
-    ++counters_.evictions;
+  if (cap > 0 &&
+      !EvictIdleUntil(e.partition, cap - size, &e, absl::StrCat("'", e.name, "'"), evicted)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, " but ", PartitionName(e.partition), " (", FormatBytes(cap), ") holds ",
+        FormatBytes(Used(e.partition)), " of models that are in use or pinned; retry later"));
   }
   e.charge = size;
   e.state = State::kLoading;

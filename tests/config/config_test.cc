@@ -242,11 +242,6 @@ TEST(ConfigTest, TenantModelsMustExistInTheRepository) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("tenants[0] (acme).models: unknown model 'mpl'"));
 
-  std::string repo = ::testing::TempDir() + "/fairserve-repo-names";
-  std::filesystem::create_directories(repo + "/mlp");
-  std::filesystem::create_directories(repo + "/empty_dir");
-  std::ofstream(repo + "/mlp/config.yaml") << "x: 1\n";
-  EXPECT_EQ(ListRepositoryModels(repo), (std::set<std::string>{"mlp"}));
 }
 
 // A second api_keys: (say, added to revoke a leaked key) used to be dropped

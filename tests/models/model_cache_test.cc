@@ -155,6 +155,53 @@ TEST_F(ModelCacheTest, LoadGateIsAskedOnlyOnAMiss) {
   EXPECT_EQ(asked, 1);  // a hit never asks
 }
 
+uint64_t UsedOf(const ModelCache& cache, const std::string& partition) {
+  for (const PartitionUsage& p : cache.Partitions()) {
+    if (p.partition == partition) return p.used;
+  }
+  return UINT64_MAX;
+}
+
+// A reload that shrinks or removes a tenant's quota used to leave its models
+// charged to partitions that no longer exist, over the new budget.
+TEST_F(ModelCacheTest, ReloadReHomesResidentModelsAndEvictsToFit) {
+  for (const char* m : {"a1", "a2", "a3"}) AddModel(m, ModelYaml(1, "acme"));
+  AddModel("s1", ModelYaml(1));
+  Start(10, {{"acme", 4}});
+  for (const char* m : {"a1", "a2", "a3", "s1"}) ASSERT_TRUE(Use(m).ok()) << m;
+  EXPECT_EQ(UsedOf(cache_, "acme"), 3u << 20);
+  auto held = cache_.GetResident("a3", "");  // in use: never evicted
+  ASSERT_TRUE(held.ok());
+
+  Config shrunk;
+  shrunk.devices = {{"cpu", 10u << 20}};
+  TenantConfig acme;
+  acme.id = "acme";
+  acme.memory_limit = 1u << 20;
+  shrunk.tenants = {acme};
+  cache_.SetLimits(shrunk);
+  // a1 is the least recently used idle model and goes; a3 is busy; a2 would
+  // be next, but with a3 busy the partition cannot fit 1 MiB: a2 goes too.
+  EXPECT_EQ(State("a1"), "UNLOADED");
+  EXPECT_EQ(State("a2"), "UNLOADED");
+  EXPECT_EQ(State("a3"), "READY");
+  EXPECT_EQ(UsedOf(cache_, "acme"), 1u << 20);
+
+  // acme loses its quota: its models move to the shared pool, which fits.
+  Config none;
+  none.devices = {{"cpu", 2u << 20}};
+  none.tenants = {TenantConfig{}};
+  none.tenants[0].id = "acme";
+  held = absl::UnavailableError("released");
+  cache_.SetLimits(none);
+  EXPECT_EQ(UsedOf(cache_, "acme"), UINT64_MAX);  // no such partition any more
+  EXPECT_EQ(UsedOf(cache_, ""), 2u << 20);        // a3 and s1
+  uint64_t total = 0;
+  for (const PartitionUsage& p : cache_.Partitions()) total += p.used;
+  EXPECT_LE(total, 2u << 20);
+  EXPECT_EQ(cache_.counters().evictions, 2);
+}
+
 TEST_F(ModelCacheTest, BadModelsAreUnavailableAloneWithReason) {
   AddModel("good", ModelYaml(1));
   AddModel("corrupt", ModelYaml(1), {{"1", "broken"}});

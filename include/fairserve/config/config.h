@@ -208,18 +208,9 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
     const std::string& text, const std::string& name, const std::string& base_dir,
     std::set<std::string>* fields_read = nullptr);
 
-// Names of the models in a repository directory (subdirectories holding a
-// config.yaml). Empty when the directory cannot be read.
-std::set<std::string> ListRepositoryModels(const std::string& repository);
-
 // Every tenant's `models` must name a model of the repository (or be "*").
 // INVALID_ARGUMENT listing each unknown name with the tenant it belongs to.
 absl::Status CheckTenantModels(const Config& config, const std::set<std::string>& known);
-
-// For offline checks (fairctl validate, fairserve --check-config): the
-// tenants' model names against the repository, when it can be read; a
-// repository that is not there (yet) is not an error here.
-absl::Status CheckConfigModels(const Config& config);
 
 // True when `s` has the form "sha256:" followed by 64 lowercase hex digits.
 bool IsValidKeyHash(const std::string& s);

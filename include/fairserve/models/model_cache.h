@@ -84,7 +84,10 @@ class ModelCache {
   absl::Status Scan(const std::string& root);
 
   // Sets the budget and tenant partitions from `config` (at start and on
-  // every reload). Resident models stay; new limits apply to later loads.
+  // every reload). Resident models are re-homed into the new partitions (a
+  // model whose owner lost its quota moves to the shared pool), and a
+  // partition over its new size evicts idle models, least recently used
+  // first, until it fits. Models in use or pinned stay until they are idle.
   void SetLimits(const Config& config);
 
   // Loads and pins the models marked preload; returns the first failure.
@@ -153,6 +156,14 @@ class ModelCache {
   // Evicted servables are moved to *evicted for the caller to free unlocked.
   absl::Status Reserve(Entry& e, const ModelConfig& config,
                        std::vector<std::shared_ptr<const Servable>>* evicted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Evicts idle models of `partition` (never `keep`), least recently used
+  // first, until it uses at most `limit` bytes; false when only busy or
+  // pinned models are left. Evicted servables go to *evicted, to be freed
+  // by the caller outside the lock. `reason` is for the log.
+  bool EvictIdleUntil(const std::string& partition, uint64_t limit, const Entry* keep,
+                      const std::string& reason,
+                      std::vector<std::shared_ptr<const Servable>>* evicted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoaderLoop();
 

@@ -111,7 +111,6 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   spdlog::info("fairserve {} starting (config {})", kFairserveVersion, flags.config_path);
   ASSIGN_OR_RETURN(std::shared_ptr<const Config> loaded, LoadConfigFile(flags.config_path));
   std::shared_ptr<const Config> config = ApplyFlags(*loaded, flags);
-  config_.Set(config);
   // Every subsystem exists before the first listener starts, so no call or
   // reload can reach something that is not built yet.
   RETURN_IF_ERROR(BuildMetering(*config));
@@ -379,7 +378,7 @@ absl::Status Daemon::Reload(const std::string& trigger) {
   std::shared_ptr<const Config> next = ApplyFlags(**loaded, flags_);
   absl::Status known = CheckAgainstRepository(*next);
   if (!known.ok()) return fail(known);
-  std::shared_ptr<const Config> current = config_.Get();
+  std::shared_ptr<const Config> current = tenants_.Get()->config_ptr();
   if (next->server.tls.enabled()) {
     // The files themselves are re-read by gRPC; here a bad rotation is
     // reported at once instead of silently failing handshakes.
@@ -388,11 +387,13 @@ absl::Status Daemon::Reload(const std::string& trigger) {
     spdlog::info("gRPC TLS: {}", *tls);
   }
   const ReloadDiff diff = DiffConfigs(*current, *next);
+  // Admission's table first, then the registry (config, keys, prices) in one
+  // swap: a tenant the reload adds has its limits before its key works
+  // (docs/architecture.md, "Runtime state").
   admission_->Update(*next);
   auth_throttle_->Reconfigure(ThrottleOptions(*next));
   models_->SetLimits(*next);
   tenants_.Set(std::make_shared<TenantRegistry>(next));
-  config_.Set(next);
   ApplyLogging(*next);
   reloads_ok_->Increment();
   spdlog::info("config reloaded ({}): {} tenant(s){}{}", trigger, next->tenants.size(),
@@ -465,7 +466,8 @@ void Daemon::Shutdown() {
     watch_stop_fd_ = -1;
   }
   ready_.store(false);
-  std::shared_ptr<const Config> config = config_.Get();
+  std::shared_ptr<const TenantRegistry> registry = tenants_.Get();
+  std::shared_ptr<const Config> config = registry ? registry->config_ptr() : nullptr;
   double drain = config ? config->server.drain_timeout_s : 0;
   if (grpc_server_) {
     spdlog::info("shutting down: draining queued and running requests (up to {} s)", drain);

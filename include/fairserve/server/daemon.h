@@ -108,7 +108,7 @@ class Daemon {
   std::mutex reload_mu_;
   std::thread watcher_;
   int watch_stop_fd_ = -1;
-  Snapshot<Config> config_;
+  // The config, the keys and the prices, replaced whole on reload.
   Snapshot<TenantRegistry> tenants_;
   std::atomic<bool> ready_{false};
   std::unique_ptr<Registry> registry_;
@@ -129,8 +129,10 @@ class Daemon {
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
-  std::unique_ptr<HttpServer> http_;
+  // Declared before what serves it: members are destroyed in reverse order,
+  // so nothing is freed while something that reaches it still runs.
   std::unique_ptr<StatusPage> status_page_;
+  std::unique_ptr<HttpServer> http_;
   std::chrono::steady_clock::time_point started_;
   // fairserve_config_reloads_total{result="ok"|"error"}.
   Counter* reloads_ok_ = nullptr;

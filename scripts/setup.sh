@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config ccache git ca-certificates openssl
+  build-essential cmake pkg-config ccache git ca-certificates openssl curl
   clang libclang-rt-dev
   libtorch-dev python3-torch
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
@@ -14,7 +14,7 @@ PACKAGES=(
   prometheus-cpp-dev nlohmann-json3-dev libcli11-dev graphviz
   libopenblas0-pthread
   redis-server prometheus gnuplot-nox
-  python3-grpcio python3-protobuf python3-yaml
+  python3-grpcio python3-protobuf python3-yaml python3-requests
   chromium
 )
 

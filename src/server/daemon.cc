@@ -43,6 +43,7 @@
 #include "fairserve/server/tls.h"
 #include "fairserve/server/http_server.h"
 #include "fairserve/server/inference_service.h"
+#include "fairserve/server/rest_api.h"
 #include "fairserve/tenancy/tenant_registry.h"
 #include "fairserve/version.h"
 #include "spdlog/spdlog.h"
@@ -244,6 +245,7 @@ void Daemon::BuildServices(const Config& config) {
   deps.call.max_response_bytes = config.server.max_message_bytes;
   deps.stats = stats_.get();
   service_ = std::make_unique<InferenceService>(deps);
+  rest_ = std::make_unique<RestApi>(service_->call_deps(), kFairserveVersion);
   AdminServiceDeps admin_deps;
   admin_deps.tenants = &tenants_;
   admin_deps.ledger = ledger_.get();
@@ -307,6 +309,8 @@ absl::Status Daemon::StartListeners(const Config& config) {
   handlers.status = [this](const std::string& addr, const std::string& auth) {
     return status_page_->Respond(addr, auth);
   };
+  handlers.install = [this](httplib::Server& s) { rest_->Install(s); };
+  handlers.max_body_bytes = config.server.max_message_bytes;
   ASSIGN_OR_RETURN(http_, HttpServer::Start(config.server.listen_address,
                                             static_cast<int>(config.server.http_port),
                                             std::move(handlers)));

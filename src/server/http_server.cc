@@ -32,6 +32,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
       res.set_content(body, code == 200 ? "text/html; charset=utf-8" : "text/plain");
     });
   }
+  if (handlers.install) handlers.install(s);
+  s.set_payload_max_length(handlers.max_body_bytes);
+  s.new_task_queue = [threads = handlers.threads] { return new httplib::ThreadPool(threads); };
   int bound = port == 0 ? s.bind_to_any_port(address) : (s.bind_to_port(address, port) ? port : -1);
   if (bound <= 0) {
     return absl::UnavailableError(absl::StrCat(

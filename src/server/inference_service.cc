@@ -173,28 +173,10 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     inference::ModelMetadataResponse* resp) {
   auto caller = AuthenticateGrpcCall(*deps_.call.authenticator, ctx, CallerKind::kTenant);
   if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
-  auto config = CheckModelAccess(*deps_.call.models, *caller->tenant, req->name());
-  if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
-  std::vector<std::string> versions = deps_.call.models->Versions(req->name());
-  if (!req->version().empty() &&
-      std::find(versions.begin(), versions.end(), req->version()) == versions.end()) {
-    return Finish(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                    absl::StrCat("model '", req->name(), "' has no version '",
-                                                 req->version(), "'")));
-  }
-  resp->set_name(config->name);
-  for (const std::string& v : versions) resp->add_versions(v);
-  resp->set_platform(config->platform);
-  auto fill = [](const std::vector<TensorSpec>& specs, auto* list) {
-    for (const TensorSpec& s : specs) {
-      auto* m = list->Add();
-      m->set_name(s.name);
-      m->set_datatype(std::string(DataTypeName(s.dtype)));
-      for (int64_t d : s.shape) m->add_shape(d);
-    }
-  };
-  fill(config->inputs, resp->mutable_inputs());
-  fill(config->outputs, resp->mutable_outputs());
+  absl::StatusOr<inference::ModelMetadataResponse> metadata =
+      DescribeModel(*deps_.call.models, *caller->tenant, req->name(), req->version());
+  if (!metadata.ok()) return Finish(ctx, ToGrpcStatus(metadata.status()));
+  *resp = std::move(*metadata);
   return Finish(ctx, grpc::Status::OK);
 }
 

@@ -35,6 +35,7 @@ class StatusPage;
 class AdminService;
 class HttpServer;
 class InferenceService;
+class RestApi;
 class ModelCache;
 class Scheduler;
 class BatchRunner;
@@ -127,6 +128,7 @@ class Daemon {
   // thread (Redis I/O, model loader).
   std::unique_ptr<TaskExecutor> executor_;
   std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<RestApi> rest_;  // reads service_'s InferCallDeps
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   // Declared before what serves it: members are destroyed in reverse order,

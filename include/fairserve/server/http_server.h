@@ -29,6 +29,13 @@ class HttpServer {
     std::function<std::pair<int, std::string>(const std::string& remote_addr,
                                               const std::string& authorization)>
         status;
+    // Adds more routes (the /v2 REST API); null = none.
+    std::function<void(httplib::Server&)> install;
+    // Largest request body accepted (bytes); larger ones get 413.
+    size_t max_body_bytes = 64u << 20;
+    // Threads serving requests: bounds concurrent REST calls, which wait on
+    // them for their answer.
+    int threads = 16;
   };
 
   // Binds `address:port` (0 picks a free port) and serves on its own thread.

@@ -34,6 +34,9 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
  public:
   explicit InferenceService(InferenceServiceDeps deps) : deps_(deps) {}
 
+  // What each call needs; other front ends (REST) start their calls with it.
+  const InferCallDeps& call_deps() const { return deps_.call; }
+
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
                                        const inference::ServerLiveRequest* req,
                                        inference::ServerLiveResponse* resp) override;

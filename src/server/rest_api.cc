@@ -1,0 +1,151 @@
+#include "fairserve/server/rest_api.h"
+
+#include <httplib.h>
+
+#include <future>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "fairserve/server/rest_codec.h"
+
+namespace fairserve {
+namespace {
+
+using nlohmann::json;
+
+void Send(const HttpReply& reply, httplib::Response& res) {
+  res.status = reply.status;
+  for (const auto& [k, v] : reply.headers) res.set_header(k, v);
+  res.set_content(reply.body, reply.content_type.c_str());
+}
+
+// The peer in the form gRPC names it, so a client's failed logins count
+// against one throttle bucket whichever port it uses.
+std::string PeerOf(const httplib::Request& req) {
+  return absl::StrContains(req.remote_addr, ':') ? absl::StrCat("ipv6:[", req.remote_addr, "]")
+                                                 : absl::StrCat("ipv4:", req.remote_addr);
+}
+
+// The InferCall's reply end for one REST infer: fulfils the promise the
+// handler waits on. The promise is shared, so neither side can free it
+// while the other still uses it; `asked` lives in the handler's frame until
+// the answer is set.
+class RestInferReply final : public InferReply {
+ public:
+  RestInferReply(std::shared_ptr<std::promise<HttpReply>> promise, const RestInferRequest* asked)
+      : promise_(std::move(promise)), asked_(asked) {}
+  void Reject(const absl::Status& status, Clock::Duration retry_after) override {
+    promise_->set_value(RestError(status, retry_after));
+  }
+  void Finish(InferenceResult result, const std::string& model_name, const std::string& version,
+              const std::string& id) override {
+    promise_->set_value(EncodeRestInferResponse(result, model_name, version, id, *asked_));
+  }
+
+ private:
+  const std::shared_ptr<std::promise<HttpReply>> promise_;
+  const RestInferRequest* const asked_;
+};
+
+}  // namespace
+
+RestApi::RestApi(const InferCallDeps& deps, std::string version)
+    : deps_(deps), version_(std::move(version)) {}
+
+void RestApi::Install(httplib::Server& s) const {
+  s.Get("/v2", [this](const httplib::Request&, httplib::Response& res) {
+    Send(JsonReply({{"name", "fairserve"},
+                    {"version", version_},
+                    {"extensions", {"binary_tensor_data"}}}),
+         res);
+  });
+  s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 200;
+  });
+  s.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+    res.status = deps_.ready->load() ? 200 : 503;
+  });
+
+  // Authenticates a tenant from the request's headers; on failure fills `res`.
+  auto tenant = [this](const httplib::Request& req,
+                       httplib::Response& res) -> std::optional<Principal> {
+    std::string peer = PeerOf(req);
+    std::string authorization = req.get_header_value("Authorization");
+    std::string api_key = req.get_header_value("x-api-key");
+    Credentials c;
+    c.peer = peer;
+    c.authorization = authorization;
+    c.x_api_key = api_key;
+    Clock::Duration retry_after{0};
+    absl::StatusOr<Principal> p = deps_.authenticator->AuthenticateTenant(c, &retry_after);
+    if (!p.ok()) {
+      Send(RestError(p.status(), retry_after), res);
+      return std::nullopt;
+    }
+    return std::move(*p);
+  };
+  auto version_of = [](const httplib::Request& req) {
+    return req.matches.size() > 2 ? std::string(req.matches[2]) : std::string();
+  };
+
+  const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
+  s.Get(model, [this, tenant, version_of](const httplib::Request& req, httplib::Response& res) {
+    std::optional<Principal> p = tenant(req, res);
+    if (!p) return;
+    absl::StatusOr<inference::ModelMetadataResponse> m =
+        DescribeModel(*deps_.models, *p->tenant, req.matches[1], version_of(req));
+    Send(m.ok() ? JsonReply(MetadataJson(*m)) : RestError(m.status()), res);
+  });
+  s.Get(model + "/ready",
+        [this, tenant, version_of](const httplib::Request& req, httplib::Response& res) {
+          std::optional<Principal> p = tenant(req, res);
+          if (!p) return;
+          std::string name = req.matches[1];
+          absl::StatusOr<inference::ModelMetadataResponse> m =
+              DescribeModel(*deps_.models, *p->tenant, name, version_of(req));
+          if (!m.ok()) return Send(RestError(m.status()), res);
+          // As gRPC's ModelReady: the model version is resident and the server ready.
+          bool ready = deps_.ready->load() && deps_.models->GetResident(name, version_of(req)).ok();
+          Send(JsonReply({{"name", name}, {"ready", ready}}), res);
+        });
+  s.Post(model + "/infer",
+         [this, version_of](const httplib::Request& req, httplib::Response& res) {
+           std::optional<size_t> json_length;
+           if (req.has_header("Inference-Header-Content-Length")) {
+             size_t n = 0;
+             if (!absl::SimpleAtoi(req.get_header_value("Inference-Header-Content-Length"), &n)) {
+               return Send(RestError(absl::InvalidArgumentError(
+                               "Inference-Header-Content-Length must be a byte count")),
+                           res);
+             }
+             json_length = n;
+           }
+           absl::StatusOr<RestInferRequest> parsed =
+               ParseRestInferRequest(req.body, json_length, req.matches[1], version_of(req));
+           std::string peer = PeerOf(req);
+           std::string authorization = req.get_header_value("Authorization");
+           std::string api_key = req.get_header_value("x-api-key");
+           Credentials c;
+           c.peer = peer;
+           c.authorization = authorization;
+           c.x_api_key = api_key;
+           if (!parsed.ok()) {
+             // Authentication still decides first: an unknown caller learns
+             // nothing about the body.
+             Clock::Duration retry_after{0};
+             absl::StatusOr<Principal> p = deps_.authenticator->AuthenticateTenant(c, &retry_after);
+             return Send(p.ok() ? RestError(parsed.status()) : RestError(p.status(), retry_after),
+                         res);
+           }
+           auto promise = std::make_shared<std::promise<HttpReply>>();
+           std::future<HttpReply> answer = promise->get_future();
+           InferCall::Start(deps_, c, &parsed->request, Clock::TimePoint::max(),
+                            std::make_shared<std::atomic<bool>>(false),
+                            std::make_unique<RestInferReply>(promise, &*parsed));
+           Send(answer.get(), res);
+         });
+}
+
+}  // namespace fairserve

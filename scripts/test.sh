@@ -25,9 +25,13 @@ for a in "$@"; do
 done
 want() { [[ $only == all || $only == "$1" ]]; }
 step() { echo; echo "=== $* ($(date +%T))"; }
+started=$(date +%s)
+trap 'echo; echo "=== finished in $(( $(date +%s) - started )) s ($(date +%T))"' EXIT
 
 "$root/scripts/setup.sh"
 jobs=$(nproc)
+# ccache hits across clones of the tree in other directories.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
 # Each test that needs a server (the daemon, Prometheus, Redis) starts its
 # own on loopback and stops it.
 run_ctest() { (cd "$1" && shift && ctest --output-on-failure -j"$jobs" --timeout 900 "$@"); }

@@ -71,6 +71,14 @@ Answer Call(const DaemonProcess& d, const std::string& key, const ModelInferRequ
 ModelInferRequest Slow(int n) { return FloatRequest("slow", {float(n), 0, 0, 0}, {1, 4}); }
 ModelInferRequest AddOne() { return FloatRequest("add_one", RandomFloats(16, 3), {1, 16}); }
 
+// True once `tenant`'s one admitted request has left the waiting state
+// (rate check, model load, queue) and runs on the worker.
+bool Running(const DaemonProcess& d, const std::string& tenant) {
+  std::string labels = "{tenant_id=\"" + tenant + "\"}";
+  return Metric(d, "fairserve_inflight_requests" + labels) == 1 &&
+         Metric(d, "fairserve_queue_depth" + labels) == 0;
+}
+
 // Starts a call in the background.
 std::future<Answer> Async(const DaemonProcess& d, const std::string& key, ModelInferRequest req) {
   return std::async(std::launch::async, [&d, key, req] { return Call(d, key, req); });
@@ -81,8 +89,7 @@ TEST(LimitsTest, MaxInflightAndMaxQueueHoldEndToEnd) {
   ASSERT_TRUE(d.serving()) << d.Log();
   // The worker runs acme's slow request (~1 s): everything below waits.
   std::future<Answer> running = Async(d, kAcmeKey, Slow(2000));
-  ASSERT_TRUE(WaitFor([&] { return Metric(d, "fairserve_queue_depth{tenant_id=\"acme\"}") == 0 &&
-                                   Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}") == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return Running(d, "acme"); }));
   std::future<Answer> second = Async(d, kAcmeKey, AddOne());
   ASSERT_TRUE(WaitFor(
       [&] { return Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}") == 2; }));
@@ -117,8 +124,7 @@ TEST(LimitsTest, DeadlineAndCancelWhileQueuedNeverRun) {
   DaemonProcess d(LimitsConfig("", "", ""));
   ASSERT_TRUE(d.serving()) << d.Log();
   std::future<Answer> running = Async(d, kAcmeKey, Slow(2000));
-  ASSERT_TRUE(WaitFor(
-      [&] { return Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}") == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return Running(d, "acme"); }));
   Answer late = Call(d, kGlobexKey, AddOne(), std::chrono::milliseconds(200));
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   Answer gone = Call(d, kGlobexKey, AddOne(), std::chrono::seconds(30),
@@ -143,8 +149,7 @@ TEST(LimitsTest, FifoAndMaxQueueWait) {
   ASSERT_TRUE(d.serving()) << d.Log();
   EXPECT_THAT(d.Log(), HasSubstr("scheduler: policy fifo"));
   std::future<Answer> running = Async(d, kAcmeKey, Slow(2000));
-  ASSERT_TRUE(WaitFor(
-      [&] { return Metric(d, "fairserve_inflight_requests{tenant_id=\"acme\"}") == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return Running(d, "acme"); }));
   Answer waited = Call(d, kGlobexKey, AddOne());  // no deadline of its own
   EXPECT_EQ(waited.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
       << waited.status.error_message();

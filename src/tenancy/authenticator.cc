@@ -27,11 +27,12 @@ absl::StatusOr<Principal> Authenticator::Authenticate(const Credentials& credent
   p.registry = tenants_.Get();
   absl::string_view key = ExtractApiKey(credentials.authorization, credentials.x_api_key);
   if (!key.empty()) {
-    if (p.registry->IsAdmin(key)) {
+    TenantRegistry::KeyMatch match = p.registry->Identify(key);
+    if (match.admin) {
       p.admin = true;
       return p;
     }
-    p.tenant = p.registry->Authenticate(key);
+    p.tenant = match.tenant;
     if (p.tenant != nullptr) return p;
     throttle_.RecordFailure(credentials.peer);
     return Refuse();

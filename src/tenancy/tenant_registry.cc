@@ -39,29 +39,27 @@ TenantRegistry::TenantRegistry(std::shared_ptr<const Config> config) : config_(s
   }
 }
 
-bool TenantRegistry::IsAdmin(absl::string_view api_key) const {
-  if (api_key.empty()) return false;
-  Digest digest;
+TenantRegistry::KeyMatch TenantRegistry::Identify(absl::string_view api_key) const {
+  KeyMatch match;
+  if (api_key.empty()) return match;
+  Digest digest;  // hashed once, compared with every candidate in constant time
   SHA256(reinterpret_cast<const unsigned char*>(api_key.data()), api_key.size(), digest.data());
-  bool found = false;
   for (const Digest& d : admin_digests_) {
-    found |= CRYPTO_memcmp(d.data(), digest.data(), digest.size()) == 0;
+    match.admin |= CRYPTO_memcmp(d.data(), digest.data(), digest.size()) == 0;
   }
-  return found;
-}
-
-const TenantConfig* TenantRegistry::Authenticate(absl::string_view api_key) const {
-  if (api_key.empty()) return nullptr;
-  Digest digest;
-  SHA256(reinterpret_cast<const unsigned char*>(api_key.data()), api_key.size(), digest.data());
   auto range = by_prefix_.equal_range(Prefix(digest.data()));
-  const TenantConfig* found = nullptr;
   for (auto it = range.first; it != range.second; ++it) {
     if (CRYPTO_memcmp(it->second.digest.data(), digest.data(), digest.size()) == 0) {
-      found = it->second.tenant;
+      match.tenant = it->second.tenant;
     }
   }
-  return found;
+  return match;
+}
+
+bool TenantRegistry::IsAdmin(absl::string_view api_key) const { return Identify(api_key).admin; }
+
+const TenantConfig* TenantRegistry::Authenticate(absl::string_view api_key) const {
+  return Identify(api_key).tenant;
 }
 
 const TenantConfig* TenantRegistry::AuthenticateCertificate(

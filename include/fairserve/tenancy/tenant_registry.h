@@ -19,6 +19,15 @@ class TenantRegistry {
  public:
   explicit TenantRegistry(std::shared_ptr<const Config> config);
 
+  // What `api_key` is: an admin key, a tenant's key, or nothing. The key is
+  // hashed once and compared with the stored hashes in constant time. (Config
+  // validation keeps admin and tenant keys apart, so at most one is set.)
+  struct KeyMatch {
+    const TenantConfig* tenant = nullptr;
+    bool admin = false;
+  };
+  KeyMatch Identify(absl::string_view api_key) const;
+
   // The tenant that owns `api_key`, or nullptr. The key is hashed and compared
   // with the stored hashes in constant time. The returned pointer lives as
   // long as this registry.

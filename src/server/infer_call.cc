@@ -132,6 +132,10 @@ void InferCall::Admit() {
   // Limits first: a refused request costs a hash and a few atomics (or one
   // Redis round trip), and its payload is never decoded.
   const int64_t bytes = static_cast<int64_t>(request_->ByteSizeLong());
+  if (!deps_.admission->shared()) {
+    // Local limits answer at once: no hand-off, no allocation for it.
+    return OnAdmitted(deps_.admission->Admit(principal_.tenant->id, bytes));
+  }
   std::shared_ptr<InferCall> self = shared_from_this();
   AskThenContinue<Admission::Decision>(
       *deps_.executor,

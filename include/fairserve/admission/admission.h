@@ -198,6 +198,10 @@ class Admission {
   using AdmitCallback = std::function<void(Decision)>;
   void AdmitAsync(const std::string& tenant_id, int64_t bytes, AdmitCallback done);
 
+  // True when rate limits are checked in a shared backend, i.e. AdmitAsync
+  // may answer on the backend's thread; false: Admit answers at once.
+  bool shared() const { return shared_ != nullptr; }
+
   // Takes one model load from `tenant_id`'s load budget
   // (model_loads_per_second): OK, or RESOURCE_EXHAUSTED saying when to retry.
   absl::Status AdmitModelLoad(const std::string& tenant_id);

@@ -151,13 +151,17 @@ TEST_F(FleetTest, RedisKilledDenyPolicyAppliesThenRecoversWithoutRestart) {
   PacedSender limited(Both(), kLimitedKey, 50, 30);
   PacedSender unlimited({a_.get()}, kAcmeKey, 20, 30);  // acme has no rate limit
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  redis_.Kill();
+  // Taken before the kill: a replica may notice the closed connection and
+  // answer UNAVAILABLE before Kill() has returned.
   SteadyTime killed = std::chrono::steady_clock::now();
+  redis_.Kill();
   // The policy (deny: UNAVAILABLE) applies at once: a closed connection is
   // noticed on the next check, not after a timeout.
   ASSERT_TRUE(WaitFor([&] {
-    auto log = limited.Log();
-    return !log.empty() && log.back().second.error_code() == grpc::StatusCode::UNAVAILABLE;
+    for (const auto& [at, s] : limited.Log()) {
+      if (at > killed && s.error_code() == grpc::StatusCode::UNAVAILABLE) return true;
+    }
+    return false;
   }, 5));
   auto log = limited.Log();
   grpc::Status first_denied;

@@ -28,6 +28,25 @@ std::string PeerOf(const httplib::Request& req) {
                                                  : absl::StrCat("ipv4:", req.remote_addr);
 }
 
+// The credentials of an HTTP request, as the Authenticator takes them;
+// valid while the object lives.
+class HttpCredentials {
+ public:
+  explicit HttpCredentials(const httplib::Request& req)
+      : peer_(PeerOf(req)),
+        authorization_(req.get_header_value("Authorization")),
+        api_key_(req.get_header_value("x-api-key")) {
+    credentials_.peer = peer_;
+    credentials_.authorization = authorization_;
+    credentials_.x_api_key = api_key_;
+  }
+  const Credentials& get() const { return credentials_; }
+
+ private:
+  std::string peer_, authorization_, api_key_;
+  Credentials credentials_;
+};
+
 // The InferCall's reply end for one REST infer: fulfils the promise the
 // handler waits on. The promise is shared, so neither side can free it
 // while the other still uses it; `asked` lives in the handler's frame until
@@ -71,15 +90,10 @@ void RestApi::Install(httplib::Server& s) const {
   // Authenticates a tenant from the request's headers; on failure fills `res`.
   auto tenant = [this](const httplib::Request& req,
                        httplib::Response& res) -> std::optional<Principal> {
-    std::string peer = PeerOf(req);
-    std::string authorization = req.get_header_value("Authorization");
-    std::string api_key = req.get_header_value("x-api-key");
-    Credentials c;
-    c.peer = peer;
-    c.authorization = authorization;
-    c.x_api_key = api_key;
+    HttpCredentials credentials(req);
     Clock::Duration retry_after{0};
-    absl::StatusOr<Principal> p = deps_.authenticator->AuthenticateTenant(c, &retry_after);
+    absl::StatusOr<Principal> p =
+        deps_.authenticator->AuthenticateTenant(credentials.get(), &retry_after);
     if (!p.ok()) {
       Send(RestError(p.status(), retry_after), res);
       return std::nullopt;
@@ -124,13 +138,8 @@ void RestApi::Install(httplib::Server& s) const {
            }
            absl::StatusOr<RestInferRequest> parsed =
                ParseRestInferRequest(req.body, json_length, req.matches[1], version_of(req));
-           std::string peer = PeerOf(req);
-           std::string authorization = req.get_header_value("Authorization");
-           std::string api_key = req.get_header_value("x-api-key");
-           Credentials c;
-           c.peer = peer;
-           c.authorization = authorization;
-           c.x_api_key = api_key;
+           HttpCredentials credentials(req);
+           const Credentials& c = credentials.get();
            if (!parsed.ok()) {
              // Authentication still decides first: an unknown caller learns
              // nothing about the body.

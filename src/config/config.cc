@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "fairserve/common/status_macros.h"
 #include "fairserve/common/units.h"
+#include "fairserve/config/partitions.h"
 #include "fairserve/config/yaml_reader.h"
 
 namespace fairserve {
@@ -388,10 +389,7 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
     errors->Add(node.Mark(), "tenants[*].memory_share_percent",
                 absl::StrCat("shares add up to ", share_total, "%, over 100%"));
   }
-  uint64_t quota_total = 0;  // saturating: limits may be near 2^64
-  for (const TenantConfig& t : config.tenants) {
-    quota_total += std::min(t.MemoryQuota(budget), UINT64_MAX - quota_total);
-  }
+  const uint64_t quota_total = MemoryPartitions(config).reserved();
   if (budget > 0 && quota_total > budget) {
     errors->Add(node.Mark(), "tenants[*].memory_limit",
                 absl::StrCat("tenants' memory partitions (memory_limit, memory_share_percent) "

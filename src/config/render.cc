@@ -1,5 +1,7 @@
 #include "fairserve/config/render.h"
 
+#include "fairserve/config/partitions.h"
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -31,27 +33,21 @@ std::string RenderTenantTable(const Config& config) {
 std::string RenderPartitions(const Config& config) {
   std::string out = absl::StrFormat("%-10s %-16s %8s %14s\n", "device", "tenant", "share",
                                     "bytes");
-  for (const DeviceConfig& d : config.devices) {
-    uint64_t budget = d.memory_budget;
-    uint64_t reserved = 0;
+  for (size_t i = 0; i < config.devices.size(); ++i) {
+    const DeviceConfig& d = config.devices[i];
+    const MemoryPartitions partitions(config, i);
+    const uint64_t budget = partitions.budget();
     for (const TenantConfig& t : config.tenants) {
-      uint64_t bytes = t.memory_limit;
-      if (t.memory_share_percent > 0) {
-        bytes = static_cast<uint64_t>(budget * t.memory_share_percent / 100.0);
-      }
-      reserved += bytes;
+      auto it = partitions.quotas().find(t.id);
+      uint64_t bytes = it == partitions.quotas().end() ? 0 : it->second;
       double share = budget ? 100.0 * bytes / budget : 0;
       absl::StrAppendFormat(&out, "%-10s %-16s %7.2f%% %14s\n", d.name, t.id, share,
                             bytes ? absl::StrCat(bytes, " (", FormatBytes(bytes), ")") : "-");
     }
-    uint64_t pool = budget > reserved ? budget - reserved : 0;
+    uint64_t pool = partitions.Capacity("");
     absl::StrAppendFormat(&out, "%-10s %-16s %7.2f%% %14s\n", d.name, "(shared pool)",
                           budget ? 100.0 * pool / budget : 0,
                           budget ? absl::StrCat(pool, " (", FormatBytes(pool), ")") : "unlimited");
-    if (budget && reserved > budget) {
-      absl::StrAppendFormat(&out, "warning: %s: tenant limits add up to %s, over the budget %s\n",
-                            d.name, FormatBytes(reserved), FormatBytes(budget));
-    }
   }
   return out;
 }

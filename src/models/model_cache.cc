@@ -81,11 +81,7 @@ absl::Status ModelCache::Scan(const std::string& root) {
 void ModelCache::SetLimits(const Config& config) {
   std::vector<std::shared_ptr<const Servable>> evicted;  // destroyed after the lock
   std::lock_guard<std::mutex> lock(mu_);
-  budget_ = config.devices.empty() ? 0 : config.devices[0].memory_budget;
-  quotas_.clear();
-  for (const TenantConfig& t : config.tenants) {
-    if (uint64_t q = t.MemoryQuota(budget_); q > 0) quotas_[t.id] = q;
-  }
+  partitions_ = MemoryPartitions(config);
   // Re-home resident models: a model's partition follows its owner's quota
   // (a tenant that lost its quota leaves its models in the shared pool),
   // then every partition over its new capacity sheds idle models.
@@ -98,7 +94,7 @@ void ModelCache::SetLimits(const Config& config) {
     }
   }
   std::vector<std::string> partitions = {""};
-  for (const auto& [tenant, q] : quotas_) partitions.push_back(tenant);
+  for (const auto& [tenant, q] : partitions_.quotas()) partitions.push_back(tenant);
   for (const std::string& p : partitions) {
     const uint64_t cap = Capacity(p);
     if (cap == 0) continue;
@@ -141,15 +137,11 @@ bool ModelCache::EvictIdleUntil(const std::string& partition, uint64_t limit, co
 }
 
 std::string ModelCache::PartitionOf(const ModelConfig& config) const {
-  return quotas_.count(config.owner) ? config.owner : std::string();
+  return partitions_.PartitionOf(config.owner);
 }
 
 uint64_t ModelCache::Capacity(const std::string& partition) const {
-  if (!partition.empty()) return quotas_.at(partition);
-  if (budget_ == 0) return 0;
-  uint64_t reserved = 0;
-  for (const auto& [tenant, q] : quotas_) reserved += q;
-  return budget_ > reserved ? budget_ - reserved : 1;  // over-committed: nothing shared
+  return partitions_.Capacity(partition);
 }
 
 uint64_t ModelCache::Used(const std::string& partition) const {
@@ -200,9 +192,10 @@ absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config,
   uint64_t cap = Capacity(e.partition);
   std::string what = absl::StrCat("model '", e.name, "' version ", e.version, " needs ",
                                   FormatBytes(size));
-  if (budget_ > 0 && size > budget_) {
+  const uint64_t budget = partitions_.budget();
+  if (budget > 0 && size > budget) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        what, ", more than the device memory budget of ", FormatBytes(budget_),
+        what, ", more than the device memory budget of ", FormatBytes(budget),
         " (devices[0].memory_budget)"));
   }
   if (cap > 0 && size > cap) {
@@ -430,7 +423,7 @@ std::vector<PartitionUsage> ModelCache::Partitions() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<PartitionUsage> out;
   out.push_back({"", Used(""), Capacity("")});
-  for (const auto& [tenant, q] : quotas_) out.push_back({tenant, Used(tenant), q});
+  for (const auto& [tenant, q] : partitions_.quotas()) out.push_back({tenant, Used(tenant), q});
   return out;
 }
 

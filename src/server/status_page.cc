@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "fairserve/common/units.h"
+#include "fairserve/config/partitions.h"
 #include "fairserve/metering/invoice.h"
 #include "fairserve/version.h"
 
@@ -103,7 +104,7 @@ std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
     snap.models.push_back({m.name, m.version, m.state, m.owner, m.bytes});
     if (!m.owner.empty()) owned_bytes[m.owner] += m.bytes;
   }
-  uint64_t budget = config.devices.empty() ? 0 : config.devices[0].memory_budget;
+  const MemoryPartitions partitions(config);
   for (const TenantConfig& t : config.tenants) {
     TenantStatus ts;
     ts.id = t.id;
@@ -117,7 +118,7 @@ std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
       ts.requests_total += static_cast<double>(state->rejected_total());
     }
     ts.memory_used = owned_bytes[t.id];
-    ts.memory_quota = t.MemoryQuota(budget);
+    ts.memory_quota = partitions.quotas().count(t.id) ? partitions.Capacity(t.id) : 0;
     Invoice inv = MakeInvoice(usage, config.pricing, t.id, query.from, query.to);
     ts.compute_seconds = inv.compute_seconds;
     ts.cost_cents = inv.total_cents;

@@ -1,4 +1,5 @@
 #include "fairserve/config/config.h"
+#include "fairserve/config/partitions.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -338,6 +339,22 @@ TEST(ConfigTest, OneQuotaFormula) {
   t.memory_share_percent = 25;
   EXPECT_EQ(t.MemoryQuota(1000), 250u);
   EXPECT_EQ(t.MemoryQuota(0), 0u);  // a share of an unlimited device: the shared pool
+}
+
+TEST(ConfigTest, MemoryPartitionsSplitTheBudget) {
+  auto c = Parse("devices: [{name: cpu, memory_budget: 1GiB}]\ntenants:\n" +
+                 Tenant("    memory_limit: 256MiB\n") +
+                 Tenant("    memory_share_percent: 25\n", kHashB, "globex"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  MemoryPartitions p(**c);
+  EXPECT_EQ(p.budget(), 1ull << 30);
+  EXPECT_EQ(p.Capacity("acme"), 256ull << 20);
+  EXPECT_EQ(p.Capacity("globex"), 256ull << 20);
+  EXPECT_EQ(p.Capacity(""), 512ull << 20);  // the shared pool: the rest
+  EXPECT_EQ(p.reserved(), 512ull << 20);
+  EXPECT_EQ(p.PartitionOf("acme"), "acme");
+  EXPECT_EQ(p.PartitionOf("initech"), "");  // no quota: the shared pool
+  EXPECT_EQ(MemoryPartitions(**Parse("tenants:\n" + Tenant())).Capacity(""), 0u);  // unlimited
 }
 
 // The full config below names every section the parser has. Every key the

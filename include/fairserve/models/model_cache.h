@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "fairserve/common/clock.h"
 #include "fairserve/config/config.h"
+#include "fairserve/config/partitions.h"
 #include "fairserve/models/executor.h"
 #include "fairserve/models/model_config.h"
 
@@ -172,8 +173,7 @@ class ModelCache {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Model> models_ ABSL_GUARDED_BY(mu_);
-  uint64_t budget_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, uint64_t> quotas_ ABSL_GUARDED_BY(mu_);  // tenant -> bytes
+  MemoryPartitions partitions_ ABSL_GUARDED_BY(mu_);
   std::deque<Entry*> jobs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Counters counters_ ABSL_GUARDED_BY(mu_);

@@ -153,6 +153,10 @@ double Metric(const DaemonProcess& d, const std::string& series) {
   return std::regex_search(res->body, m, re) ? std::stod(m[2]) : 0;
 }
 
+void SetTestDeadline(grpc::ClientContext* ctx, int seconds) {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
 bool WaitFor(const std::function<bool()>& done, double seconds) {
   auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < until) {

@@ -74,6 +74,10 @@ class DaemonProcess {
 // scrape fails.
 double Metric(const DaemonProcess& d, const std::string& series);
 
+// Every test call carries a deadline, so a stall fails in seconds instead of
+// at ctest's timeout.
+void SetTestDeadline(grpc::ClientContext* ctx, int seconds = 30);
+
 // Polls `done` every 20 ms for up to `seconds`.
 bool WaitFor(const std::function<bool()>& done, double seconds = 20);
 

@@ -250,6 +250,7 @@ TEST(AuthThrottleIntegrationTest, GuessingPeerIsThrottledThenRecovers) {
   ModelInferRequest req = FloatRequest("add_one", RandomFloats(16, 7), {1, 16});
   auto call = [&](const std::string& key, std::string* retry_after = nullptr) {
     grpc::ClientContext ctx;
+    SetTestDeadline(&ctx);
     ctx.AddMetadata("x-api-key", key);
     ModelInferResponse resp;
     grpc::Status s = stub->ModelInfer(&ctx, req, &resp);

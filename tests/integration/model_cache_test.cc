@@ -55,12 +55,14 @@ class Caller {
   grpc::Status Infer(const std::string& model) {
     inference::ModelInferRequest req = FloatRequest(model, std::vector<float>(1024), {1, 1024});
     grpc::ClientContext ctx;
+    SetTestDeadline(&ctx);
     ctx.AddMetadata("x-api-key", key_);
     inference::ModelInferResponse resp;
     return stub_->ModelInfer(&ctx, req, &resp);
   }
   std::map<std::string, inference::RepositoryIndexResponse::ModelIndex> Index() {
     grpc::ClientContext ctx;
+    SetTestDeadline(&ctx);
     ctx.AddMetadata("x-api-key", key_);
     inference::RepositoryIndexResponse resp;
     EXPECT_TRUE(stub_->RepositoryIndex(&ctx, {}, &resp).ok());

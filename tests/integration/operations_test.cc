@@ -141,6 +141,7 @@ TEST(ReloadTest, AdminRpcReloads) {
   // the RPC reloads regardless.
   std::ofstream(d.dir() + "/config.yaml") << WithAdmin(TestConfigYaml(LimitedTenant(10000, 100)));
   grpc::ClientContext ctx;
+  SetTestDeadline(&ctx);
   ctx.AddMetadata("x-api-key", "admin-key");
   fairserve::admin::v1::ReloadResponse resp;
   grpc::Status s = admin->Reload(&ctx, {}, &resp);
@@ -148,6 +149,7 @@ TEST(ReloadTest, AdminRpcReloads) {
   EXPECT_EQ(resp.tenants(), 3);
   EXPECT_EQ(client.Succeeded("limited-key", 5), 5);
   grpc::ClientContext denied;
+  SetTestDeadline(&denied);
   denied.AddMetadata("x-api-key", kAcmeKey);
   EXPECT_EQ(admin->Reload(&denied, {}, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }

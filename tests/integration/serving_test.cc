@@ -76,6 +76,9 @@ std::shared_ptr<grpc::Channel>* ServingTest::channel_ = nullptr;
 
 TEST_F(ServingTest, HealthEndpoints) {
   grpc::ClientContext c1, c2, c3;
+  SetTestDeadline(&c1);
+  SetTestDeadline(&c2);
+  SetTestDeadline(&c3);
   inference::ServerLiveResponse live;
   ASSERT_TRUE(stub()->ServerLive(&c1, {}, &live).ok());
   EXPECT_TRUE(live.live());
@@ -89,6 +92,7 @@ TEST_F(ServingTest, HealthEndpoints) {
 
 TEST_F(ServingTest, ModelMetadataAndReady) {
   grpc::ClientContext ctx;
+  SetTestDeadline(&ctx);
   ctx.AddMetadata("authorization", std::string("Bearer ") + kAcmeKey);
   inference::ModelMetadataRequest req;
   req.set_name("mlp");
@@ -104,6 +108,8 @@ TEST_F(ServingTest, ModelMetadataAndReady) {
   ModelInferResponse infer;
   ASSERT_TRUE(Infer(FloatRequest("mlp", RandomFloats(64, 3), {1, 64}), &infer).ok());
   grpc::ClientContext c2, c3;
+  SetTestDeadline(&c2);
+  SetTestDeadline(&c3);
   c2.AddMetadata("x-api-key", kAcmeKey);
   c3.AddMetadata("x-api-key", kAcmeKey);
   inference::ModelReadyRequest rr;
@@ -211,6 +217,7 @@ TEST_F(ServingTest, AuthenticationAndAccessErrors) {
   EXPECT_EQ(none.error_message(), wrong.error_message());
   EXPECT_THAT(wrong.error_message(), ::testing::Not(HasSubstr("acme")));
   grpc::ClientContext ctx;
+  SetTestDeadline(&ctx);
   ctx.AddMetadata("authorization", "Basic YWNtZTpwdw==");
   EXPECT_EQ(stub()->ModelInfer(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
 
@@ -386,6 +393,7 @@ TEST(FloodTest, FlooderIsThrottledOthersUnaffected) {
       ModelInferRequest req = FloatRequest("add_one", RandomFloats(16, 1), {1, 16});
       while (!stop) {
         grpc::ClientContext ctx;
+        SetTestDeadline(&ctx);
         ctx.AddMetadata("authorization", "Bearer flood-key");
         ModelInferResponse resp;
         grpc::Status s = stub->ModelInfer(&ctx, req, &resp);
@@ -409,6 +417,7 @@ TEST(FloodTest, FlooderIsThrottledOthersUnaffected) {
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 50; ++i) {
     grpc::ClientContext ctx;
+    SetTestDeadline(&ctx);
     ctx.AddMetadata("authorization", std::string("Bearer ") + kAcmeKey);
     ModelInferResponse resp;
     std::vector<float> x = RandomFloats(64, i);
@@ -440,6 +449,7 @@ TEST(AdminServiceTest, UsageAndInvoicesRespectWhoAsks) {
   auto infer = GRPCInferenceService::NewStub(channel);
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext ctx;
+    SetTestDeadline(&ctx);
     ctx.AddMetadata("x-api-key", kAcmeKey);
     ModelInferResponse resp;
     ASSERT_TRUE(infer->ModelInfer(&ctx, FloatRequest("mlp", RandomFloats(128, i), {2, 64}), &resp).ok());
@@ -448,6 +458,7 @@ TEST(AdminServiceTest, UsageAndInvoicesRespectWhoAsks) {
   auto invoice = [&](const std::string& key, const std::string& tenant,
                      fairserve::admin::v1::GetInvoiceResponse* resp) {
     grpc::ClientContext ctx;
+    SetTestDeadline(&ctx);
     if (!key.empty()) ctx.AddMetadata("x-api-key", key);
     fairserve::admin::v1::GetInvoiceRequest req;
     req.set_tenant_id(tenant);
@@ -468,6 +479,7 @@ TEST(AdminServiceTest, UsageAndInvoicesRespectWhoAsks) {
   auto usage = [&](const std::string& key, const std::string& tenant,
                    fairserve::admin::v1::GetUsageResponse* resp, std::string* retry = nullptr) {
     grpc::ClientContext ctx;
+    SetTestDeadline(&ctx);
     ctx.AddMetadata("x-api-key", key);
     fairserve::admin::v1::GetUsageRequest req;
     req.set_tenant_id(tenant);
@@ -495,6 +507,8 @@ TEST(AdminServiceTest, UsageAndInvoicesRespectWhoAsks) {
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(usage("admin-key", "acme", &rows).ok()) << i;
 
   grpc::ClientContext c1, c2;
+  SetTestDeadline(&c1);
+  SetTestDeadline(&c2);
   c1.AddMetadata("x-api-key", "admin-key");
   fairserve::admin::v1::ListTenantsResponse tenants;
   ASSERT_TRUE(adminstub->ListTenants(&c1, {}, &tenants).ok());

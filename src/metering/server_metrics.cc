@@ -16,6 +16,11 @@ std::vector<double> LatencyBounds() {
 
 double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
 
+constexpr char kRequestsName[] = "tenant_requests_total";
+constexpr char kRequestsHelp[] =
+    "Requests answered per tenant, by gRPC status (admission rejections included as "
+    "resource_exhausted)";
+
 }  // namespace
 
 ServerMetrics::ServerMetrics(Registry& registry)
@@ -23,10 +28,7 @@ ServerMetrics::ServerMetrics(Registry& registry)
           "tenant_gpu_compute_seconds_total",
           "Measured compute time used by a tenant's requests (batch time split by samples), "
           "in seconds; on CPU devices this is CPU compute time")),
-      requests_("tenant_requests_total",
-                "Requests answered per tenant, by gRPC status (admission rejections included "
-                "as resource_exhausted)",
-                {}),
+      requests_(kRequestsName, kRequestsHelp, {}),
       samples_(registry.AddCounter("tenant_samples_total",
                                    "Samples (batch rows) run per tenant and model")),
       batch_compute_seconds_(registry.AddCounter(
@@ -59,10 +61,7 @@ ServerMetrics::ServerMetrics(Registry& registry)
         if (n > 0) values[{{"status", "resource_exhausted"}, {"tenant_id", tenant}}] += n;
       }
     }
-    CollectedFamily family = CounterFamily("tenant_requests_total",
-                                           "Requests answered per tenant, by gRPC status "
-                                           "(admission rejections included as "
-                                           "resource_exhausted)");
+    CollectedFamily family = CounterFamily(kRequestsName, kRequestsHelp);
     for (const auto& [labels, v] : values) AddSample(&family, labels, v);
     return std::vector<CollectedFamily>{std::move(family)};
   });

@@ -153,7 +153,6 @@ absl::Status ReadParameters(const json& object, const std::string& where,
 json OutputData(const Tensor& t) {
   json data = json::array();
   const char* p = t.bytes.data();
-  const size_t n = ElementSize(t.dtype);
   auto each = [&](auto tag) {
     using T = decltype(tag);
     for (size_t off = 0; off + sizeof(T) <= t.bytes.size(); off += sizeof(T)) {
@@ -176,8 +175,7 @@ json OutputData(const Tensor& t) {
     case DataType::kUint64: each(uint64_t{}); break;
     case DataType::kFp32: each(float{}); break;
     case DataType::kFp64: each(double{}); break;
-    default:
-      (void)n;
+    default:  // FP16, BF16, BYTES: always sent binary
       break;
   }
   return data;

@@ -14,6 +14,7 @@
 #include "fairserve/metering/metrics.h"
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/scheduling/queue_policy.h"
+#include "fairserve/server/runtime.h"
 #include "fairserve/server/tensor_codec.h"
 #include "fairserve/tenancy/api_key.h"
 #include "fairserve/tenancy/authenticator.h"
@@ -133,22 +134,24 @@ std::shared_ptr<Config> TenantsConfig(int n) {
 }
 
 // The whole rejection path minus gRPC, as InferCall runs it: the
-// Authenticator (throttle check, key hash, registry snapshot), then
-// admission (queue, bytes, in-flight, token bucket).
+// runtime snapshot, the Authenticator (throttle check, key hash), then
+// admission (table lookup, queue, bytes, in-flight, token bucket).
 void BM_AuthenticateAndReject(benchmark::State& state) {
   auto config = TenantsConfig(static_cast<int>(state.range(0)));
-  Snapshot<TenantRegistry> tenants(std::make_shared<TenantRegistry>(config));
   AuthThrottle throttle(SteadyClock::Get(), {});
-  Authenticator authenticator(tenants, throttle);
+  Authenticator authenticator(throttle);
   Admission admission(SteadyClock::Get());
-  admission.Update(*config);
-  for (int i = 0; i < 100; ++i) admission.Admit("tenant-1");  // drain its bucket
+  Runtime runtime(std::make_shared<RuntimeSnapshot>(RuntimeSnapshot{
+      std::make_shared<TenantRegistry>(config), admission.BuildTable(*config, nullptr)}));
+  auto drained = runtime.Get()->admission->Find("tenant-1");
+  for (int i = 0; i < 100; ++i) admission.Admit(drained);  // drain its bucket
   Credentials credentials;
   credentials.peer = "ipv4:10.0.0.1";
   credentials.authorization = "Bearer key-1";
   for (auto _ : state) {
-    absl::StatusOr<Principal> p = authenticator.AuthenticateTenant(credentials);
-    benchmark::DoNotOptimize(admission.Admit(p->tenant->id, 4096));
+    std::shared_ptr<const RuntimeSnapshot> snapshot = runtime.Get();
+    absl::StatusOr<Principal> p = authenticator.AuthenticateTenant(snapshot->tenants, credentials);
+    benchmark::DoNotOptimize(admission.Admit(snapshot->admission->Find(p->tenant->id), 4096));
   }
   state.SetLabel(std::to_string(state.range(0)) + " tenants");
 }

@@ -81,31 +81,22 @@ void Admission::SetSharedLimiter(std::shared_ptr<SharedRateLimiter> limiter,
   policy_.replicas = std::max<int64_t>(1, policy_.replicas);
 }
 
-void Admission::Update(const Config& config) {
-  std::shared_ptr<const Table> old = table_.Get();
-  auto table = std::make_shared<Table>();
+std::shared_ptr<const AdmissionTable> Admission::BuildTable(const Config& config,
+                                                            const AdmissionTable* previous) const {
+  auto table = std::make_shared<AdmissionTable>();
   for (const TenantConfig& t : config.tenants) {
-    auto it = old->find(t.id);
-    std::shared_ptr<TenantAdmission> state;
-    if (it != old->end()) {
-      state = it->second;
+    std::shared_ptr<TenantAdmission> state = previous ? previous->Find(t.id) : nullptr;
+    if (state) {
       state->Reconfigure(t, policy_.replicas, clock_.Now());
     } else {
       state = std::make_shared<TenantAdmission>(t, policy_.key_prefix, policy_.replicas);
     }
-    (*table)[t.id] = std::move(state);
+    table->tenants_[t.id] = std::move(state);
   }
-  table_.Set(std::move(table));
+  return table;
 }
 
-std::shared_ptr<TenantAdmission> Admission::Find(const std::string& tenant_id) const {
-  std::shared_ptr<const Table> table = table_.Get();
-  auto it = table->find(tenant_id);
-  return it == table->end() ? nullptr : it->second;
-}
-
-absl::Status Admission::AdmitModelLoad(const std::string& tenant_id) {
-  std::shared_ptr<TenantAdmission> t = Find(tenant_id);
+absl::Status Admission::AdmitModelLoad(TenantAdmission* t, const std::string& tenant_id) {
   if (!t || !t->loads_limited_.load(std::memory_order_relaxed)) return absl::OkStatus();
   TokenBucket::Decision d = t->load_bucket_.TryAcquire(clock_.Now());
   if (d.allowed) return absl::OkStatus();
@@ -183,12 +174,13 @@ Admission::Decision Admission::CheckLocal(const std::shared_ptr<TenantAdmission>
   return d;
 }
 
-Admission::Decision Admission::Admit(const std::string& tenant_id, int64_t bytes) {
-  return CheckLocal(Find(tenant_id), /*take_token=*/true, bytes);
+Admission::Decision Admission::Admit(const std::shared_ptr<TenantAdmission>& tenant,
+                                     int64_t bytes) {
+  return CheckLocal(tenant, /*take_token=*/true, bytes);
 }
 
-void Admission::AdmitAsync(const std::string& tenant_id, int64_t bytes, AdmitCallback done) {
-  std::shared_ptr<TenantAdmission> t = Find(tenant_id);
+void Admission::AdmitAsync(std::shared_ptr<TenantAdmission> t, int64_t bytes,
+                           AdmitCallback done) {
   Decision d = CheckLocal(t, /*take_token=*/shared_ == nullptr, bytes);
   if (!d.status.ok() || shared_ == nullptr || !t->limited_.load(std::memory_order_relaxed)) {
     done(std::move(d));

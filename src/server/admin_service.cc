@@ -57,7 +57,8 @@ absl::StatusOr<UsageQuery> AdminService::Query(const std::string& tenant, const 
 grpc::Status AdminService::GetUsage(grpc::ServerContext* ctx,
                                     const admin::v1::GetUsageRequest* req,
                                     admin::v1::GetUsageResponse* resp) {
-  auto caller = AuthenticateGrpcCall(*deps_.authenticator, ctx, CallerKind::kAny);
+  std::shared_ptr<const RuntimeSnapshot> runtime = deps_.runtime->Get();
+  auto caller = AuthenticateGrpcCall(*deps_.authenticator, runtime->tenants, ctx, CallerKind::kAny);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::Status limited = LimitTenantRead(ctx, *caller);
   if (!limited.ok()) return ToGrpcStatus(limited);
@@ -82,7 +83,8 @@ grpc::Status AdminService::GetUsage(grpc::ServerContext* ctx,
 grpc::Status AdminService::GetInvoice(grpc::ServerContext* ctx,
                                       const admin::v1::GetInvoiceRequest* req,
                                       admin::v1::GetInvoiceResponse* resp) {
-  auto caller = AuthenticateGrpcCall(*deps_.authenticator, ctx, CallerKind::kAny);
+  std::shared_ptr<const RuntimeSnapshot> runtime = deps_.runtime->Get();
+  auto caller = AuthenticateGrpcCall(*deps_.authenticator, runtime->tenants, ctx, CallerKind::kAny);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::Status limited = LimitTenantRead(ctx, *caller);
   if (!limited.ok()) return ToGrpcStatus(limited);
@@ -116,7 +118,9 @@ grpc::Status AdminService::GetInvoice(grpc::ServerContext* ctx,
 grpc::Status AdminService::ListTenants(grpc::ServerContext* ctx,
                                        const admin::v1::ListTenantsRequest*,
                                        admin::v1::ListTenantsResponse* resp) {
-  auto caller = AuthenticateGrpcCall(*deps_.authenticator, ctx, CallerKind::kAdmin, "ListTenants");
+  std::shared_ptr<const RuntimeSnapshot> runtime = deps_.runtime->Get();
+  auto caller = AuthenticateGrpcCall(*deps_.authenticator, runtime->tenants, ctx,
+                                     CallerKind::kAdmin, "ListTenants");
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   for (const TenantConfig& t : caller->registry->config().tenants) {
     auto* info = resp->add_tenants();
@@ -128,7 +132,7 @@ grpc::Status AdminService::ListTenants(grpc::ServerContext* ctx,
     info->set_max_queue(t.max_queue);
     info->set_memory_limit(t.memory_limit);
     for (const std::string& m : t.models) info->add_models(m);
-    if (auto state = deps_.admission->Find(t.id)) {
+    if (auto state = runtime->admission->Find(t.id)) {
       info->set_inflight(state->inflight().load());
       info->set_queued(state->waiting().load());
     }
@@ -138,11 +142,13 @@ grpc::Status AdminService::ListTenants(grpc::ServerContext* ctx,
 
 grpc::Status AdminService::Reload(grpc::ServerContext* ctx, const admin::v1::ReloadRequest*,
                                   admin::v1::ReloadResponse* resp) {
-  auto caller = AuthenticateGrpcCall(*deps_.authenticator, ctx, CallerKind::kAdmin, "Reload");
+  std::shared_ptr<const RuntimeSnapshot> runtime = deps_.runtime->Get();
+  auto caller = AuthenticateGrpcCall(*deps_.authenticator, runtime->tenants, ctx,
+                                     CallerKind::kAdmin, "Reload");
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::Status s = deps_.reload();
   if (!s.ok()) return ToGrpcStatus(s);
-  resp->set_tenants(static_cast<int32_t>(deps_.tenants->Get()->config().tenants.size()));
+  resp->set_tenants(static_cast<int32_t>(deps_.runtime->Get()->config().tenants.size()));
   return grpc::Status::OK;
 }
 

@@ -13,7 +13,7 @@ CollectedFamily One(CollectedFamily family, double value) {
 
 }  // namespace
 
-std::vector<CollectedFamily> CollectAdmissionMetrics(const Admission& admission) {
+std::vector<CollectedFamily> CollectAdmissionMetrics(const AdmissionTable& admission) {
   CollectedFamily rejected =
       CounterFamily("fairserve_rejected_requests_total",
                     "Requests turned away by admission control, per tenant and limit");

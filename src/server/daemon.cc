@@ -175,21 +175,22 @@ absl::Status Daemon::BuildMetering(const Config& config) {
 }
 
 absl::Status Daemon::BuildAccessControl(const std::shared_ptr<const Config>& config) {
-  tenants_.Set(std::make_shared<TenantRegistry>(config));
   admission_ = std::make_unique<Admission>(SteadyClock::Get());
   RETURN_IF_ERROR(StartRateLimitBackend(*config));
-  admission_->Update(*config);
+  runtime_.Set(std::make_shared<RuntimeSnapshot>(RuntimeSnapshot{
+      std::make_shared<TenantRegistry>(config), admission_->BuildTable(*config, nullptr)}));
   auth_throttle_ = std::make_unique<AuthThrottle>(SteadyClock::Get(), ThrottleOptions(*config));
-  authenticator_ = std::make_unique<Authenticator>(tenants_, *auth_throttle_,
+  authenticator_ = std::make_unique<Authenticator>(*auth_throttle_,
                                                    [this] { metrics_->Unauthenticated(); });
   registry_->AddCollectable([this] { return CollectAuthThrottleMetrics(*auth_throttle_); });
-  registry_->AddCollectable([this] { return CollectAdmissionMetrics(*admission_); });
+  registry_->AddCollectable(
+      [this] { return CollectAdmissionMetrics(*runtime_.Get()->admission); });
   // Tenant settings as gauges, read from the live snapshot at each scrape
   // (so they follow reloads): alert and cost rules join on them.
-  registry_->AddCollectable([this] { return CollectTenantSettings(*tenants_.Get()); });
+  registry_->AddCollectable([this] { return CollectTenantSettings(*runtime_.Get()->tenants); });
   metrics_->SetRejectionSource([this] {
     std::vector<std::pair<std::string, double>> out;
-    admission_->ForEach([&](const std::string& id, TenantAdmission& t) {
+    runtime_.Get()->admission->ForEach([&](const std::string& id, TenantAdmission& t) {
       out.emplace_back(id, static_cast<double>(t.rejected_total()));
     });
     return out;
@@ -233,6 +234,7 @@ void Daemon::BuildScheduling(const Config& config) {
 
 void Daemon::BuildServices(const Config& config) {
   InferenceServiceDeps deps;
+  deps.call.runtime = &runtime_;
   deps.call.authenticator = authenticator_.get();
   deps.call.admission = admission_.get();
   deps.call.models = models_.get();
@@ -247,18 +249,16 @@ void Daemon::BuildServices(const Config& config) {
   service_ = std::make_unique<InferenceService>(deps);
   rest_ = std::make_unique<RestApi>(service_->call_deps(), kFairserveVersion);
   AdminServiceDeps admin_deps;
-  admin_deps.tenants = &tenants_;
+  admin_deps.runtime = &runtime_;
   admin_deps.ledger = ledger_.get();
   admin_deps.clock = &SteadyClock::Get();
-  admin_deps.admission = admission_.get();
   admin_deps.authenticator = authenticator_.get();
   admin_deps.reload = [this] { return Reload("admin RPC"); };
   admin_service_ = std::make_unique<AdminService>(admin_deps);
   StatusPageDeps page;
-  page.tenants = &tenants_;
+  page.runtime = &runtime_;
   page.authenticator = authenticator_.get();
   page.models = models_.get();
-  page.admission = admission_.get();
   page.metrics = metrics_.get();
   page.ledger = ledger_.get();
   page.started = started_;
@@ -382,7 +382,7 @@ absl::Status Daemon::Reload(const std::string& trigger) {
   std::shared_ptr<const Config> next = ApplyFlags(**loaded, flags_);
   absl::Status known = CheckAgainstRepository(*next);
   if (!known.ok()) return fail(known);
-  std::shared_ptr<const Config> current = tenants_.Get()->config_ptr();
+  std::shared_ptr<const RuntimeSnapshot> current = runtime_.Get();
   if (next->server.tls.enabled()) {
     // The files themselves are re-read by gRPC; here a bad rotation is
     // reported at once instead of silently failing handshakes.
@@ -390,14 +390,16 @@ absl::Status Daemon::Reload(const std::string& trigger) {
     if (!tls.ok()) return fail(tls.status());
     spdlog::info("gRPC TLS: {}", *tls);
   }
-  const ReloadDiff diff = DiffConfigs(*current, *next);
-  // Admission's table first, then the registry (config, keys, prices) in one
-  // swap: a tenant the reload adds has its limits before its key works
+  const ReloadDiff diff = DiffConfigs(current->config(), *next);
+  // Everything checked: from here the reload is applied. Config, keys,
+  // prices and admission table are published in one store, so no call ever
+  // sees a key of one config with the limits of another
   // (docs/architecture.md, "Runtime state").
-  admission_->Update(*next);
+  runtime_.Set(std::make_shared<RuntimeSnapshot>(
+      RuntimeSnapshot{std::make_shared<TenantRegistry>(next),
+                      admission_->BuildTable(*next, current->admission.get())}));
   auth_throttle_->Reconfigure(ThrottleOptions(*next));
   models_->SetLimits(*next);
-  tenants_.Set(std::make_shared<TenantRegistry>(next));
   ApplyLogging(*next);
   reloads_ok_->Increment();
   spdlog::info("config reloaded ({}): {} tenant(s){}{}", trigger, next->tenants.size(),
@@ -470,8 +472,8 @@ void Daemon::Shutdown() {
     watch_stop_fd_ = -1;
   }
   ready_.store(false);
-  std::shared_ptr<const TenantRegistry> registry = tenants_.Get();
-  std::shared_ptr<const Config> config = registry ? registry->config_ptr() : nullptr;
+  std::shared_ptr<const RuntimeSnapshot> runtime = runtime_.Get();
+  std::shared_ptr<const Config> config = runtime ? runtime->tenants->config_ptr() : nullptr;
   double drain = config ? config->server.drain_timeout_s : 0;
   if (grpc_server_) {
     spdlog::info("shutting down: draining queued and running requests (up to {} s)", drain);

@@ -39,15 +39,17 @@ GrpcCredentials::GrpcCredentials(const grpc::ServerContextBase* ctx) : peer_(ctx
 }
 
 absl::StatusOr<Principal> AuthenticateGrpcCall(const Authenticator& authenticator,
+                                               const Authenticator::Registry& registry,
                                                grpc::ServerContextBase* ctx, CallerKind kind,
                                                absl::string_view what) {
   GrpcCredentials credentials(ctx);
   const Credentials& c = credentials.get();
   Clock::Duration retry_after{0};
   absl::StatusOr<Principal> p =
-      kind == CallerKind::kAdmin    ? authenticator.AuthenticateAdmin(c, what, &retry_after)
-      : kind == CallerKind::kTenant ? authenticator.AuthenticateTenant(c, &retry_after)
-                                    : authenticator.Authenticate(c, &retry_after);
+      kind == CallerKind::kAdmin
+          ? authenticator.AuthenticateAdmin(registry, c, what, &retry_after)
+      : kind == CallerKind::kTenant ? authenticator.AuthenticateTenant(registry, c, &retry_after)
+                                    : authenticator.Authenticate(registry, c, &retry_after);
   if (retry_after > Clock::Duration(0)) {
     ctx->AddTrailingMetadata(
         "retry-after-ms",

@@ -112,14 +112,17 @@ void InferCall::Start(const InferCallDeps& deps, const Credentials& credentials,
   call->arrival_ = deps.clock->Now();
   call->transport_deadline_ = transport_deadline;
   call->cancelled_ = std::move(cancelled);
+  call->runtime_ = deps.runtime->Get();
   call->Authenticate(credentials);
 }
 
 void InferCall::Authenticate(const Credentials& credentials) {
   Clock::Duration retry_after{0};
-  absl::StatusOr<Principal> p = deps_.authenticator->AuthenticateTenant(credentials, &retry_after);
+  absl::StatusOr<Principal> p =
+      deps_.authenticator->AuthenticateTenant(runtime_->tenants, credentials, &retry_after);
   if (!p.ok()) return Reject(p.status(), retry_after, /*counted=*/true);
   principal_ = std::move(*p);
+  limits_ = runtime_->admission->Find(principal_.tenant->id);
   state_ = State::kAuthenticated;
   if (!deps_.ready->load()) {
     return Reject(absl::UnavailableError(
@@ -134,12 +137,12 @@ void InferCall::Admit() {
   const int64_t bytes = static_cast<int64_t>(request_->ByteSizeLong());
   if (!deps_.admission->shared()) {
     // Local limits answer at once: no hand-off, no allocation for it.
-    return OnAdmitted(deps_.admission->Admit(principal_.tenant->id, bytes));
+    return OnAdmitted(deps_.admission->Admit(limits_, bytes));
   }
   std::shared_ptr<InferCall> self = shared_from_this();
   AskThenContinue<Admission::Decision>(
       *deps_.executor,
-      [&](auto done) { deps_.admission->AdmitAsync(principal_.tenant->id, bytes, done); },
+      [&](auto done) { deps_.admission->AdmitAsync(limits_, bytes, done); },
       [self](Admission::Decision d) { self->OnAdmitted(std::move(d)); });
 }
 
@@ -163,10 +166,13 @@ void InferCall::AcquireModel() {
   using Acquired = absl::StatusOr<std::shared_ptr<const Servable>>;
   std::shared_ptr<InferCall> self = shared_from_this();
   Admission& admission = *deps_.admission;
+  TenantAdmission* limits = limits_.get();
   const std::string& tenant = principal_.tenant->id;
   // A cache miss spends the tenant's model_loads_per_second budget; the
   // gate runs inside Acquire, on this thread.
-  ModelCache::LoadGate may_load = [&admission, &tenant] { return admission.AdmitModelLoad(tenant); };
+  ModelCache::LoadGate may_load = [&admission, limits, &tenant] {
+    return admission.AdmitModelLoad(limits, tenant);
+  };
   AskThenContinue<Acquired>(
       *deps_.executor,
       [&](auto done) {

@@ -34,6 +34,12 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, const grpc::S
 
 }  // namespace
 
+absl::StatusOr<Principal> InferenceService::Caller(grpc::ServerContextBase* ctx, CallerKind kind,
+                                                   absl::string_view what) const {
+  return AuthenticateGrpcCall(*deps_.call.authenticator, deps_.call.runtime->Get()->tenants, ctx,
+                              kind, what);
+}
+
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
@@ -43,7 +49,7 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
     inference::RepositoryIndexResponse* resp) {
   // Admins see every model; a tenant sees the models it may use.
-  auto caller = AuthenticateGrpcCall(*deps_.call.authenticator, ctx, CallerKind::kAny);
+  auto caller = Caller(ctx, CallerKind::kAny);
   if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
   const TenantConfig* tenant = caller->tenant;
   for (const ModelState& m : deps_.call.models->Index()) {
@@ -63,7 +69,7 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
 grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
     inference::ModelStatisticsResponse* resp) {
-  auto caller = AuthenticateGrpcCall(*deps_.call.authenticator, ctx, CallerKind::kTenant);
+  auto caller = Caller(ctx, CallerKind::kTenant);
   if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
   if (!req->name().empty()) {
     auto config = CheckModelAccess(*deps_.call.models, *caller->tenant, req->name());
@@ -113,7 +119,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
 grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
     grpc::CallbackServerContext* ctx, const inference::RepositoryModelLoadRequest* req,
     inference::RepositoryModelLoadResponse*) {
-  auto admin = AuthenticateGrpcCall(*deps_.call.authenticator, ctx, CallerKind::kAdmin, "RepositoryModelLoad");
+  auto admin = Caller(ctx, CallerKind::kAdmin, "RepositoryModelLoad");
   if (!admin.ok()) return Finish(ctx, ToGrpcStatus(admin.status()));
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   deps_.call.models->Acquire(req->model_name(), "",
@@ -126,7 +132,7 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
 grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
     grpc::CallbackServerContext* ctx, const inference::RepositoryModelUnloadRequest* req,
     inference::RepositoryModelUnloadResponse*) {
-  auto admin = AuthenticateGrpcCall(*deps_.call.authenticator, ctx, CallerKind::kAdmin, "RepositoryModelUnload");
+  auto admin = Caller(ctx, CallerKind::kAdmin, "RepositoryModelUnload");
   if (!admin.ok()) return Finish(ctx, ToGrpcStatus(admin.status()));
   return Finish(ctx, ToGrpcStatus(deps_.call.models->Unload(req->model_name())));
 }
@@ -156,7 +162,7 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
 grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerContext* ctx,
                                                        const inference::ModelReadyRequest* req,
                                                        inference::ModelReadyResponse* resp) {
-  auto caller = AuthenticateGrpcCall(*deps_.call.authenticator, ctx, CallerKind::kTenant);
+  auto caller = Caller(ctx, CallerKind::kTenant);
   if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
   auto config = CheckModelAccess(*deps_.call.models, *caller->tenant, req->name());
   if (!config.ok()) return Finish(ctx, ToGrpcStatus(config.status()));
@@ -171,7 +177,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
     inference::ModelMetadataResponse* resp) {
-  auto caller = AuthenticateGrpcCall(*deps_.call.authenticator, ctx, CallerKind::kTenant);
+  auto caller = Caller(ctx, CallerKind::kTenant);
   if (!caller.ok()) return Finish(ctx, ToGrpcStatus(caller.status()));
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
       DescribeModel(*deps_.call.models, *caller->tenant, req->name(), req->version());

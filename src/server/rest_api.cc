@@ -93,7 +93,8 @@ void RestApi::Install(httplib::Server& s) const {
     HttpCredentials credentials(req);
     Clock::Duration retry_after{0};
     absl::StatusOr<Principal> p =
-        deps_.authenticator->AuthenticateTenant(credentials.get(), &retry_after);
+        deps_.authenticator->AuthenticateTenant(deps_.runtime->Get()->tenants, credentials.get(),
+                                                &retry_after);
     if (!p.ok()) {
       Send(RestError(p.status(), retry_after), res);
       return std::nullopt;
@@ -144,7 +145,8 @@ void RestApi::Install(httplib::Server& s) const {
              // Authentication still decides first: an unknown caller learns
              // nothing about the body.
              Clock::Duration retry_after{0};
-             absl::StatusOr<Principal> p = deps_.authenticator->AuthenticateTenant(c, &retry_after);
+             absl::StatusOr<Principal> p = deps_.authenticator->AuthenticateTenant(
+                 deps_.runtime->Get()->tenants, c, &retry_after);
              return Send(p.ok() ? RestError(parsed.status()) : RestError(p.status(), retry_after),
                          res);
            }

@@ -59,8 +59,8 @@ std::string Money(int64_t cents) { return absl::StrFormat("%d.%02d", cents / 100
 
 std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
                                                 const std::string& authorization) {
-  std::shared_ptr<const TenantRegistry> registry = deps_.tenants->Get();
-  const Config& config = registry->config();
+  std::shared_ptr<const RuntimeSnapshot> runtime = deps_.runtime->Get();
+  const Config& config = runtime->config();
   const StatusPageMode mode = config.server.status_page;
   bool loopback = absl::StartsWith(remote_addr, "127.") || remote_addr == "::1" ||
                   absl::StartsWith(remote_addr, "::ffff:127.");
@@ -73,7 +73,8 @@ std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
     Credentials credentials;
     credentials.peer = remote_addr;
     credentials.authorization = authorization;
-    absl::StatusOr<Principal> p = deps_.authenticator->AuthenticateAdmin(credentials, "the status page");
+    absl::StatusOr<Principal> p =
+        deps_.authenticator->AuthenticateAdmin(runtime->tenants, credentials, "the status page");
     if (!p.ok()) {
       int code = p.status().code() == absl::StatusCode::kPermissionDenied    ? 403
                  : p.status().code() == absl::StatusCode::kResourceExhausted ? 429
@@ -112,7 +113,7 @@ std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
     ts.rate_limit = t.rate_limit.requests_per_second;
     ts.max_inflight = t.max_inflight;
     ts.requests_total = deps_.metrics->RequestsTotal(t.id);
-    if (auto state = deps_.admission->Find(t.id)) {
+    if (auto state = runtime->admission->Find(t.id)) {
       ts.queued = state->waiting().load();
       ts.inflight = state->inflight().load();
       ts.requests_total += static_cast<double>(state->rejected_total());

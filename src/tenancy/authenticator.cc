@@ -5,9 +5,8 @@
 
 namespace fairserve {
 
-Authenticator::Authenticator(const Snapshot<TenantRegistry>& tenants, AuthThrottle& throttle,
-                             std::function<void()> on_unauthenticated)
-    : tenants_(tenants), throttle_(throttle), on_unauthenticated_(std::move(on_unauthenticated)) {}
+Authenticator::Authenticator(AuthThrottle& throttle, std::function<void()> on_unauthenticated)
+    : throttle_(throttle), on_unauthenticated_(std::move(on_unauthenticated)) {}
 
 absl::Status Authenticator::Refuse() const {
   if (on_unauthenticated_) on_unauthenticated_();
@@ -16,7 +15,8 @@ absl::Status Authenticator::Refuse() const {
       "(or, with mutual TLS, a client certificate named in a tenant's client_cert_names)");
 }
 
-absl::StatusOr<Principal> Authenticator::Authenticate(const Credentials& credentials,
+absl::StatusOr<Principal> Authenticator::Authenticate(const Registry& registry,
+                                                      const Credentials& credentials,
                                                       Clock::Duration* retry_after) const {
   Clock::Duration wait = throttle_.Blocked(credentials.peer);
   if (wait > Clock::Duration(0)) {
@@ -24,7 +24,7 @@ absl::StatusOr<Principal> Authenticator::Authenticate(const Credentials& credent
     return throttle_.Check(credentials.peer);
   }
   Principal p;
-  p.registry = tenants_.Get();
+  p.registry = registry;
   absl::string_view key = ExtractApiKey(credentials.authorization, credentials.x_api_key);
   if (!key.empty()) {
     TenantRegistry::KeyMatch match = p.registry->Identify(key);
@@ -44,10 +44,11 @@ absl::StatusOr<Principal> Authenticator::Authenticate(const Credentials& credent
   return Refuse();
 }
 
-absl::StatusOr<Principal> Authenticator::AuthenticateAdmin(const Credentials& credentials,
+absl::StatusOr<Principal> Authenticator::AuthenticateAdmin(const Registry& registry,
+                                                           const Credentials& credentials,
                                                            absl::string_view what,
                                                            Clock::Duration* retry_after) const {
-  absl::StatusOr<Principal> p = Authenticate(credentials, retry_after);
+  absl::StatusOr<Principal> p = Authenticate(registry, credentials, retry_after);
   if (p.ok() && !p->admin) {
     return absl::PermissionDeniedError(
         absl::StrCat(what, " needs an admin key (server.admin_api_keys); tenant '",
@@ -56,9 +57,10 @@ absl::StatusOr<Principal> Authenticator::AuthenticateAdmin(const Credentials& cr
   return p;
 }
 
-absl::StatusOr<Principal> Authenticator::AuthenticateTenant(const Credentials& credentials,
+absl::StatusOr<Principal> Authenticator::AuthenticateTenant(const Registry& registry,
+                                                            const Credentials& credentials,
                                                             Clock::Duration* retry_after) const {
-  absl::StatusOr<Principal> p = Authenticate(credentials, retry_after);
+  absl::StatusOr<Principal> p = Authenticate(registry, credentials, retry_after);
   if (p.ok() && p->tenant == nullptr) {
     return absl::PermissionDeniedError(
         "an admin key identifies no tenant; inference needs a tenant's key or certificate");

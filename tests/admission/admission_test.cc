@@ -22,51 +22,53 @@ class AdmissionTest : public ::testing::Test {
     TenantConfig g;
     g.id = "globex";
     c.tenants = {a, g};
-    admission_.Update(c);
+    table_ = admission_.BuildTable(c, table_.get());
   }
   FakeClock clock_;
   Admission admission_{clock_};
+  std::shared_ptr<const AdmissionTable> table_;
 };
 
 TEST_F(AdmissionTest, RateLimitRejectsWithRetryHint) {
   Configure(10, 2, 0, 100);
-  EXPECT_TRUE(admission_.Admit("acme").status.ok());
-  EXPECT_TRUE(admission_.Admit("acme").status.ok());
-  Admission::Decision d = admission_.Admit("acme");
+  EXPECT_TRUE(admission_.Admit(table_->Find("acme")).status.ok());
+  EXPECT_TRUE(admission_.Admit(table_->Find("acme")).status.ok());
+  Admission::Decision d = admission_.Admit(table_->Find("acme"));
   EXPECT_EQ(d.reason, RejectReason::kRateLimit);
   EXPECT_EQ(d.status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(d.status.message()), HasSubstr("rate limit"));
   EXPECT_EQ(d.retry_after, std::chrono::milliseconds(100));
   // Another tenant is untouched.
-  EXPECT_TRUE(admission_.Admit("globex").status.ok());
+  EXPECT_TRUE(admission_.Admit(table_->Find("globex")).status.ok());
 }
 
 TEST_F(AdmissionTest, InflightCapIsReleasedBySlot) {
   Configure(0, 0, 2, 100);
-  auto a = admission_.Admit("acme");
-  auto b = admission_.Admit("acme");
+  auto a = admission_.Admit(table_->Find("acme"));
+  auto b = admission_.Admit(table_->Find("acme"));
   ASSERT_TRUE(a.status.ok());
   ASSERT_TRUE(b.status.ok());
-  auto c = admission_.Admit("acme");
+  auto c = admission_.Admit(table_->Find("acme"));
   EXPECT_EQ(c.reason, RejectReason::kMaxInflight);
   EXPECT_THAT(std::string(c.status.message()), HasSubstr("max_inflight 2"));
   { InflightSlot released = std::move(a.slot); }
-  EXPECT_TRUE(admission_.Admit("acme").status.ok());
-  EXPECT_EQ(admission_.Find("acme")->inflight().load(), 1);  // only b is left: the last one's slot died
+  EXPECT_TRUE(admission_.Admit(table_->Find("acme")).status.ok());
+  // Only b is left: the last one's slot died.
+  EXPECT_EQ(table_->Find("acme")->inflight().load(), 1);
 }
 
 TEST_F(AdmissionTest, RejectedRequestsDoNotHoldSlotsOrTokens) {
   Configure(1, 1, 1, 100);
-  auto first = admission_.Admit("acme");
+  auto first = admission_.Admit(table_->Find("acme"));
   ASSERT_TRUE(first.status.ok());
-  for (int i = 0; i < 5; ++i) EXPECT_FALSE(admission_.Admit("acme").status.ok());
-  EXPECT_EQ(admission_.Find("acme")->inflight().load(), 1);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(admission_.Admit(table_->Find("acme")).status.ok());
+  EXPECT_EQ(table_->Find("acme")->inflight().load(), 1);
 }
 
 TEST_F(AdmissionTest, QueueBound) {
   Configure(0, 0, 0, 3);
-  admission_.Find("acme")->waiting().store(3);
-  auto d = admission_.Admit("acme");
+  table_->Find("acme")->waiting().store(3);
+  auto d = admission_.Admit(table_->Find("acme"));
   EXPECT_EQ(d.reason, RejectReason::kMaxQueue);
   EXPECT_THAT(std::string(d.status.message()), HasSubstr("max_queue 3"));
 }
@@ -76,16 +78,16 @@ TEST_F(AdmissionTest, QueueBound) {
 // thousands of payloads waiting for a model load or a Redis answer.
 TEST_F(AdmissionTest, QueueBoundCountsEveryAdmittedRequestUntilItRuns) {
   Configure(0, 0, 0, 2);
-  auto a = admission_.Admit("acme");
-  auto b = admission_.Admit("acme");
+  auto a = admission_.Admit(table_->Find("acme"));
+  auto b = admission_.Admit(table_->Find("acme"));
   ASSERT_TRUE(a.status.ok() && b.status.ok());
-  EXPECT_EQ(admission_.Find("acme")->waiting().load(), 2);
-  EXPECT_EQ(admission_.Admit("acme").reason, RejectReason::kMaxQueue);
+  EXPECT_EQ(table_->Find("acme")->waiting().load(), 2);
+  EXPECT_EQ(admission_.Admit(table_->Find("acme")).reason, RejectReason::kMaxQueue);
   a.waiting.Release();  // a starts to run: its place is free, its in-flight slot is not
-  EXPECT_EQ(admission_.Find("acme")->inflight().load(), 2);
-  auto c = admission_.Admit("acme");
+  EXPECT_EQ(table_->Find("acme")->inflight().load(), 2);
+  auto c = admission_.Admit(table_->Find("acme"));
   EXPECT_TRUE(c.status.ok());
-  EXPECT_TRUE(admission_.Admit("globex").status.ok());  // others are not affected
+  EXPECT_TRUE(admission_.Admit(table_->Find("globex")).status.ok());  // others are not affected
 }
 
 TEST_F(AdmissionTest, PendingBytesAreBounded) {
@@ -94,35 +96,54 @@ TEST_F(AdmissionTest, PendingBytesAreBounded) {
   a.id = "acme";
   a.max_pending_bytes = 100;
   c.tenants = {a};
-  admission_.Update(c);
-  auto big = admission_.Admit("acme", 1000);  // one request alone always passes
+  table_ = admission_.BuildTable(c, table_.get());
+  auto big = admission_.Admit(table_->Find("acme"), 1000);  // one request alone always passes
   ASSERT_TRUE(big.status.ok());
-  auto next = admission_.Admit("acme", 1);
+  auto next = admission_.Admit(table_->Find("acme"), 1);
   EXPECT_EQ(next.reason, RejectReason::kMaxPendingBytes);
   EXPECT_THAT(std::string(next.status.message()),
               HasSubstr("already hold 1000 bytes of payload (max_pending_bytes 100)"));
   EXPECT_GT(next.retry_after, Clock::Duration(0));
-  EXPECT_EQ(admission_.Find("acme")->pending_bytes().load(), 1000);
+  EXPECT_EQ(table_->Find("acme")->pending_bytes().load(), 1000);
   big.slot.Release();  // answered
-  EXPECT_EQ(admission_.Find("acme")->pending_bytes().load(), 0);
-  auto small1 = admission_.Admit("acme", 60);
+  EXPECT_EQ(table_->Find("acme")->pending_bytes().load(), 0);
+  auto small1 = admission_.Admit(table_->Find("acme"), 60);
   ASSERT_TRUE(small1.status.ok());
-  EXPECT_EQ(admission_.Admit("acme", 60).reason, RejectReason::kMaxPendingBytes);
-  EXPECT_TRUE(admission_.Admit("acme", 40).status.ok());
-  EXPECT_EQ(admission_.Find("acme")->rejected(RejectReason::kMaxPendingBytes), 2u);
+  EXPECT_EQ(admission_.Admit(table_->Find("acme"), 60).reason, RejectReason::kMaxPendingBytes);
+  EXPECT_TRUE(admission_.Admit(table_->Find("acme"), 40).status.ok());
+  EXPECT_EQ(table_->Find("acme")->rejected(RejectReason::kMaxPendingBytes), 2u);
 }
 
 TEST_F(AdmissionTest, ReloadKeepsStateOfRemainingTenants) {
   Configure(10, 1, 0, 100);
-  ASSERT_TRUE(admission_.Admit("acme").status.ok());
-  auto before = admission_.Find("acme");
+  ASSERT_TRUE(admission_.Admit(table_->Find("acme")).status.ok());
+  auto before = table_->Find("acme");
   Configure(10, 1, 0, 100);
-  EXPECT_EQ(admission_.Find("acme"), before);
-  EXPECT_FALSE(admission_.Admit("acme").status.ok());  // the spent token stays spent
+  EXPECT_EQ(table_->Find("acme"), before);
+  EXPECT_FALSE(admission_.Admit(table_->Find("acme")).status.ok());  // the spent token stays spent
   Configure(1000, 1, 0, 100);
   clock_.Advance(std::chrono::milliseconds(2));
-  EXPECT_TRUE(admission_.Admit("acme").status.ok());  // a raised limit applies at once
-  EXPECT_EQ(admission_.Find("initech"), nullptr);
+  // A raised limit applies at once.
+  EXPECT_TRUE(admission_.Admit(table_->Find("acme")).status.ok());
+  EXPECT_EQ(table_->Find("initech"), nullptr);
+}
+
+TEST_F(AdmissionTest, TableBuiltForANewConfigLeavesThePublishedOneAlone) {
+  Configure(10, 1, 0, 100);
+  std::shared_ptr<const AdmissionTable> published = table_;
+  Config next;
+  TenantConfig initech;
+  initech.id = "initech";
+  next.tenants = {initech};
+  std::shared_ptr<const AdmissionTable> built = admission_.BuildTable(next, published.get());
+  // Calls still holding the published table keep finding their tenants,
+  // and the new tenant exists only in the new table.
+  EXPECT_NE(published->Find("acme"), nullptr);
+  EXPECT_EQ(published->Find("initech"), nullptr);
+  EXPECT_EQ(built->Find("acme"), nullptr);
+  EXPECT_NE(built->Find("initech"), nullptr);
+  Admission::Decision d = admission_.Admit(built->Find("acme"));
+  EXPECT_EQ(d.status.code(), absl::StatusCode::kUnauthenticated);
 }
 
 // A shared limiter that answers what the test tells it to, and remembers
@@ -157,11 +178,12 @@ class SharedAdmissionTest : public ::testing::Test {
     TenantConfig g;
     g.id = "globex";  // no rate limit: never asks the backend
     c.tenants = {a, g};
-    admission_->Update(c);
+    table_ = admission_->BuildTable(c, nullptr);
   }
   Admission::Decision Admit(const std::string& tenant) {
     std::optional<Admission::Decision> out;
-    admission_->AdmitAsync(tenant, 0, [&](Admission::Decision d) { out = std::move(d); });
+    admission_->AdmitAsync(table_->Find(tenant), 0,
+                           [&](Admission::Decision d) { out = std::move(d); });
     EXPECT_TRUE(out.has_value()) << "the fake answers at once";
     return std::move(*out);
   }
@@ -173,6 +195,7 @@ class SharedAdmissionTest : public ::testing::Test {
   FakeClock clock_;
   std::shared_ptr<FakeSharedLimiter> limiter_;
   std::unique_ptr<Admission> admission_;
+  std::shared_ptr<const AdmissionTable> table_;
 };
 
 using Kind = SharedRateLimiter::Result::Kind;
@@ -195,7 +218,7 @@ TEST_F(SharedAdmissionTest, DeniedIsRememberedUntilTheBucketRefills) {
   EXPECT_EQ(d.status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(d.status.message()), HasSubstr("(fleet-wide); retry after 25 ms"));
   EXPECT_EQ(d.retry_after, std::chrono::milliseconds(25));
-  EXPECT_EQ(admission_->Find("acme")->inflight().load(), 0);
+  EXPECT_EQ(table_->Find("acme")->inflight().load(), 0);
   // Until then nobody asks Redis again: a flood costs one round trip per refill.
   clock_.Advance(std::chrono::milliseconds(10));
   Answer(Kind::kAllowed);
@@ -206,7 +229,7 @@ TEST_F(SharedAdmissionTest, DeniedIsRememberedUntilTheBucketRefills) {
   clock_.Advance(std::chrono::milliseconds(15));
   EXPECT_TRUE(Admit("acme").status.ok());
   EXPECT_EQ(limiter_->asked.size(), 2u);
-  EXPECT_EQ(admission_->Find("acme")->rejected(RejectReason::kRateLimit), 2u);
+  EXPECT_EQ(table_->Find("acme")->rejected(RejectReason::kRateLimit), 2u);
 }
 
 TEST_F(SharedAdmissionTest, FailureWithAllowFallsBackToThisReplicasShare) {
@@ -231,15 +254,15 @@ TEST_F(SharedAdmissionTest, FailureWithDenyIsUnavailableNamingTheBackend) {
   EXPECT_THAT(std::string(d.status.message()),
               HasSubstr("shared rate limiter (fake backend) is unavailable: connection refused"));
   EXPECT_GT(d.retry_after, Clock::Duration(0));
-  EXPECT_EQ(admission_->Find("acme")->rejected(RejectReason::kRateLimitBackend), 1u);
-  EXPECT_EQ(admission_->Find("acme")->inflight().load(), 0);
+  EXPECT_EQ(table_->Find("acme")->rejected(RejectReason::kRateLimitBackend), 1u);
+  EXPECT_EQ(table_->Find("acme")->inflight().load(), 0);
   // A tenant without a rate limit does not depend on the backend.
   EXPECT_TRUE(Admit("globex").status.ok());
 }
 
 TEST_F(SharedAdmissionTest, LocalCapsAreCheckedBeforeAskingTheBackend) {
   Answer(Kind::kAllowed);
-  admission_->Find("acme")->waiting().store(1024);
+  table_->Find("acme")->waiting().store(1024);
   EXPECT_EQ(Admit("acme").reason, RejectReason::kMaxQueue);
   EXPECT_TRUE(limiter_->asked.empty());
 }

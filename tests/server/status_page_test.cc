@@ -21,11 +21,14 @@ class StatusPageAccessTest : public ::testing::Test {
     acme.id = "acme";
     acme.api_key_hashes = {HashApiKey("acme-key")};
     config->tenants = {acme};
-    tenants_.Set(std::make_shared<TenantRegistry>(config));
+    Admission admission(clock_);
+    runtime_.Set(std::make_shared<RuntimeSnapshot>(
+        RuntimeSnapshot{std::make_shared<TenantRegistry>(config),
+                        admission.BuildTable(*config, nullptr)}));
   }
   std::pair<int, std::string> Get(const std::string& addr, const std::string& auth) {
     StatusPageDeps deps;
-    deps.tenants = &tenants_;
+    deps.runtime = &runtime_;
     deps.authenticator = &authenticator_;
     StatusPage page(deps);
     return page.Respond(addr, auth);
@@ -33,8 +36,8 @@ class StatusPageAccessTest : public ::testing::Test {
 
   FakeClock clock_;
   AuthThrottle throttle_{clock_, {5, 20, 100}};
-  Snapshot<TenantRegistry> tenants_;
-  Authenticator authenticator_{tenants_, throttle_};
+  Runtime runtime_;
+  Authenticator authenticator_{throttle_};
 };
 
 TEST_F(StatusPageAccessTest, LoopbackModeRefusesOtherClients) {

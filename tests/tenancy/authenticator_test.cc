@@ -23,7 +23,7 @@ class AuthenticatorTest : public ::testing::Test {
     certonly.id = "certonly";
     certonly.client_cert_names = {"certonly.example.com"};
     config->tenants = {acme, certonly};
-    tenants_.Set(std::make_shared<TenantRegistry>(config));
+    registry_ = std::make_shared<TenantRegistry>(config);
   }
 
   absl::StatusOr<Principal> Auth(absl::string_view key, std::vector<std::string> names = {}) {
@@ -32,14 +32,14 @@ class AuthenticatorTest : public ::testing::Test {
     c.peer = "ipv4:10.0.0.1";
     c.authorization = authorization;
     c.certificate_names = [names] { return names; };
-    return authenticator_.Authenticate(c);
+    return authenticator_.Authenticate(registry_, c);
   }
 
   FakeClock clock_;
   AuthThrottle throttle_{clock_, {/*failures_per_second=*/1, /*burst=*/3, /*max_peers=*/100}};
-  Snapshot<TenantRegistry> tenants_;
+  std::shared_ptr<const TenantRegistry> registry_;
   int unauthenticated_ = 0;
-  Authenticator authenticator_{tenants_, throttle_, [this] { ++unauthenticated_; }};
+  Authenticator authenticator_{throttle_, [this] { ++unauthenticated_; }};
 };
 
 TEST_F(AuthenticatorTest, KeysAndCertificatesMakePrincipals) {
@@ -77,29 +77,29 @@ TEST_F(AuthenticatorTest, OnlyAPresentedWrongKeyCountsAsAFailedLogin) {
   Credentials c;
   c.peer = "ipv4:10.0.0.1";
   c.authorization = "Bearer acme-key";
-  auto throttled = authenticator_.Authenticate(c, &retry);
+  auto throttled = authenticator_.Authenticate(registry_, c, &retry);
   EXPECT_EQ(throttled.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(retry, std::chrono::seconds(1));
   EXPECT_EQ(unauthenticated_, 13);
   clock_.Advance(std::chrono::seconds(1));
-  EXPECT_TRUE(authenticator_.Authenticate(c).ok());
+  EXPECT_TRUE(authenticator_.Authenticate(registry_, c).ok());
 }
 
 TEST_F(AuthenticatorTest, AdminAndTenantRequirements) {
   Credentials tenant;
   tenant.peer = "ipv4:10.0.0.2";
   tenant.authorization = "Bearer acme-key";
-  auto denied = authenticator_.AuthenticateAdmin(tenant, "Reload");
+  auto denied = authenticator_.AuthenticateAdmin(registry_, tenant, "Reload");
   EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(denied.status().message()),
               HasSubstr("Reload needs an admin key (server.admin_api_keys); tenant 'acme'"));
   Credentials admin;
   admin.peer = "ipv4:10.0.0.2";
   admin.x_api_key = "admin-key";
-  EXPECT_TRUE(authenticator_.AuthenticateAdmin(admin, "Reload").ok());
-  EXPECT_EQ(authenticator_.AuthenticateTenant(admin).status().code(),
+  EXPECT_TRUE(authenticator_.AuthenticateAdmin(registry_, admin, "Reload").ok());
+  EXPECT_EQ(authenticator_.AuthenticateTenant(registry_, admin).status().code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(authenticator_.AuthenticateTenant(tenant)->tenant->id, "acme");
+  EXPECT_EQ(authenticator_.AuthenticateTenant(registry_, tenant)->tenant->id, "acme");
   EXPECT_EQ(throttle_.tracked(), 0u);
 }
 

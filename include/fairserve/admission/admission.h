@@ -13,7 +13,6 @@
 #include "fairserve/admission/shared_rate_limiter.h"
 #include "fairserve/admission/token_bucket.h"
 #include "fairserve/common/clock.h"
-#include "fairserve/common/snapshot.h"
 #include "fairserve/config/config.h"
 
 namespace fairserve {
@@ -157,10 +156,33 @@ class WaitSlot {
   std::shared_ptr<TenantAdmission> tenant_;
 };
 
+// The admission state of every configured tenant, by id. Immutable once
+// built (Admission::BuildTable); the daemon publishes it inside its
+// RuntimeSnapshot, together with the tenant registry of the same config, so
+// a call that authenticated against one config always finds its tenant's
+// limits of that same config. Thread-safe.
+class AdmissionTable {
+ public:
+  // The tenant's state, or null when `tenant_id` is not configured.
+  std::shared_ptr<TenantAdmission> Find(const std::string& tenant_id) const {
+    auto it = tenants_.find(tenant_id);
+    return it == tenants_.end() ? nullptr : it->second;
+  }
+  // Calls fn(tenant_id, state) for every configured tenant.
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    for (const auto& [id, state] : tenants_) fn(id, *state);
+  }
+
+ private:
+  friend class Admission;
+  std::unordered_map<std::string, std::shared_ptr<TenantAdmission>> tenants_;
+};
+
 // Per-tenant limits checked before a request's payload is even decoded: the
 // queue bound (admitted, not yet running), the pending-bytes bound, the
-// in-flight cap and the token bucket. Reads only per-tenant atomics and one
-// immutable table.
+// in-flight cap and the token bucket. Reads only per-tenant atomics; the
+// caller passes the tenant's state from the AdmissionTable of its snapshot.
 class Admission {
  public:
   struct Decision {
@@ -178,45 +200,43 @@ class Admission {
     std::string key_prefix;        // bucket names: <key_prefix>rl:<tenant_id>
   };
 
-  explicit Admission(Clock& clock) : clock_(clock) { table_.Set(std::make_shared<Table>()); }
+  explicit Admission(Clock& clock) : clock_(clock) {}
 
   // Makes rate limits fleet-wide: every rate-limited request asks `limiter`.
-  // Call before the first Update and before any Admit.
+  // Call before the first BuildTable and before any Admit.
   void SetSharedLimiter(std::shared_ptr<SharedRateLimiter> limiter, SharedPolicy policy);
 
-  // Builds the table for `config`, keeping the state of tenants that stay.
-  void Update(const Config& config);
+  // The table for `config`. A tenant that is also in `previous` (may be
+  // null) keeps its state object, counters and the spent share of its
+  // buckets; its limits are updated in place at once (each limit is one
+  // atomic), so build the table only when the config is known to be
+  // accepted, right before publishing it. New tenants get fresh state;
+  // tenants missing from `config` are dropped with the old table.
+  std::shared_ptr<const AdmissionTable> BuildTable(const Config& config,
+                                                   const AdmissionTable* previous) const;
 
-  // Checks and takes one request's worth of every limit of `tenant_id`,
-  // using the local token bucket (ignores a shared limiter). `bytes` is the
+  // Checks and takes one request's worth of every limit of `tenant`, using
+  // the local token bucket (ignores a shared limiter). `bytes` is the
   // request's payload size, held against max_pending_bytes until answered.
-  Decision Admit(const std::string& tenant_id, int64_t bytes = 0);
+  // A null `tenant` (not configured) is refused with UNAUTHENTICATED.
+  Decision Admit(const std::shared_ptr<TenantAdmission>& tenant, int64_t bytes = 0);
 
   // Like Admit, but takes the rate-limit token from the shared limiter when
   // one is set. `done` runs exactly once: here (on the caller's thread), or
   // on the limiter's I/O thread, so it must only hand the call on.
   using AdmitCallback = std::function<void(Decision)>;
-  void AdmitAsync(const std::string& tenant_id, int64_t bytes, AdmitCallback done);
+  void AdmitAsync(std::shared_ptr<TenantAdmission> tenant, int64_t bytes, AdmitCallback done);
 
   // True when rate limits are checked in a shared backend, i.e. AdmitAsync
   // may answer on the backend's thread; false: Admit answers at once.
   bool shared() const { return shared_ != nullptr; }
 
-  // Takes one model load from `tenant_id`'s load budget
+  // Takes one model load from the tenant's load budget
   // (model_loads_per_second): OK, or RESOURCE_EXHAUSTED saying when to retry.
-  absl::Status AdmitModelLoad(const std::string& tenant_id);
-
-  std::shared_ptr<TenantAdmission> Find(const std::string& tenant_id) const;
-
-  // Calls fn(tenant_id, state) for every configured tenant.
-  template <typename Fn>
-  void ForEach(Fn fn) const {
-    std::shared_ptr<const Table> table = table_.Get();
-    for (const auto& [id, state] : *table) fn(id, *state);
-  }
+  // `tenant_id` names it in the message.
+  absl::Status AdmitModelLoad(TenantAdmission* tenant, const std::string& tenant_id);
 
  private:
-  using Table = std::unordered_map<std::string, std::shared_ptr<TenantAdmission>>;
   // Queue and in-flight caps, then (when `take_token`) the local bucket.
   Decision CheckLocal(const std::shared_ptr<TenantAdmission>& t, bool take_token, int64_t bytes);
   // Turns an admitted decision into a rejection (gives its slot back).
@@ -228,7 +248,6 @@ class Admission {
   Clock& clock_;
   std::shared_ptr<SharedRateLimiter> shared_;
   SharedPolicy policy_;
-  Snapshot<Table> table_;
 };
 
 }  // namespace fairserve

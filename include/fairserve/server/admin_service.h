@@ -14,15 +14,15 @@
 #include "fairserve/common/snapshot.h"
 #include "fairserve/metering/ledger.h"
 #include "fairserve/tenancy/authenticator.h"
+#include "fairserve/server/runtime.h"
 #include "fairserve/tenancy/tenant_registry.h"
 #include "fairserve/admin/v1/admin.grpc.pb.h"
 
 namespace fairserve {
 
 struct AdminServiceDeps {
-  Snapshot<TenantRegistry>* tenants = nullptr;
+  const Runtime* runtime = nullptr;
   LedgerWriter* ledger = nullptr;
-  Admission* admission = nullptr;
   const Authenticator* authenticator = nullptr;
   Clock* clock = nullptr;
   std::function<absl::Status()> reload;

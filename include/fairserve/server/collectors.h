@@ -19,7 +19,7 @@ namespace fairserve {
 // the rejection path itself touches only its tenant's atomics:
 // fairserve_rejected_requests_total{tenant_id,reason},
 // fairserve_queue_depth{tenant_id}, fairserve_inflight_requests{tenant_id}.
-std::vector<CollectedFamily> CollectAdmissionMetrics(const Admission& admission);
+std::vector<CollectedFamily> CollectAdmissionMetrics(const AdmissionTable& admission);
 
 // Tenants' configured limits and prices (they follow reloads): what alert
 // and cost rules join on. fairserve_tenant_rate_limit_rps,

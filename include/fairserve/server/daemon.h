@@ -14,6 +14,7 @@
 #include "fairserve/common/snapshot.h"
 #include "fairserve/config/config.h"
 #include "fairserve/metering/metrics.h"
+#include "fairserve/server/runtime.h"
 
 namespace grpc {
 class Server;
@@ -109,8 +110,9 @@ class Daemon {
   std::mutex reload_mu_;
   std::thread watcher_;
   int watch_stop_fd_ = -1;
-  // The config, the keys and the prices, replaced whole on reload.
-  Snapshot<TenantRegistry> tenants_;
+  // The config (prices included), the tenant registry and the admission
+  // table, replaced whole, in one atomic store, on reload.
+  Runtime runtime_;
   std::atomic<bool> ready_{false};
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<ServerMetrics> metrics_;

@@ -28,10 +28,12 @@ enum class CallerKind { kAny, kTenant, kAdmin };
 
 // Reads a gRPC call's credentials (authorization / x-api-key metadata, the
 // verified client certificate, the peer) and hands them to the one
-// Authenticator. A throttled peer's refusal carries a 'retry-after-ms'
+// Authenticator, against `registry` (the call's runtime snapshot's). A
+// throttled peer's refusal carries a 'retry-after-ms'
 // trailer. `what` names the operation in PERMISSION_DENIED messages for
 // kAdmin. Runs on the calling (gRPC) thread; takes no lock of its own.
 absl::StatusOr<Principal> AuthenticateGrpcCall(const Authenticator& authenticator,
+                                               const Authenticator::Registry& registry,
                                                grpc::ServerContextBase* ctx, CallerKind kind,
                                                absl::string_view what = "");
 

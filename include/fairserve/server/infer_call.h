@@ -14,6 +14,7 @@
 #include "fairserve/models/model_cache.h"
 #include "fairserve/scheduling/scheduler.h"
 #include "fairserve/server/access_log.h"
+#include "fairserve/server/runtime.h"
 #include "fairserve/tenancy/authenticator.h"
 #include "inference/grpc_service.pb.h"
 
@@ -23,6 +24,9 @@ namespace fairserve {
 // outlives every call (the daemon stops its listeners, then the executor,
 // before tearing these down).
 struct InferCallDeps {
+  // The published config, tenants and admission table; each call takes one
+  // snapshot when it starts and uses it to the end.
+  const Runtime* runtime = nullptr;
   const Authenticator* authenticator = nullptr;
   Admission* admission = nullptr;
   ModelCache* models = nullptr;
@@ -121,7 +125,9 @@ class InferCall : public std::enable_shared_from_this<InferCall> {
   const inference::ModelInferRequest* const request_;
   std::unique_ptr<InferReply> reply_;
   State state_ = State::kNew;
+  std::shared_ptr<const RuntimeSnapshot> runtime_;  // taken once, in Start()
   Principal principal_;
+  std::shared_ptr<TenantAdmission> limits_;  // the tenant's, in runtime_'s table
   Clock::TimePoint arrival_{};
   Clock::TimePoint transport_deadline_ = Clock::TimePoint::max();
   std::shared_ptr<std::atomic<bool>> cancelled_;

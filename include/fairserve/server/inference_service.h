@@ -4,17 +4,9 @@
 #include <atomic>
 #include <memory>
 
-#include "fairserve/admission/admission.h"
-#include "fairserve/common/clock.h"
-#include "fairserve/common/snapshot.h"
 #include "fairserve/metering/model_stats.h"
-#include "fairserve/metering/server_metrics.h"
-#include "fairserve/server/access_log.h"
-#include "fairserve/models/model_cache.h"
-#include "fairserve/scheduling/scheduler.h"
+#include "fairserve/server/grpc_auth.h"
 #include "fairserve/server/infer_call.h"
-#include "fairserve/tenancy/authenticator.h"
-#include "fairserve/tenancy/tenant_registry.h"
 #include "inference/grpc_service.grpc.pb.h"
 
 namespace fairserve {
@@ -69,6 +61,10 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
                                        inference::ModelInferResponse* resp) override;
 
  private:
+  // Authenticates the call against the current runtime snapshot.
+  absl::StatusOr<Principal> Caller(grpc::ServerContextBase* ctx, CallerKind kind,
+                                   absl::string_view what = "") const;
+
   InferenceServiceDeps deps_;
 };
 

@@ -9,11 +9,10 @@
 #include <utility>
 #include <vector>
 
-#include "fairserve/admission/admission.h"
-#include "fairserve/common/snapshot.h"
 #include "fairserve/metering/ledger.h"
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/models/model_cache.h"
+#include "fairserve/server/runtime.h"
 #include "fairserve/tenancy/authenticator.h"
 
 namespace fairserve {
@@ -49,10 +48,9 @@ struct StatusSnapshot {
 
 // What the status page reads. Not owned.
 struct StatusPageDeps {
-  const Snapshot<TenantRegistry>* tenants = nullptr;
+  const Runtime* runtime = nullptr;
   const Authenticator* authenticator = nullptr;
   const ModelCache* models = nullptr;
-  Admission* admission = nullptr;
   const ServerMetrics* metrics = nullptr;
   LedgerWriter* ledger = nullptr;
   std::chrono::steady_clock::time_point started;

@@ -9,16 +9,15 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "fairserve/common/clock.h"
-#include "fairserve/common/snapshot.h"
 #include "fairserve/tenancy/auth_throttle.h"
 #include "fairserve/tenancy/tenant_registry.h"
 
 namespace fairserve {
 
 // Who a call is, for every front end (gRPC inference, the admin service,
-// the HTTP status page and REST). The registry is the snapshot the call was
-// authenticated against; the call keeps it, so a reload in between never
-// leaves `tenant` dangling.
+// the HTTP status page and REST). The registry is the one the call was
+// authenticated against (from the runtime snapshot the call took); the call
+// keeps it, so a reload in between never leaves `tenant` dangling.
 struct Principal {
   std::shared_ptr<const TenantRegistry> registry;
   const TenantConfig* tenant = nullptr;  // set when a tenant key or certificate matched
@@ -49,37 +48,42 @@ struct Credentials {
 // certificate was already verified by the handshake. While the peer is
 // throttled every call from it is refused before any key is looked at.
 //
+// The registry is passed per call, not read here: a call takes one runtime
+// snapshot and authenticates and admits against that same snapshot.
+//
 // Thread-safe; Authenticate() runs on the caller's thread and takes no lock
-// beyond the snapshot read and, for a throttled or failing peer, one
-// AuthThrottle shard mutex.
+// beyond, for a throttled or failing peer, one AuthThrottle shard mutex.
 class Authenticator {
  public:
   // `on_unauthenticated` runs (on the calling thread) once for every
   // refusal with UNAUTHENTICATED, e.g. to count it in a metric.
-  Authenticator(const Snapshot<TenantRegistry>& tenants, AuthThrottle& throttle,
-                std::function<void()> on_unauthenticated = nullptr);
+  explicit Authenticator(AuthThrottle& throttle,
+                         std::function<void()> on_unauthenticated = nullptr);
 
-  // The principal, or:
+  using Registry = std::shared_ptr<const TenantRegistry>;
+
+  // The principal in `registry` (not null), or:
   // - RESOURCE_EXHAUSTED while the peer is throttled; *retry_after (when
   //   given) is set to the wait;
   // - UNAUTHENTICATED when no credential matched.
-  absl::StatusOr<Principal> Authenticate(const Credentials& credentials,
+  absl::StatusOr<Principal> Authenticate(const Registry& registry, const Credentials& credentials,
                                          Clock::Duration* retry_after = nullptr) const;
 
   // Authenticate(), then PERMISSION_DENIED unless the principal is an admin.
   // `what` names the operation in the message.
-  absl::StatusOr<Principal> AuthenticateAdmin(const Credentials& credentials,
+  absl::StatusOr<Principal> AuthenticateAdmin(const Registry& registry,
+                                              const Credentials& credentials,
                                               absl::string_view what,
                                               Clock::Duration* retry_after = nullptr) const;
 
   // Authenticate(), then PERMISSION_DENIED unless the principal is a tenant.
-  absl::StatusOr<Principal> AuthenticateTenant(const Credentials& credentials,
+  absl::StatusOr<Principal> AuthenticateTenant(const Registry& registry,
+                                               const Credentials& credentials,
                                                Clock::Duration* retry_after = nullptr) const;
 
  private:
   absl::Status Refuse() const;
 
-  const Snapshot<TenantRegistry>& tenants_;
   AuthThrottle& throttle_;
   std::function<void()> on_unauthenticated_;
 };

@@ -1,7 +1,9 @@
 #include "fairserve/config/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -66,6 +68,8 @@ constexpr std::pair<absl::string_view, RateLimitBackendType> kBackendTypes[] = {
     {"local", RateLimitBackendType::kLocal}, {"redis", RateLimitBackendType::kRedis}};
 constexpr std::pair<absl::string_view, FailurePolicy> kFailurePolicies[] = {
     {"allow", FailurePolicy::kAllow}, {"deny", FailurePolicy::kDeny}};
+constexpr std::pair<absl::string_view, UsageSinkType> kSinkTypes[] = {
+    {"none", UsageSinkType::kNone}, {"postgres", UsageSinkType::kPostgres}};
 
 template <typename E, size_t N>
 absl::string_view NameIn(const std::pair<absl::string_view, E> (&names)[N], E value) {
@@ -161,6 +165,58 @@ void ReadRateLimitBackend(const YAML::Node& node, RateLimitBackendConfig* out,
   r.GetEnum("on_failure", &out->on_failure, kFailurePolicies);
   r.GetInRange("replicas", &out->replicas, 1, 10000);
   r.Finish();
+}
+
+}  // namespace
+
+bool IsValidTablePrefix(const std::string& s) {
+  if (s.empty() || s.size() > 40) return false;
+  if (!(std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+           c == '_';
+  });
+}
+
+namespace {
+
+void ReadLedger(const YAML::Node& node, LedgerConfig* out, ConfigErrors* errors) {
+  MapReader r(node, "ledger", errors);
+  YAML::Node sink = r.Child("sink");
+  r.Finish();
+  if (!sink.IsDefined()) return;
+  MapReader s(sink, "ledger.sink", errors);
+  UsageSinkConfig& c = out->sink;
+  s.GetEnum("type", &c.type, kSinkTypes, /*required=*/true);
+  bool has_dsn = s.Get("dsn", &c.dsn);
+  bool has_env = s.Get("dsn_env", &c.dsn_env);
+  if (s.Get("table_prefix", &c.table_prefix) && !IsValidTablePrefix(c.table_prefix)) {
+    errors->Add(sink["table_prefix"].Mark(), "ledger.sink.table_prefix",
+                absl::StrCat("'", c.table_prefix, "' is not usable in table names; use 1 to 40 "
+                                                  "lowercase letters, digits and '_', not "
+                                                  "starting with a digit"));
+  }
+  s.GetInRange("batch_rows", &c.batch_rows, 1, 1000000);
+  s.GetInRange("flush_interval_ms", &c.flush_interval_ms, 10, 600000);
+  s.Finish();
+  if (c.type != UsageSinkType::kPostgres) return;
+  if (has_dsn == has_env) {
+    errors->Add(sink.Mark(), "ledger.sink",
+                "set exactly one of dsn (a libpq connection string) and dsn_env (the "
+                "environment variable that holds it, e.g. from a Kubernetes Secret)");
+  } else if (has_env) {
+    const char* value = std::getenv(c.dsn_env.c_str());
+    if (value == nullptr || *value == '\0') {
+      errors->Add(sink["dsn_env"].Mark(), "ledger.sink.dsn_env",
+                  absl::StrCat("environment variable ", c.dsn_env,
+                               " is not set or empty; set it to the database's connection "
+                               "string"));
+    } else {
+      c.dsn = value;
+    }
+  } else if (c.dsn.empty()) {
+    errors->Add(sink["dsn"].Mark(), "ledger.sink.dsn", "is empty");
+  }
 }
 
 void ReadDevices(const YAML::Node& node, std::vector<DeviceConfig>* out, ConfigErrors* errors) {
@@ -412,6 +468,7 @@ absl::string_view Name(StatusPageMode v) { return NameIn(kStatusPageModes, v); }
 absl::string_view Name(SchedulingPolicy v) { return NameIn(kPolicies, v); }
 absl::string_view Name(RateLimitBackendType v) { return NameIn(kBackendTypes, v); }
 absl::string_view Name(FailurePolicy v) { return NameIn(kFailurePolicies, v); }
+absl::string_view Name(UsageSinkType v) { return NameIn(kSinkTypes, v); }
 
 uint64_t TenantConfig::MemoryQuota(uint64_t budget) const {
   if (memory_share_percent > 0) {
@@ -514,6 +571,13 @@ const Setting kSettings[] = {
     FAIRSERVE_RESTART("rate_limit_backend.timeout_ms", rate_limit_backend.timeout_ms),
     FAIRSERVE_RESTART("rate_limit_backend.on_failure", rate_limit_backend.on_failure),
     FAIRSERVE_RESTART("rate_limit_backend.replicas", rate_limit_backend.replicas),
+    // The shipper and its connection are set up once at start.
+    FAIRSERVE_RESTART("ledger.sink.type", ledger.sink.type),
+    FAIRSERVE_RESTART("ledger.sink.dsn", ledger.sink.dsn),
+    FAIRSERVE_RESTART("ledger.sink.dsn_env", ledger.sink.dsn_env),
+    FAIRSERVE_RESTART("ledger.sink.table_prefix", ledger.sink.table_prefix),
+    FAIRSERVE_RESTART("ledger.sink.batch_rows", ledger.sink.batch_rows),
+    FAIRSERVE_RESTART("ledger.sink.flush_interval_ms", ledger.sink.flush_interval_ms),
     {"devices[].name", ReloadEffect::kRestart,
      [](const Config& a, const Config& b) { return DeviceNames(a) == DeviceNames(b); }},
     // The model cache re-reads budgets and partitions on reload.
@@ -567,6 +631,7 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& tex
   if (YAML::Node n = r.Child("rate_limit_backend"); n.IsDefined()) {
     ReadRateLimitBackend(n, &config->rate_limit_backend, &errors);
   }
+  if (YAML::Node n = r.Child("ledger"); n.IsDefined()) ReadLedger(n, &config->ledger, &errors);
   if (YAML::Node n = r.Child("devices"); n.IsDefined()) {
     ReadDevices(n, &config->devices, &errors);
   }

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <set>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "fairserve/common/status_macros.h"
@@ -28,16 +30,55 @@ CREATE TABLE IF NOT EXISTS usage (
   PRIMARY KEY (bucket_start, replica, tenant_id, model_name, status)
 );
 CREATE INDEX IF NOT EXISTS usage_by_tenant ON usage (tenant_id, bucket_start);
+CREATE TABLE IF NOT EXISTS ledger_meta (
+  key   TEXT PRIMARY KEY,
+  value NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+  window_id     INTEGER NOT NULL,
+  committed_at  INTEGER NOT NULL,
+  bucket_start  INTEGER NOT NULL,
+  tenant_id     TEXT    NOT NULL,
+  model_name    TEXT    NOT NULL,
+  model_version TEXT    NOT NULL,
+  status        TEXT    NOT NULL,
+  requests      INTEGER NOT NULL,
+  samples       INTEGER NOT NULL,
+  compute_ns    INTEGER NOT NULL,
+  PRIMARY KEY (window_id, bucket_start, tenant_id, model_name, model_version, status)
+);
+)sql";
+
+// Ledgers written before compute_ns existed get the column (their old rows
+// read 0 there; compute_seconds still has their time).
+constexpr const char* kAddComputeNs =
+    "ALTER TABLE usage ADD COLUMN compute_ns INTEGER NOT NULL DEFAULT 0;";
+
+// The first open with an outbox puts the whole history in as window 0.
+constexpr const char* kBackfillOutbox = R"sql(
+INSERT INTO outbox (window_id, committed_at, bucket_start, tenant_id, model_name, model_version,
+                    status, requests, samples, compute_ns)
+SELECT 0, ?1, bucket_start, tenant_id, model_name, '', status, requests, samples,
+       CASE WHEN compute_ns > 0 THEN compute_ns
+            ELSE CAST(round(compute_seconds * 1e9) AS INTEGER) END
+FROM usage;
+)sql";
+
+constexpr const char* kInsertOutbox = R"sql(
+INSERT INTO outbox (window_id, committed_at, bucket_start, tenant_id, model_name, model_version,
+                    status, requests, samples, compute_ns)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10);
 )sql";
 
 constexpr const char* kUpsert = R"sql(
 INSERT INTO usage (bucket_start, replica, tenant_id, model_name, status, requests, samples,
-                   compute_seconds)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                   compute_seconds, compute_ns)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
 ON CONFLICT (bucket_start, replica, tenant_id, model_name, status) DO UPDATE SET
   requests = requests + excluded.requests,
   samples = samples + excluded.samples,
-  compute_seconds = compute_seconds + excluded.compute_seconds;
+  compute_seconds = compute_seconds + excluded.compute_seconds,
+  compute_ns = compute_ns + excluded.compute_ns;
 )sql";
 
 absl::Status SqlError(sqlite3* db, const std::string& what) {
@@ -58,6 +99,129 @@ int64_t SystemSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+int64_t SystemMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A prepared statement, finalized when it goes out of scope.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  bool ok() const { return stmt_ != nullptr; }
+  sqlite3_stmt* get() { return stmt_; }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  // Runs a statement that returns no rows; resets it for the next use.
+  absl::Status Run(const char* what) {
+    int rc = sqlite3_step(stmt_);
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    return rc == SQLITE_DONE ? absl::OkStatus() : SqlError(db_, what);
+  }
+  std::string Text(int i) {
+    const unsigned char* t = sqlite3_column_text(stmt_, i);
+    return std::string(t ? reinterpret_cast<const char*>(t) : "");
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+absl::StatusOr<std::string> MetaText(sqlite3* db, const char* key) {
+  Statement st(db, "SELECT value FROM ledger_meta WHERE key = ?1;");
+  if (!st.ok()) return SqlError(db, "ledger: read meta");
+  st.Bind(1, std::string(key));
+  if (sqlite3_step(st.get()) == SQLITE_ROW) return st.Text(0);
+  return std::string();
+}
+
+absl::StatusOr<int64_t> MetaInt(sqlite3* db, const char* key, int64_t absent) {
+  Statement st(db, "SELECT value FROM ledger_meta WHERE key = ?1;");
+  if (!st.ok()) return SqlError(db, "ledger: read meta");
+  st.Bind(1, std::string(key));
+  if (sqlite3_step(st.get()) == SQLITE_ROW) return sqlite3_column_int64(st.get(), 0);
+  return absent;
+}
+
+absl::Status SetMeta(sqlite3* db, const char* key, int64_t value) {
+  Statement st(db, "INSERT OR REPLACE INTO ledger_meta (key, value) VALUES (?1, ?2);");
+  if (!st.ok()) return SqlError(db, "ledger: write meta");
+  st.Bind(1, std::string(key));
+  st.Bind(2, value);
+  return st.Run("ledger: write meta");
+}
+
+std::string RandomHex(int bytes) {
+  std::random_device rd;
+  std::string out;
+  static const char* kHex = "0123456789abcdef";
+  for (int i = 0; i < bytes; ++i) {
+    unsigned v = rd() & 0xff;
+    out += kHex[v >> 4];
+    out += kHex[v & 15];
+  }
+  return out;
+}
+
+bool HasColumn(sqlite3* db, const char* table, const char* column) {
+  Statement st(db, absl::StrCat("PRAGMA table_info(", table, ");").c_str());
+  while (st.ok() && sqlite3_step(st.get()) == SQLITE_ROW) {
+    if (st.Text(1) == column) return true;
+  }
+  return false;
+}
+
+// Schema migration, the ledger's id, and (first time with an outbox) the
+// backfill of the history into the outbox; one transaction.
+absl::StatusOr<std::string> PrepareLedger(sqlite3* db, bool* outbox) {
+  RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE;"));
+  auto body = [&]() -> absl::StatusOr<std::string> {
+    if (!HasColumn(db, "usage", "compute_ns")) RETURN_IF_ERROR(Exec(db, kAddComputeNs));
+    ASSIGN_OR_RETURN(std::string id, MetaText(db, "ledger_id"));
+    if (id.empty()) {
+      id = RandomHex(16);
+      Statement st(db, "INSERT INTO ledger_meta (key, value) VALUES ('ledger_id', ?1);");
+      st.Bind(1, id);
+      RETURN_IF_ERROR(st.Run("ledger: write id"));
+    }
+    ASSIGN_OR_RETURN(int64_t enabled, MetaInt(db, "outbox_enabled", 0));
+    if (enabled != 0 && !*outbox) {
+      // Once shipped, always recorded: windows committed while the sink is
+      // off wait in the outbox, so turning it on again loses nothing.
+      spdlog::warn("usage ledger: this ledger has shipped to a usage sink before; its outbox "
+                   "keeps recording until the sink is configured again");
+      *outbox = true;
+    }
+    if (*outbox && enabled == 0) {
+      Statement st(db, kBackfillOutbox);
+      if (!st.ok()) return SqlError(db, "ledger: backfill outbox");
+      st.Bind(1, SystemMillis());
+      RETURN_IF_ERROR(st.Run("ledger: backfill outbox"));
+      RETURN_IF_ERROR(SetMeta(db, "outbox_enabled", 1));
+      ASSIGN_OR_RETURN(int64_t last, MetaInt(db, "last_window", 0));
+      RETURN_IF_ERROR(SetMeta(db, "last_window", std::max<int64_t>(last, 0)));
+    }
+    return id;
+  };
+  absl::StatusOr<std::string> id = body();
+  if (!id.ok()) {
+    Exec(db, "ROLLBACK;").IgnoreError();
+    return id.status();
+  }
+  RETURN_IF_ERROR(Exec(db, "COMMIT;"));
+  return id;
 }
 
 }  // namespace
@@ -81,11 +245,25 @@ absl::StatusOr<std::unique_ptr<LedgerWriter>> LedgerWriter::Open(Options options
       return absl::UnavailableError(absl::StrCat(options.path, ": ", s.message()));
     }
   }
+  absl::StatusOr<std::string> id = PrepareLedger(db, &options.outbox);
+  if (!id.ok()) {
+    sqlite3_close(db);
+    return absl::UnavailableError(absl::StrCat(options.path, ": ", id.status().message()));
+  }
+  absl::StatusOr<int64_t> last = MetaInt(db, "last_window", 0);
+  if (!last.ok()) {
+    sqlite3_close(db);
+    return last.status();
+  }
   if (!options.wall_clock) options.wall_clock = SystemSeconds;
-  return std::unique_ptr<LedgerWriter>(new LedgerWriter(std::move(options), db));
+  auto writer =
+      std::unique_ptr<LedgerWriter>(new LedgerWriter(std::move(options), db, std::move(*id)));
+  writer->last_window_ = *last;
+  return writer;
 }
 
-LedgerWriter::LedgerWriter(Options options, sqlite3* db) : options_(std::move(options)), db_(db) {
+LedgerWriter::LedgerWriter(Options options, sqlite3* db, std::string ledger_id)
+    : options_(std::move(options)), db_(db), ledger_id_(std::move(ledger_id)) {
   if (options_.registry) {
     commit_counter_ = &options_.registry
                            ->AddCounter("fairserve_ledger_commits_total",
@@ -115,17 +293,21 @@ void LedgerWriter::OnBatch(const BatchRecord& record) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const BatchItem& item : record.items) {
     std::string status = ServerMetrics::StatusLabel(item.code);
-    UsageRow& row = pending_[Key{bucket, item.tenant_id, record.model_name, status}];
+    PendingRow& pending =
+        pending_[Key{bucket, item.tenant_id, record.model_name, record.model_version, status}];
+    UsageRow& row = pending.usage;
     if (row.requests == 0) {
       row.bucket_start = bucket;
       row.replica = options_.replica;
       row.tenant_id = item.tenant_id;
       row.model_name = record.model_name;
       row.status = status;
+      pending.model_version = record.model_version;
     }
     row.requests += 1;
     row.samples += item.samples;
     row.compute_seconds += item.compute_seconds;
+    row.compute_ns += std::llround(item.compute_seconds * 1e9);
   }
 }
 
@@ -133,32 +315,47 @@ absl::Status LedgerWriter::CommitPending() {
   // The window leaves pending_ and reaches the database under write_mu_, so
   // Usage() (which holds it too) sees each row in exactly one of the two.
   std::lock_guard<std::mutex> write_lock(write_mu_);
-  std::map<Key, UsageRow> rows;
+  std::map<Key, PendingRow> rows;
   {
     std::lock_guard<std::mutex> lock(mu_);
     rows.swap(pending_);
   }
   if (rows.empty()) return absl::OkStatus();
   auto start = std::chrono::steady_clock::now();
+  const int64_t window = last_window_ + 1;
   absl::Status status = Exec(db_, "BEGIN IMMEDIATE;");
-  sqlite3_stmt* stmt = nullptr;
-  if (status.ok() && sqlite3_prepare_v2(db_, kUpsert, -1, &stmt, nullptr) != SQLITE_OK) {
-    status = SqlError(db_, "ledger: prepare");
+  if (status.ok()) {
+    Statement upsert(db_, kUpsert);
+    Statement outbox(db_, kInsertOutbox);
+    if (!upsert.ok() || !outbox.ok()) status = SqlError(db_, "ledger: prepare");
+    const int64_t now_ms = SystemMillis();
+    for (auto it = rows.begin(); status.ok() && it != rows.end(); ++it) {
+      const UsageRow& r = it->second.usage;
+      upsert.Bind(1, r.bucket_start);
+      upsert.Bind(2, r.replica);
+      upsert.Bind(3, r.tenant_id);
+      upsert.Bind(4, r.model_name);
+      upsert.Bind(5, r.status);
+      upsert.Bind(6, r.requests);
+      upsert.Bind(7, r.samples);
+      sqlite3_bind_double(upsert.get(), 8, r.compute_seconds);
+      upsert.Bind(9, r.compute_ns);
+      status = upsert.Run("ledger: insert");
+      if (!status.ok() || !options_.outbox) continue;
+      outbox.Bind(1, window);
+      outbox.Bind(2, now_ms);
+      outbox.Bind(3, r.bucket_start);
+      outbox.Bind(4, r.tenant_id);
+      outbox.Bind(5, r.model_name);
+      outbox.Bind(6, it->second.model_version);
+      outbox.Bind(7, r.status);
+      outbox.Bind(8, r.requests);
+      outbox.Bind(9, r.samples);
+      outbox.Bind(10, r.compute_ns);
+      status = outbox.Run("ledger: outbox insert");
+    }
   }
-  for (auto it = rows.begin(); status.ok() && it != rows.end(); ++it) {
-    const UsageRow& r = it->second;
-    sqlite3_bind_int64(stmt, 1, r.bucket_start);
-    sqlite3_bind_text(stmt, 2, r.replica.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(stmt, 3, r.tenant_id.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(stmt, 4, r.model_name.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(stmt, 5, r.status.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(stmt, 6, r.requests);
-    sqlite3_bind_int64(stmt, 7, r.samples);
-    sqlite3_bind_double(stmt, 8, r.compute_seconds);
-    if (sqlite3_step(stmt) != SQLITE_DONE) status = SqlError(db_, "ledger: insert");
-    sqlite3_reset(stmt);
-  }
-  sqlite3_finalize(stmt);
+  if (status.ok() && options_.outbox) status = SetMeta(db_, "last_window", window);
   if (status.ok()) status = Exec(db_, "COMMIT;");
   if (!status.ok()) {
     Exec(db_, "ROLLBACK;").IgnoreError();
@@ -166,17 +363,19 @@ absl::Status LedgerWriter::CommitPending() {
     // Keep the rows: they go out with the next window.
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [key, row] : rows) {
-      UsageRow& dst = pending_[key];
-      if (dst.requests == 0) {
+      PendingRow& dst = pending_[key];
+      if (dst.usage.requests == 0) {
         dst = row;
       } else {
-        dst.requests += row.requests;
-        dst.samples += row.samples;
-        dst.compute_seconds += row.compute_seconds;
+        dst.usage.requests += row.usage.requests;
+        dst.usage.samples += row.usage.samples;
+        dst.usage.compute_seconds += row.usage.compute_seconds;
+        dst.usage.compute_ns += row.usage.compute_ns;
       }
     }
     return status;
   }
+  if (options_.outbox) last_window_ = window;
   if (commit_counter_) commit_counter_->Increment();
   if (commit_seconds_) {
     commit_seconds_->Observe(
@@ -185,6 +384,86 @@ absl::Status LedgerWriter::CommitPending() {
   std::lock_guard<std::mutex> lock(mu_);
   ++commits_;
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<OutboxRow>> LedgerWriter::ReadOutbox(int64_t after_window,
+                                                                int64_t max_rows) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  // Whole windows: find the last one that still fits.
+  Statement windows(db_,
+                    "SELECT window_id, COUNT(*) FROM outbox WHERE window_id > ?1 "
+                    "GROUP BY window_id ORDER BY window_id LIMIT 10000;");
+  if (!windows.ok()) return SqlError(db_, "ledger: read outbox");
+  windows.Bind(1, after_window);
+  int64_t upto = after_window;
+  int64_t rows = 0;
+  while (sqlite3_step(windows.get()) == SQLITE_ROW) {
+    int64_t n = sqlite3_column_int64(windows.get(), 1);
+    if (rows > 0 && rows + n > max_rows) break;
+    upto = sqlite3_column_int64(windows.get(), 0);
+    rows += n;
+  }
+  std::vector<OutboxRow> out;
+  if (upto == after_window) return out;
+  Statement read(db_,
+                 "SELECT window_id, committed_at, bucket_start, tenant_id, model_name, "
+                 "model_version, status, requests, samples, compute_ns FROM outbox "
+                 "WHERE window_id > ?1 AND window_id <= ?2 ORDER BY window_id;");
+  if (!read.ok()) return SqlError(db_, "ledger: read outbox");
+  read.Bind(1, after_window);
+  read.Bind(2, upto);
+  out.reserve(rows);
+  while (sqlite3_step(read.get()) == SQLITE_ROW) {
+    sqlite3_stmt* st = read.get();
+    OutboxRow r;
+    r.window = sqlite3_column_int64(st, 0);
+    r.committed_at = sqlite3_column_int64(st, 1);
+    r.bucket_start = sqlite3_column_int64(st, 2);
+    r.tenant_id = read.Text(3);
+    r.model_name = read.Text(4);
+    r.model_version = read.Text(5);
+    r.status = read.Text(6);
+    r.requests = sqlite3_column_int64(st, 7);
+    r.samples = sqlite3_column_int64(st, 8);
+    r.compute_ns = sqlite3_column_int64(st, 9);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+absl::Status LedgerWriter::AckOutbox(int64_t window) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE;"));
+  Statement drop(db_, "DELETE FROM outbox WHERE window_id <= ?1;");
+  absl::Status status = drop.ok() ? absl::OkStatus() : SqlError(db_, "ledger: ack");
+  if (status.ok()) {
+    drop.Bind(1, window);
+    status = drop.Run("ledger: ack");
+  }
+  absl::StatusOr<int64_t> acked = MetaInt(db_, "acked_window", -1);
+  if (status.ok()) status = acked.status();
+  if (status.ok()) status = SetMeta(db_, "acked_window", std::max(*acked, window));
+  if (status.ok()) status = Exec(db_, "COMMIT;");
+  if (!status.ok()) Exec(db_, "ROLLBACK;").IgnoreError();
+  return status;
+}
+
+absl::StatusOr<int64_t> LedgerWriter::AckedWindow() {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  return MetaInt(db_, "acked_window", -1);
+}
+
+absl::StatusOr<LedgerWriter::OutboxState> LedgerWriter::Outbox() {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  OutboxState state;
+  state.last_window = options_.outbox ? last_window_ : -1;
+  ASSIGN_OR_RETURN(state.acked_window, MetaInt(db_, "acked_window", -1));
+  Statement oldest(db_, "SELECT MIN(committed_at) FROM outbox;");
+  if (!oldest.ok()) return SqlError(db_, "ledger: read outbox");
+  if (sqlite3_step(oldest.get()) == SQLITE_ROW) {
+    state.oldest_unacked_ms = sqlite3_column_int64(oldest.get(), 0);
+  }
+  return state;
 }
 
 void LedgerWriter::Run() {
@@ -211,7 +490,8 @@ absl::StatusOr<std::vector<UsageRow>> LedgerWriter::Usage(const UsageQuery& quer
   std::map<std::tuple<std::string, std::string, std::string>, UsageRow> sums;
   for (UsageRow& r : *committed) sums[{r.tenant_id, r.model_name, r.status}] = std::move(r);
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [key, r] : pending_) {
+  for (const auto& [key, pending] : pending_) {
+    const UsageRow& r = pending.usage;
     if (r.bucket_start < query.from || r.bucket_start >= query.to) continue;
     if (!query.tenant_id.empty() && r.tenant_id != query.tenant_id) continue;
     UsageRow& row = sums[{r.tenant_id, r.model_name, r.status}];
@@ -221,6 +501,7 @@ absl::StatusOr<std::vector<UsageRow>> LedgerWriter::Usage(const UsageQuery& quer
     row.requests += r.requests;
     row.samples += r.samples;
     row.compute_seconds += r.compute_seconds;
+    row.compute_ns += r.compute_ns;
   }
   std::vector<UsageRow> out;
   out.reserve(sums.size());
@@ -261,12 +542,16 @@ absl::StatusOr<std::vector<UsageRow>> ReadUsage(const std::vector<std::string>& 
       return s;
     }
     sqlite3_busy_timeout(db, 5000);
-    const char* sql =
+    // Ledgers from before compute_ns have no such column (until a daemon
+    // opens them again): read 0 there.
+    const std::string sql = absl::StrCat(
         "SELECT tenant_id, model_name, status, SUM(requests), SUM(samples), "
-        "SUM(compute_seconds), replica FROM usage WHERE bucket_start >= ?1 AND bucket_start < ?2 "
-        "AND (?3 = '' OR tenant_id = ?3) GROUP BY tenant_id, model_name, status, replica";
+        "SUM(compute_seconds), replica, ",
+        HasColumn(db, "usage", "compute_ns") ? "SUM(compute_ns)" : "0",
+        " FROM usage WHERE bucket_start >= ?1 AND bucket_start < ?2 "
+        "AND (?3 = '' OR tenant_id = ?3) GROUP BY tenant_id, model_name, status, replica");
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
       absl::Status s = SqlError(db, absl::StrCat(path, ": not a fairserve usage ledger"));
       sqlite3_close(db);
       return s;
@@ -295,6 +580,7 @@ absl::StatusOr<std::vector<UsageRow>> ReadUsage(const std::vector<std::string>& 
       row.requests += sqlite3_column_int64(stmt, 3);
       row.samples += sqlite3_column_int64(stmt, 4);
       row.compute_seconds += sqlite3_column_double(stmt, 5);
+      row.compute_ns += sqlite3_column_int64(stmt, 7);
     }
     sqlite3_finalize(stmt);
     sqlite3_close(db);

@@ -366,14 +366,16 @@ TEST(ConfigTest, EverySettingIsInTheReloadTable) {
 server: {tls: {cert_file: a, key_file: b, client_ca_file: c}}
 scheduler: {}
 rate_limit_backend: {}
+ledger: {sink: {type: none}}
 devices: [{name: cpu}]
 tenants:
 )") + Tenant("    rate_limit: {burst: 1}\n    kubernetes: {}\n") + R"(
 pricing: {tiers: [{above_compute_seconds: 1, per_compute_second: 1}], tenants: {acme: {}}}
 )", "test.yaml", "/", &fields);
   ASSERT_TRUE(c.ok()) << c.status();
-  const std::set<std::string> sections = {"server", "server.tls", "scheduler",
-                                          "rate_limit_backend", "devices"};
+  const std::set<std::string> sections = {"server",        "server.tls",         "scheduler",
+                                          "rate_limit_backend", "devices", "ledger",
+                                          "ledger.sink"};
   EXPECT_GT(fields.size(), 50u);
   for (const std::string& f : fields) {
     if (sections.count(f)) continue;
@@ -404,6 +406,51 @@ TEST(ConfigTest, ShippedDemoConfigIsValid) {
   auto c = LoadConfigFile(SOURCE_DIR "/config/demo.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ((*c)->tenants.size(), 2u);
+}
+
+}  // namespace
+}  // namespace fairserve
+
+namespace fairserve {
+namespace {
+
+TEST(ConfigTest, LedgerSink) {
+  auto c = Parse("ledger:\n  sink: {type: postgres, dsn: \"host=db dbname=billing\", "
+                 "table_prefix: acme_, batch_rows: 100, flush_interval_ms: 250}\ntenants:\n" +
+                 Tenant());
+  ASSERT_TRUE(c.ok()) << c.status();
+  const UsageSinkConfig& s = (*c)->ledger.sink;
+  EXPECT_EQ(s.type, UsageSinkType::kPostgres);
+  EXPECT_EQ(s.dsn, "host=db dbname=billing");
+  EXPECT_EQ(s.table_prefix, "acme_");
+  EXPECT_EQ(s.batch_rows, 100);
+  EXPECT_EQ(s.flush_interval_ms, 250);
+  EXPECT_EQ((*Parse("tenants:\n" + Tenant()))->ledger.sink.type, UsageSinkType::kNone);
+
+  // The DSN from the environment (a Kubernetes Secret), never from the file.
+  setenv("FAIRSERVE_TEST_DSN", "postgresql://u:secret@db/billing", 1);
+  auto env = Parse("ledger: {sink: {type: postgres, dsn_env: FAIRSERVE_TEST_DSN}}\ntenants:\n" +
+                   Tenant());
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ((*env)->ledger.sink.dsn, "postgresql://u:secret@db/billing");
+  unsetenv("FAIRSERVE_TEST_DSN");
+  EXPECT_THAT(Error("ledger: {sink: {type: postgres, dsn_env: FAIRSERVE_TEST_DSN}}\ntenants:\n" +
+                    Tenant()),
+              HasSubstr("test.yaml:1:42: ledger.sink.dsn_env: environment variable "
+                        "FAIRSERVE_TEST_DSN is not set or empty"));
+  EXPECT_THAT(Error("ledger: {sink: {type: postgres, dsn: a, dsn_env: B}}\ntenants:\n" + Tenant()),
+              HasSubstr("ledger.sink: set exactly one of dsn"));
+  EXPECT_THAT(Error("ledger: {sink: {type: postgres}}\ntenants:\n" + Tenant()),
+              HasSubstr("ledger.sink: set exactly one of dsn"));
+  std::string e = Error(
+      "ledger: {sink: {type: mysql, dsn: a, table_prefix: \"x; drop\", batch_rows: 0, "
+      "flush_interval_ms: 1}}\ntenants:\n" + Tenant());
+  EXPECT_THAT(e, HasSubstr("ledger.sink.type: unknown value 'mysql'; use none, postgres"));
+  EXPECT_THAT(e, HasSubstr("ledger.sink.table_prefix: 'x; drop' is not usable in table names"));
+  EXPECT_THAT(e, HasSubstr("ledger.sink.batch_rows: must be between 1 and 1000000"));
+  EXPECT_THAT(e, HasSubstr("ledger.sink.flush_interval_ms: must be between 10 and 600000"));
+  EXPECT_THAT(Error("ledger: {sink: {tpye: postgres}}\ntenants:\n" + Tenant()),
+              HasSubstr("ledger.sink.tpye: unknown key"));
 }
 
 }  // namespace

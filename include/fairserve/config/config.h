@@ -25,12 +25,14 @@ enum class StatusPageMode { kLoopback, kAdmin, kOff };
 enum class SchedulingPolicy { kFair, kFifo };
 enum class RateLimitBackendType { kLocal, kRedis };
 enum class FailurePolicy { kAllow, kDeny };
+enum class UsageSinkType { kNone, kPostgres };
 absl::string_view Name(LogLevel v);
 absl::string_view Name(LogFormat v);
 absl::string_view Name(StatusPageMode v);
 absl::string_view Name(SchedulingPolicy v);
 absl::string_view Name(RateLimitBackendType v);
 absl::string_view Name(FailurePolicy v);
+absl::string_view Name(UsageSinkType v);
 
 // TLS on the gRPC port. Off unless cert_file and key_file are given.
 struct TlsConfig {
@@ -109,6 +111,31 @@ struct RateLimitBackendConfig {
   FailurePolicy on_failure = FailurePolicy::kAllow;
   // Replicas sharing the limits; sizes the local fallback buckets.
   int64_t replicas = 1;
+};
+
+// Where committed usage is shipped besides the local SQLite ledger (which
+// stays the durable write-ahead record): "postgres" ships every committed
+// window to one PostgreSQL database shared by the fleet, exactly once
+// (docs/billing.md, "Fleet billing").
+struct UsageSinkConfig {
+  UsageSinkType type = UsageSinkType::kNone;
+  // libpq connection string or URI. Set either `dsn` or `dsn_env`, the name
+  // of an environment variable holding it (filled from a Kubernetes Secret),
+  // so that a password never sits in the ConfigMap. After parsing, `dsn`
+  // holds the value either way; it is never logged.
+  std::string dsn;
+  std::string dsn_env;
+  // Names of the tables: <table_prefix>usage, <table_prefix>ledgers, ...
+  std::string table_prefix = "fairserve_";
+  // Rows one shipping transaction carries at most (whole windows; a window
+  // larger than this goes alone).
+  int64_t batch_rows = 5000;
+  // How often the shipper looks for committed windows.
+  int64_t flush_interval_ms = 1000;
+};
+
+struct LedgerConfig {
+  UsageSinkConfig sink;
 };
 
 struct DeviceConfig {
@@ -192,6 +219,7 @@ struct Config {
   std::string model_repository = "models";
   SchedulerConfig scheduler;
   RateLimitBackendConfig rate_limit_backend;
+  LedgerConfig ledger;
   std::vector<DeviceConfig> devices;
   std::vector<TenantConfig> tenants;
   PricingConfig pricing;
@@ -211,6 +239,10 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(
 // Every tenant's `models` must name a model of the repository (or be "*").
 // INVALID_ARGUMENT listing each unknown name with the tenant it belongs to.
 absl::Status CheckTenantModels(const Config& config, const std::set<std::string>& known);
+
+// True when `s` may start PostgreSQL table names (ledger.sink.table_prefix):
+// 1 to 40 lowercase letters, digits and '_', not starting with a digit.
+bool IsValidTablePrefix(const std::string& s);
 
 // True when `s` has the form "sha256:" followed by 64 lowercase hex digits.
 bool IsValidKeyHash(const std::string& s);

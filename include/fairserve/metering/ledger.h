@@ -8,6 +8,14 @@
 // every commit interval (100 ms). A crash loses at most the rows of the last
 // window; a row is never counted twice because each window is one atomic
 // transaction that adds to the stored totals.
+//
+// With a usage sink (ledger.sink), each commit also appends its rows, per
+// model version, to an outbox under the window's sequence number, in the same
+// transaction. The sink's shipper reads the outbox in window order, ships it,
+// then acknowledges; acknowledged windows leave the outbox. Window numbers
+// and the ledger's random id are kept in the file, so they survive restarts:
+// (ledger id, window) names a window's rows forever, which is what makes a
+// re-sent window a no-op downstream.
 
 #include <condition_variable>
 #include <cstdint>
@@ -28,6 +36,12 @@ struct sqlite3;
 
 namespace fairserve {
 
+struct UsageQuery {
+  std::string tenant_id;  // empty = all
+  int64_t from = 0;       // Unix seconds, inclusive
+  int64_t to = INT64_MAX; // Unix seconds, exclusive
+};
+
 // One aggregated ledger row.
 struct UsageRow {
   int64_t bucket_start = 0;  // Unix seconds, start of the minute
@@ -38,18 +52,39 @@ struct UsageRow {
   int64_t requests = 0;
   int64_t samples = 0;
   double compute_seconds = 0;
+  // The same time in whole nanoseconds, summed as integers (each request's
+  // time rounded once), so totals compare exactly across ledgers and the
+  // fleet database. Zero in rows written before the column existed.
+  int64_t compute_ns = 0;
 };
 
-struct UsageQuery {
-  std::string tenant_id;  // empty = all
-  int64_t from = 0;       // Unix seconds, inclusive
-  int64_t to = INT64_MAX; // Unix seconds, exclusive
+// One row of a committed window, as the outbox keeps it for a usage sink.
+struct OutboxRow {
+  int64_t window = 0;        // the commit's sequence number in this ledger
+  int64_t committed_at = 0;  // Unix milliseconds of the commit
+  int64_t bucket_start = 0;
+  std::string tenant_id;
+  std::string model_name;
+  std::string model_version;
+  std::string status;
+  int64_t requests = 0;
+  int64_t samples = 0;
+  int64_t compute_ns = 0;
+};
+
+// Where usage is read from for invoices: this replica's ledger, or the
+// fleet's database when a sink is configured.
+class UsageSource {
+ public:
+  virtual ~UsageSource() = default;
+  // Sums per (tenant, model, status) over the query window.
+  virtual absl::StatusOr<std::vector<UsageRow>> Usage(const UsageQuery& query) = 0;
 };
 
 // Where the wall-clock time of a batch comes from (injected for tests).
 using WallClock = std::function<int64_t()>;  // Unix seconds
 
-class LedgerWriter final : public BatchObserver {
+class LedgerWriter final : public BatchObserver, public UsageSource {
  public:
   struct Options {
     std::string path;          // SQLite file, created with its schema if missing
@@ -57,6 +92,10 @@ class LedgerWriter final : public BatchObserver {
     std::chrono::milliseconds commit_interval{100};
     WallClock wall_clock;      // default: system clock
     Registry* registry = nullptr;  // optional: ledger metrics
+    // Keep an outbox for a usage sink. The first open with it set also puts
+    // everything the ledger already holds into the outbox, as window 0, so
+    // a sink enabled mid-month still receives the whole history once.
+    bool outbox = false;
   };
 
   static absl::StatusOr<std::unique_ptr<LedgerWriter>> Open(Options options);
@@ -76,13 +115,39 @@ class LedgerWriter final : public BatchObserver {
   // (no fsync per read). Summed per (tenant, model, status). The one read
   // used by the admin usage RPCs and the status page. Thread-safe; holds
   // off the next commit for the duration of one indexed read.
-  absl::StatusOr<std::vector<UsageRow>> Usage(const UsageQuery& query);
+  absl::StatusOr<std::vector<UsageRow>> Usage(const UsageQuery& query) override;
 
   int64_t commits() const;
 
+  // This ledger file's random id (hex), made when the file was created.
+  const std::string& ledger_id() const { return ledger_id_; }
+  const std::string& replica() const { return options_.replica; }
+
+  // The outbox (Options::outbox). Called by the sink's shipper thread; each
+  // holds off the next commit for one indexed read or write.
+  //
+  // Rows of the windows after `after_window`, in window order: whole
+  // windows, as many as fit in `max_rows` but at least one.
+  absl::StatusOr<std::vector<OutboxRow>> ReadOutbox(int64_t after_window, int64_t max_rows);
+  // Records that every window up to `window` is shipped and drops them.
+  absl::Status AckOutbox(int64_t window);
+  // The last acknowledged window (-1: none yet).
+  absl::StatusOr<int64_t> AckedWindow();
+  struct OutboxState {
+    int64_t last_window = -1;       // the newest committed window
+    int64_t acked_window = -1;      // the newest shipped one
+    int64_t oldest_unacked_ms = 0;  // commit time of the oldest unshipped row; 0: none
+  };
+  absl::StatusOr<OutboxState> Outbox();
+
  private:
-  using Key = std::tuple<int64_t, std::string, std::string, std::string>;  // bucket, tenant, model, status
-  LedgerWriter(Options options, sqlite3* db);
+  // bucket, tenant, model, version, status
+  using Key = std::tuple<int64_t, std::string, std::string, std::string, std::string>;
+  struct PendingRow {
+    UsageRow usage;
+    std::string model_version;
+  };
+  LedgerWriter(Options options, sqlite3* db, std::string ledger_id);
   void Run();
 
   const Options options_;
@@ -93,7 +158,9 @@ class LedgerWriter final : public BatchObserver {
   std::mutex write_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<Key, UsageRow> pending_ ABSL_GUARDED_BY(mu_);
+  std::map<Key, PendingRow> pending_ ABSL_GUARDED_BY(mu_);
+  int64_t last_window_ = 0;  // the newest committed window; by write_mu_
+  const std::string ledger_id_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;

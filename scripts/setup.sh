@@ -11,6 +11,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev libsqlite3-dev sqlite3 libssl-dev libhiredis-dev libabsl-dev
+  libpqxx-dev libpq-dev postgresql
   prometheus-cpp-dev nlohmann-json3-dev graphviz
   libopenblas0-pthread
   redis-server prometheus gnuplot-nox

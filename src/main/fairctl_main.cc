@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "fairserve/config/render.h"
 #include "fairserve/metering/invoice.h"
 #include "fairserve/metering/ledger.h"
+#include "fairserve/metering/postgres_usage.h"
 #include "fairserve/tenancy/api_key.h"
 #include "fairserve/version.h"
 
@@ -30,16 +32,26 @@ commands:
   k8s render --config FILE --out DIR
                       write DIR/tenant-<id>.yaml per tenant: Namespace (label tenant: <id>),
                       ResourceQuota and LimitRange for namespace-per-tenant isolation
-  usage --data-dir DIR [--data-dir DIR2 ...] [--tenant ID] [--from DATE] [--to DATE]
-                      usage per tenant, model and status from one or more ledgers
-  invoice --data-dir DIR [--data-dir DIR2 ...] --tenant ID [--from DATE] [--to DATE]
-          [--config FILE] [--format table|json|csv]
+  usage SOURCE [--tenant ID] [--from DATE] [--to DATE]
+                      usage per tenant, model and status
+  invoice SOURCE --tenant ID [--from DATE] [--to DATE] [--config FILE]
+          [--format table|json|csv]
                       price a tenant's usage with the config's pricing (defaults:
-                      0.0001 per compute-second, 0.20 per 1000 requests)
+                      0.0001 per compute-second, 0.20 per 1000 requests); price
+                      tiers apply to the total of every source
+  export SOURCE [--from DATE] [--to DATE] [--format csv]
+                      for finance: one CSV row per (UTC day, tenant, model)
+  db migrate --dsn DSN [--table-prefix P]
+                      create or upgrade the fleet usage tables in PostgreSQL
+                      (deploy/postgres/); safe to run again and from several hosts
   version             print the version
 
+SOURCE is either the fleet database, --dsn DSN [--table-prefix P] (ledger.sink), or
+one or more ledgers, --data-dir DIR [--data-dir DIR2 ...] (one per replica, merged
+without double counting).
+DSN is a libpq connection string or URI; leave the password out of it and libpq
+reads PGPASSWORD or ~/.pgpass. --table-prefix defaults to fairserve_.
 DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); --from is inclusive, --to exclusive.
-Several --data-dir (one per replica) are merged without double counting.
 
 exit codes: 0 success, 1 failure, 2 usage error.
 )";
@@ -51,6 +63,8 @@ int Usage(const std::string& error) {
 
 struct LedgerFlags {
   std::vector<std::string> ledgers;
+  std::optional<std::string> dsn;
+  std::string table_prefix = "fairserve_";
   fairserve::UsageQuery query;
   std::string config, format = "table";
 };
@@ -63,6 +77,10 @@ std::string ParseLedgerFlags(const std::vector<std::string>& args, LedgerFlags* 
     const std::string& v = args[++i];
     if (a == "--data-dir") {
       f->ledgers.push_back(fairserve::LedgerPath(v));
+    } else if (a == "--dsn") {
+      f->dsn = v;
+    } else if (a == "--table-prefix") {
+      f->table_prefix = v;
     } else if (a == "--tenant") {
       f->query.tenant_id = v;
     } else if (a == "--from" || a == "--to") {
@@ -77,8 +95,55 @@ std::string ParseLedgerFlags(const std::vector<std::string>& args, LedgerFlags* 
       return "unknown option '" + a + "'";
     }
   }
-  if (f->ledgers.empty()) return "give at least one --data-dir";
+  if (f->ledgers.empty() == !f->dsn.has_value()) {
+    return "give either --dsn (the fleet database) or one or more --data-dir";
+  }
   return "";
+}
+
+fairserve::PostgresOptions Database(const LedgerFlags& f) {
+  fairserve::PostgresOptions o;
+  o.dsn = *f.dsn;
+  o.table_prefix = f.table_prefix;
+  return o;
+}
+
+int Export(const std::vector<std::string>& args) {
+  LedgerFlags f;
+  f.format = "csv";
+  std::string error = ParseLedgerFlags(args, &f);
+  if (!error.empty()) return Usage(error);
+  if (f.format != "csv") return Usage("export writes --format csv only");
+  if (!f.query.tenant_id.empty()) return Usage("export covers every tenant; drop --tenant");
+  absl::StatusOr<std::vector<fairserve::DailyUsageRow>> rows =
+      f.dsn ? fairserve::PostgresUsage(Database(f)).Daily(f.query.from, f.query.to)
+            : fairserve::ReadDailyUsage(f.ledgers, f.query.from, f.query.to);
+  if (!rows.ok()) {
+    std::cerr << "fairctl: " << rows.status().message() << "\n";
+    return 1;
+  }
+  std::cout << fairserve::FormatDailyCsv(*rows);
+  return 0;
+}
+
+int Db(const std::vector<std::string>& args) {
+  if (args.size() < 2 || args[1] != "migrate") return Usage("db takes the subcommand 'migrate'");
+  LedgerFlags f;
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  std::string error = ParseLedgerFlags(rest, &f);
+  if (!error.empty() || !f.ledgers.empty() || !f.dsn) {
+    return Usage(error.empty() || !f.ledgers.empty() ? "db migrate needs --dsn DSN" : error);
+  }
+  auto applied = fairserve::MigratePostgres(Database(f));
+  if (!applied.ok()) {
+    std::cerr << "fairctl: " << applied.status().message() << "\n";
+    return 1;
+  }
+  if (applied->empty()) {
+    std::cout << "schema is current (version " << fairserve::PostgresSchemaVersion() << ")\n";
+  }
+  for (const std::string& name : *applied) std::cout << "applied " << name << "\n";
+  return 0;
 }
 
 int UsageOrInvoice(const std::string& cmd, const std::vector<std::string>& args) {
@@ -86,7 +151,8 @@ int UsageOrInvoice(const std::string& cmd, const std::vector<std::string>& args)
   std::string error = ParseLedgerFlags(args, &f);
   if (!error.empty()) return Usage(error);
   if (cmd == "invoice" && f.query.tenant_id.empty()) return Usage("invoice needs --tenant ID");
-  auto usage = fairserve::ReadUsage(f.ledgers, f.query);
+  auto usage = f.dsn ? fairserve::PostgresUsage(Database(f)).Usage(f.query)
+                     : fairserve::ReadUsage(f.ledgers, f.query);
   if (!usage.ok()) {
     std::cerr << "fairctl: " << usage.status().message() << "\n";
     return 1;
@@ -204,6 +270,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "usage" || cmd == "invoice") return UsageOrInvoice(cmd, args);
+  if (cmd == "export") return Export(args);
+  if (cmd == "db") return Db(args);
   if (cmd == "tenants" || cmd == "partitions" || cmd == "k8s") return ConfigViews(cmd, args);
   return Usage("unknown command '" + cmd + "'");
 }

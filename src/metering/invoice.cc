@@ -16,12 +16,16 @@ std::string Money(int64_t cents) {
                          std::llabs(cents) % 100);
 }
 
+}  // namespace
+
 std::string CsvField(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string out = "\"";
   for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + "\"";
 }
+
+namespace {
 
 std::string JsonString(const std::string& s) {
   std::string out = "\"";
@@ -141,6 +145,17 @@ std::string FormatUtc(int64_t unix_seconds) {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::string FormatDailyCsv(const std::vector<DailyUsageRow>& rows) {
+  std::string out =
+      "day,tenant_id,model_name,requests,failed_requests,samples,compute_seconds\n";
+  for (const DailyUsageRow& d : rows) {
+    absl::StrAppendFormat(&out, "%s,%s,%s,%d,%d,%d,%d.%09d\n", d.day, CsvField(d.tenant_id),
+                          CsvField(d.model_name), d.requests, d.failed_requests, d.samples,
+                          d.compute_ns / 1000000000, d.compute_ns % 1000000000);
+  }
+  return out;
 }
 
 }  // namespace fairserve

@@ -591,3 +591,59 @@ absl::StatusOr<std::vector<UsageRow>> ReadUsage(const std::vector<std::string>& 
 }
 
 }  // namespace fairserve
+
+namespace fairserve {
+
+absl::StatusOr<std::vector<DailyUsageRow>> ReadDailyUsage(const std::vector<std::string>& paths,
+                                                          int64_t from, int64_t to) {
+  // The same checks as ReadUsage (a file named twice, a replica in two
+  // files) come first, so a merge that would double count is refused.
+  RETURN_IF_ERROR(ReadUsage(paths, UsageQuery{"", from, to}).status());
+  std::map<std::tuple<std::string, std::string, std::string>, DailyUsageRow> sums;
+  std::set<std::string> seen;
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    std::string canonical = std::filesystem::weakly_canonical(path, ec).string();
+    if (!seen.insert(ec ? path : canonical).second) continue;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      absl::Status s = SqlError(db, absl::StrCat("cannot open usage ledger ", path));
+      sqlite3_close(db);
+      return s;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    const std::string ns = HasColumn(db, "usage", "compute_ns")
+                               ? "CASE WHEN compute_ns > 0 THEN compute_ns ELSE "
+                                 "CAST(round(compute_seconds * 1e9) AS INTEGER) END"
+                               : "CAST(round(compute_seconds * 1e9) AS INTEGER)";
+    const std::string sql = absl::StrCat(
+        "SELECT strftime('%Y-%m-%d', bucket_start, 'unixepoch'), tenant_id, model_name, "
+        "SUM(requests), SUM(CASE WHEN status <> 'ok' THEN requests ELSE 0 END), SUM(samples), "
+        "SUM(", ns, ") FROM usage WHERE bucket_start >= ?1 AND bucket_start < ?2 "
+        "GROUP BY 1, 2, 3");
+    Statement st(db, sql.c_str());
+    if (!st.ok()) {
+      absl::Status s = SqlError(db, absl::StrCat(path, ": not a fairserve usage ledger"));
+      sqlite3_close(db);
+      return s;
+    }
+    st.Bind(1, from);
+    st.Bind(2, to);
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      DailyUsageRow& d = sums[{st.Text(0), st.Text(1), st.Text(2)}];
+      d.day = st.Text(0);
+      d.tenant_id = st.Text(1);
+      d.model_name = st.Text(2);
+      d.requests += sqlite3_column_int64(st.get(), 3);
+      d.failed_requests += sqlite3_column_int64(st.get(), 4);
+      d.samples += sqlite3_column_int64(st.get(), 5);
+      d.compute_ns += sqlite3_column_int64(st.get(), 6);
+    }
+    sqlite3_close(db);
+  }
+  std::vector<DailyUsageRow> out;
+  for (auto& [key, row] : sums) out.push_back(std::move(row));
+  return out;
+}
+
+}  // namespace fairserve

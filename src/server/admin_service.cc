@@ -66,7 +66,7 @@ grpc::Status AdminService::GetUsage(grpc::ServerContext* ctx,
   if (!tenant.ok()) return ToGrpcStatus(tenant.status());
   auto query = Query(*tenant, req->from(), req->to());
   if (!query.ok()) return ToGrpcStatus(query.status());
-  auto rows = deps_.ledger->Usage(*query);
+  auto rows = deps_.usage->Usage(*query);
   if (!rows.ok()) return ToGrpcStatus(rows.status());
   for (const UsageRow& r : *rows) {
     auto* out = resp->add_rows();
@@ -92,7 +92,7 @@ grpc::Status AdminService::GetInvoice(grpc::ServerContext* ctx,
   if (!tenant.ok()) return ToGrpcStatus(tenant.status());
   auto query = Query(*tenant, req->from(), req->to());
   if (!query.ok()) return ToGrpcStatus(query.status());
-  auto rows = deps_.ledger->Usage(*query);
+  auto rows = deps_.usage->Usage(*query);
   if (!rows.ok()) return ToGrpcStatus(rows.status());
   Invoice inv = MakeInvoice(*rows, caller->registry->config().pricing, *tenant, query->from,
                             query->to);

@@ -168,9 +168,27 @@ absl::Status Daemon::BuildMetering(const Config& config) {
     ledger.replica = host;
   }
   ledger.registry = registry_.get();
+  const UsageSinkConfig& sink = config.ledger.sink;
+  ledger.outbox = sink.type == UsageSinkType::kPostgres;
   ASSIGN_OR_RETURN(ledger_, LedgerWriter::Open(ledger));
-  spdlog::info("usage ledger: {} (replica '{}', group commits every 100 ms)", ledger.path,
-               ledger.replica);
+  spdlog::info("usage ledger: {} (replica '{}', ledger id {}, group commits every 100 ms)",
+               ledger.path, ledger.replica, ledger_->ledger_id());
+  if (sink.type == UsageSinkType::kPostgres) {
+    UsageShipper::Options options;
+    options.db.dsn = sink.dsn;
+    options.db.table_prefix = sink.table_prefix;
+    options.batch_rows = sink.batch_rows;
+    options.flush_interval = std::chrono::milliseconds(sink.flush_interval_ms);
+    options.registry = registry_.get();
+    shipper_ = std::make_unique<UsageShipper>(*ledger_, options);
+    // Admin reads get a shorter bound than shipping: a caller is waiting.
+    PostgresOptions reads = options.db;
+    reads.statement_timeout = std::chrono::seconds(5);
+    fleet_usage_ = std::make_unique<PostgresUsage>(reads);
+    spdlog::info("usage sink: PostgreSQL (tables {}*), shipping every {} ms; the database "
+                 "is not needed to start or serve",
+                 sink.table_prefix, sink.flush_interval_ms);
+  }
   return absl::OkStatus();
 }
 
@@ -250,7 +268,7 @@ void Daemon::BuildServices(const Config& config) {
   rest_ = std::make_unique<RestApi>(service_->call_deps(), kFairserveVersion);
   AdminServiceDeps admin_deps;
   admin_deps.runtime = &runtime_;
-  admin_deps.ledger = ledger_.get();
+  admin_deps.usage = fleet_usage_ ? static_cast<UsageSource*>(fleet_usage_.get()) : ledger_.get();
   admin_deps.clock = &SteadyClock::Get();
   admin_deps.authenticator = authenticator_.get();
   admin_deps.reload = [this] { return Reload("admin RPC"); };
@@ -266,6 +284,7 @@ void Daemon::BuildServices(const Config& config) {
 }
 
 absl::Status Daemon::StartListeners(const Config& config) {
+  if (shipper_) shipper_->Start();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -505,6 +524,12 @@ void Daemon::Shutdown() {
   if (ledger_) {
     ledger_->Close();
     spdlog::info("usage ledger flushed");
+  }
+  if (shipper_) {
+    // The last window is committed locally; ship it if the database is
+    // there, within a bounded wait (else it ships after the next start).
+    shipper_->Stop(std::chrono::seconds(5));
+    spdlog::info("usage sink stopped");
   }
   spdlog::info("stopped");
 }

@@ -42,6 +42,13 @@ absl::StatusOr<std::string> FormatInvoice(const Invoice& invoice, const std::str
 absl::StatusOr<int64_t> ParseUtcDate(const std::string& text);
 std::string FormatUtc(int64_t unix_seconds);
 
+// One CSV field (RFC 4180 quoting when needed).
+std::string CsvField(const std::string& s);
+
+// The finance export: a header, then one line per (day, tenant, model), with
+// compute to the nanosecond.
+std::string FormatDailyCsv(const std::vector<DailyUsageRow>& rows);
+
 }  // namespace fairserve
 
 #endif  // FAIRSERVE_METERING_INVOICE_H_

@@ -177,6 +177,22 @@ class LedgerWriter final : public BatchObserver, public UsageSource {
 absl::StatusOr<std::vector<UsageRow>> ReadUsage(const std::vector<std::string>& ledger_paths,
                                                 const UsageQuery& query);
 
+// One row of the finance export: a (day, tenant, model) total.
+struct DailyUsageRow {
+  std::string day;  // YYYY-MM-DD, UTC
+  std::string tenant_id;
+  std::string model_name;
+  int64_t requests = 0;
+  int64_t failed_requests = 0;  // status other than ok
+  int64_t samples = 0;
+  int64_t compute_ns = 0;
+};
+
+// Per (UTC day, tenant, model) over [from, to), merged over the files like
+// ReadUsage.
+absl::StatusOr<std::vector<DailyUsageRow>> ReadDailyUsage(const std::vector<std::string>& paths,
+                                                          int64_t from, int64_t to);
+
 // The ledger file inside a data directory.
 std::string LedgerPath(const std::string& data_dir);
 

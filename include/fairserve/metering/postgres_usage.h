@@ -51,17 +51,6 @@ int PostgresSchemaVersion();
 // once). Returns the names of the ones applied (empty: already current).
 absl::StatusOr<std::vector<std::string>> MigratePostgres(const PostgresOptions& options);
 
-// One row of the finance export: a (day, tenant, model) total.
-struct DailyUsageRow {
-  std::string day;  // YYYY-MM-DD, UTC
-  std::string tenant_id;
-  std::string model_name;
-  int64_t requests = 0;
-  int64_t failed_requests = 0;
-  int64_t samples = 0;
-  int64_t compute_ns = 0;
-};
-
 // Reads the fleet's usage. One connection, opened on first use and again
 // after a failure; calls are serialized on it. Blocks the caller for one
 // query (at most statement_timeout): call it from the admin service's

@@ -22,7 +22,9 @@ namespace fairserve {
 
 struct AdminServiceDeps {
   const Runtime* runtime = nullptr;
-  LedgerWriter* ledger = nullptr;
+  // Where GetUsage/GetInvoice read: this replica's ledger, or the fleet's
+  // database when ledger.sink is set (every replica then answers the same).
+  UsageSource* usage = nullptr;
   const Authenticator* authenticator = nullptr;
   Clock* clock = nullptr;
   std::function<absl::Status()> reload;
@@ -33,7 +35,8 @@ struct AdminServiceDeps {
 };
 
 // fairserve.admin.v1.Admin. Synchronous gRPC service: its calls read the
-// SQLite ledger, so they run on gRPC's sync thread pool, never on the
+// SQLite ledger or the fleet's PostgreSQL database (each query bounded by
+// its statement timeout), so they run on gRPC's sync thread pool, never on the
 // callback threads that serve inference.
 class AdminService final : public fairserve::admin::v1::Admin::Service {
  public:

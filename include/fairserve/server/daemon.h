@@ -14,6 +14,7 @@
 #include "fairserve/common/snapshot.h"
 #include "fairserve/config/config.h"
 #include "fairserve/metering/metrics.h"
+#include "fairserve/metering/postgres_usage.h"
 #include "fairserve/server/runtime.h"
 
 namespace grpc {
@@ -121,6 +122,10 @@ class Daemon {
   std::unique_ptr<AuthThrottle> auth_throttle_;
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<LedgerWriter> ledger_;
+  // ledger.sink postgres only: ships the ledger's outbox, and reads the
+  // fleet's usage for the admin RPCs.
+  std::unique_ptr<UsageShipper> shipper_;
+  std::unique_ptr<PostgresUsage> fleet_usage_;
   std::unique_ptr<ModelCache> models_;
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;

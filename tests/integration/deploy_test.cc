@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "fairserve/config/config.h"
@@ -52,6 +53,30 @@ YAML::Node FindKind(const std::string& file, const std::string& kind) {
   return YAML::Node();
 }
 
+// The environment variable `name` as the StatefulSet's fairserve container
+// sets it: its secretKeyRef, looked up in the Secret of postgres.yaml.
+std::string PodEnvFromSecret(const std::string& name) {
+  YAML::Node sts = FindKind("deployment.yaml", "StatefulSet");
+  for (const YAML::Node& e : sts["spec"]["template"]["spec"]["containers"][0]["env"]) {
+    if (e["name"].as<std::string>() != name) continue;
+    YAML::Node ref = e["valueFrom"]["secretKeyRef"];
+    YAML::Node secret = FindKind("postgres.yaml", "Secret");
+    EXPECT_EQ(ref["name"].as<std::string>(), secret["metadata"]["name"].as<std::string>());
+    return secret["stringData"][ref["key"].as<std::string>()].as<std::string>();
+  }
+  ADD_FAILURE() << "the fairserve container does not set " << name;
+  return "";
+}
+
+// The ConfigMap's config, parsed in the environment the pod gives it.
+absl::StatusOr<std::shared_ptr<const Config>> ConfigMapConfig() {
+  YAML::Node cm = FindKind("configmap.yaml", "ConfigMap");
+  setenv("FAIRSERVE_USAGE_DSN", PodEnvFromSecret("FAIRSERVE_USAGE_DSN").c_str(), 1);
+  auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
+  unsetenv("FAIRSERVE_USAGE_DSN");
+  return config;
+}
+
 TEST(DeployTest, EveryKubernetesManifestParses) {
   int docs = 0;
   for (const auto& entry : fs::recursive_directory_iterator(kDeploy / "k8s")) {
@@ -70,8 +95,7 @@ TEST(DeployTest, EveryKubernetesManifestParses) {
 }
 
 TEST(DeployTest, DeploymentAgreesWithItsConfig) {
-  YAML::Node cm = FindKind("configmap.yaml", "ConfigMap");
-  auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
+  auto config = ConfigMapConfig();
   ASSERT_TRUE(config.ok()) << config.status();
   YAML::Node dep = FindKind("deployment.yaml", "StatefulSet");
   YAML::Node pod = dep["spec"]["template"]["spec"];
@@ -95,8 +119,7 @@ TEST(DeployTest, DeploymentAgreesWithItsConfig) {
 }
 
 TEST(DeployTest, FleetPiecesAgree) {
-  YAML::Node cm = FindKind("configmap.yaml", "ConfigMap");
-  auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
+  auto config = ConfigMapConfig();
   ASSERT_TRUE(config.ok()) << config.status();
   const RateLimitBackendConfig& backend = (*config)->rate_limit_backend;
   EXPECT_EQ(backend.type, RateLimitBackendType::kRedis);
@@ -123,6 +146,48 @@ TEST(DeployTest, FleetPiecesAgree) {
                        sts["spec"]["template"]["metadata"]["labels"]));
 }
 
+TEST(DeployTest, UsageDatabaseComesFromASecret) {
+  auto config = ConfigMapConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  const UsageSinkConfig& sink = (*config)->ledger.sink;
+  EXPECT_EQ(sink.type, UsageSinkType::kPostgres);
+  // The ConfigMap names the variable; the DSN itself is only in the Secret.
+  EXPECT_EQ(sink.dsn_env, "FAIRSERVE_USAGE_DSN");
+  std::string cm = Slurp(kDeploy / "k8s" / "configmap.yaml");
+  EXPECT_EQ(cm.find("password"), std::string::npos);
+  // The DSN points at the trial database's Service, with its user and
+  // database, and the password the database is started with.
+  YAML::Node svc = FindKind("postgres.yaml", "Service");
+  std::string host = svc["metadata"]["name"].as<std::string>() + "." +
+                     svc["metadata"]["namespace"].as<std::string>() + ".svc";
+  EXPECT_NE(sink.dsn.find("host=" + host + " port=" +
+                          svc["spec"]["ports"][0]["port"].as<std::string>()),
+            std::string::npos)
+      << sink.dsn;
+  YAML::Node db = FindKind("postgres.yaml", "StatefulSet");
+  std::map<std::string, YAML::Node> env;
+  for (const YAML::Node& e : db["spec"]["template"]["spec"]["containers"][0]["env"]) {
+    env[e["name"].as<std::string>()] = e;
+  }
+  EXPECT_NE(sink.dsn.find("user=" + env["POSTGRES_USER"]["value"].as<std::string>()),
+            std::string::npos);
+  EXPECT_NE(sink.dsn.find("dbname=" + env["POSTGRES_DB"]["value"].as<std::string>()),
+            std::string::npos);
+  YAML::Node secret = FindKind("postgres.yaml", "Secret");
+  EXPECT_EQ(env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"].as<std::string>(),
+            "password");
+  EXPECT_NE(sink.dsn.find("password=" + secret["stringData"]["password"].as<std::string>()),
+            std::string::npos);
+  // The init container migrates the schema with the same DSN.
+  YAML::Node init =
+      FindKind("deployment.yaml", "StatefulSet")["spec"]["template"]["spec"]["initContainers"][0];
+  EXPECT_EQ(init["command"][1].as<std::string>(), "db");
+  EXPECT_EQ(init["command"][2].as<std::string>(), "migrate");
+  EXPECT_EQ(init["env"][0]["valueFrom"]["secretKeyRef"]["name"].as<std::string>(),
+            secret["metadata"]["name"].as<std::string>());
+  EXPECT_TRUE(SameYaml(svc["spec"]["selector"], db["spec"]["template"]["metadata"]["labels"]));
+}
+
 TEST(DeployTest, PrometheusRuleHoldsTheRulesFile) {
   YAML::Node rule = FindKind("prometheusrule.yaml", "PrometheusRule");
   YAML::Node file = YAML::LoadFile((kDeploy / "prometheus" / "fairserve-rules.yml").string());
@@ -131,8 +196,7 @@ TEST(DeployTest, PrometheusRuleHoldsTheRulesFile) {
 }
 
 TEST(DeployTest, RenderedTenantNamespacesAreCurrent) {
-  YAML::Node cm = FindKind("configmap.yaml", "ConfigMap");
-  auto config = ParseConfig(cm["data"]["config.yaml"].as<std::string>(), "configmap.yaml", "/");
+  auto config = ConfigMapConfig();
   ASSERT_TRUE(config.ok()) << config.status();
   for (const TenantConfig& t : (*config)->tenants) {
     fs::path file = kDeploy / "k8s" / "tenants" / (TenantNamespace(t.id) + ".yaml");

@@ -68,6 +68,9 @@ constexpr std::pair<absl::string_view, RateLimitBackendType> kBackendTypes[] = {
     {"local", RateLimitBackendType::kLocal}, {"redis", RateLimitBackendType::kRedis}};
 constexpr std::pair<absl::string_view, FailurePolicy> kFailurePolicies[] = {
     {"allow", FailurePolicy::kAllow}, {"deny", FailurePolicy::kDeny}};
+constexpr std::pair<absl::string_view, LedgerDurability> kDurabilities[] = {
+    {"async", LedgerDurability::kAsync},
+    {"reply_after_commit", LedgerDurability::kReplyAfterCommit}};
 constexpr std::pair<absl::string_view, UsageSinkType> kSinkTypes[] = {
     {"none", UsageSinkType::kNone}, {"postgres", UsageSinkType::kPostgres}};
 
@@ -182,6 +185,7 @@ namespace {
 
 void ReadLedger(const YAML::Node& node, LedgerConfig* out, ConfigErrors* errors) {
   MapReader r(node, "ledger", errors);
+  r.GetEnum("durability", &out->durability, kDurabilities);
   YAML::Node sink = r.Child("sink");
   r.Finish();
   if (!sink.IsDefined()) return;
@@ -469,6 +473,7 @@ absl::string_view Name(SchedulingPolicy v) { return NameIn(kPolicies, v); }
 absl::string_view Name(RateLimitBackendType v) { return NameIn(kBackendTypes, v); }
 absl::string_view Name(FailurePolicy v) { return NameIn(kFailurePolicies, v); }
 absl::string_view Name(UsageSinkType v) { return NameIn(kSinkTypes, v); }
+absl::string_view Name(LedgerDurability v) { return NameIn(kDurabilities, v); }
 
 uint64_t TenantConfig::MemoryQuota(uint64_t budget) const {
   if (memory_share_percent > 0) {
@@ -571,7 +576,8 @@ const Setting kSettings[] = {
     FAIRSERVE_RESTART("rate_limit_backend.timeout_ms", rate_limit_backend.timeout_ms),
     FAIRSERVE_RESTART("rate_limit_backend.on_failure", rate_limit_backend.on_failure),
     FAIRSERVE_RESTART("rate_limit_backend.replicas", rate_limit_backend.replicas),
-    // The shipper and its connection are set up once at start.
+    // The ledger, the shipper and its connection are set up once at start.
+    FAIRSERVE_RESTART("ledger.durability", ledger.durability),
     FAIRSERVE_RESTART("ledger.sink.type", ledger.sink.type),
     FAIRSERVE_RESTART("ledger.sink.dsn", ledger.sink.dsn),
     FAIRSERVE_RESTART("ledger.sink.dsn_env", ledger.sink.dsn_env),

@@ -311,16 +311,43 @@ void LedgerWriter::OnBatch(const BatchRecord& record) {
   }
 }
 
+void LedgerWriter::AfterRecorded(std::function<void()> send) {
+  if (options_.durability == Durability::kAsync) {
+    send();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    after_commit_.push_back(std::move(send));
+  }
+  cv_.notify_one();
+}
+
 absl::Status LedgerWriter::CommitPending() {
+  std::vector<std::function<void()>> answers;
+  absl::Status status = CommitRows(&answers);
+  // Answers go out after the commit, outside the locks.
+  for (std::function<void()>& send : answers) send();
+  return status;
+}
+
+absl::Status LedgerWriter::CommitRows(std::vector<std::function<void()>>* answers) {
   // The window leaves pending_ and reaches the database under write_mu_, so
   // Usage() (which holds it too) sees each row in exactly one of the two.
   std::lock_guard<std::mutex> write_lock(write_mu_);
   std::map<Key, PendingRow> rows;
+  std::vector<std::function<void()>> waiting;
   {
     std::lock_guard<std::mutex> lock(mu_);
     rows.swap(pending_);
+    waiting.swap(after_commit_);
   }
-  if (rows.empty()) return absl::OkStatus();
+  if (rows.empty()) {
+    // The rows of every waiting answer were in an earlier commit, which has
+    // finished (commits are serialized by write_mu_).
+    *answers = std::move(waiting);
+    return absl::OkStatus();
+  }
   auto start = std::chrono::steady_clock::now();
   const int64_t window = last_window_ + 1;
   absl::Status status = Exec(db_, "BEGIN IMMEDIATE;");
@@ -360,8 +387,12 @@ absl::Status LedgerWriter::CommitPending() {
   if (!status.ok()) {
     Exec(db_, "ROLLBACK;").IgnoreError();
     if (error_counter_) error_counter_->Increment();
-    // Keep the rows: they go out with the next window.
+    // Keep the rows: they go out with the next window, and their answers
+    // wait with them.
     std::lock_guard<std::mutex> lock(mu_);
+    waiting.insert(waiting.end(), std::make_move_iterator(after_commit_.begin()),
+                   std::make_move_iterator(after_commit_.end()));
+    after_commit_ = std::move(waiting);
     for (auto& [key, row] : rows) {
       PendingRow& dst = pending_[key];
       if (dst.usage.requests == 0) {
@@ -383,6 +414,7 @@ absl::Status LedgerWriter::CommitPending() {
   }
   std::lock_guard<std::mutex> lock(mu_);
   ++commits_;
+  *answers = std::move(waiting);
   return absl::OkStatus();
 }
 
@@ -469,8 +501,17 @@ absl::StatusOr<LedgerWriter::OutboxState> LedgerWriter::Outbox() {
 void LedgerWriter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   bool failing = false;
+  const bool sync = options_.durability == Durability::kReplyAfterCommit;
   while (!stopping_) {
-    cv_.wait_for(lock, options_.commit_interval, [this] { return stopping_; });
+    if (sync) {
+      // Commit as soon as an answer waits: batches that arrive during a
+      // commit go together in the next one (group commit). While commits
+      // fail, retry at the commit interval rather than spinning.
+      cv_.wait_for(lock, options_.commit_interval,
+                   [this, failing] { return stopping_ || (!after_commit_.empty() && !failing); });
+    } else {
+      cv_.wait_for(lock, options_.commit_interval, [this] { return stopping_; });
+    }
     if (stopping_) break;
     lock.unlock();
     absl::Status s = CommitPending();

@@ -42,8 +42,7 @@ uint64_t ResponseBytes(const InferenceResult& result) {
   return bytes;
 }
 
-using Replies =
-    std::vector<std::pair<InferenceRequest::DoneCallback, absl::StatusOr<InferenceResult>>>;
+using Replies = std::vector<BatchRunner::Reply>;
 
 // Records `request`'s share in `record` and queues its answer in `replies`.
 void Complete(InferenceRequest& request, absl::StatusOr<InferenceResult> result,
@@ -55,7 +54,7 @@ void Complete(InferenceRequest& request, absl::StatusOr<InferenceResult> result,
   item.queue_time = now - request.arrival;
   item.code = result.ok() ? absl::StatusCode::kOk : result.status().code();
   record->items.push_back(std::move(item));
-  replies->emplace_back(std::move(request.on_done), std::move(result));
+  replies->push_back({std::move(request.on_done), std::move(result), std::move(request.hold)});
 }
 
 }  // namespace
@@ -184,7 +183,18 @@ BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batc
     }
   }
   for (BatchObserver* o : observers_) o->OnBatch(record);
-  for (auto& [done, result] : replies) done(std::move(result));
+  if (gate_ == nullptr || replies.empty()) {
+    for (Reply& r : replies) r.done(std::move(r.result));
+    return record;
+  }
+  // std::function copies: the move-only answers travel by pointer.
+  auto held = std::make_shared<Replies>(std::move(replies));
+  gate_->AfterRecorded([held] {
+    for (Reply& r : *held) {
+      r.done(std::move(r.result));
+      r.hold.reset();
+    }
+  });
   return record;
 }
 

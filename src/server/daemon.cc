@@ -170,9 +170,15 @@ absl::Status Daemon::BuildMetering(const Config& config) {
   ledger.registry = registry_.get();
   const UsageSinkConfig& sink = config.ledger.sink;
   ledger.outbox = sink.type == UsageSinkType::kPostgres;
+  ledger.durability = config.ledger.durability == LedgerDurability::kReplyAfterCommit
+                          ? Durability::kReplyAfterCommit
+                          : Durability::kAsync;
   ASSIGN_OR_RETURN(ledger_, LedgerWriter::Open(ledger));
-  spdlog::info("usage ledger: {} (replica '{}', ledger id {}, group commits every 100 ms)",
-               ledger.path, ledger.replica, ledger_->ledger_id());
+  spdlog::info("usage ledger: {} (replica '{}', ledger id {}, durability {}: {})", ledger.path,
+               ledger.replica, ledger_->ledger_id(), std::string(Name(config.ledger.durability)),
+               ledger.durability == Durability::kAsync
+                   ? "group commits every 100 ms, replies do not wait"
+                   : "replies wait for the group commit of their batch");
   if (sink.type == UsageSinkType::kPostgres) {
     UsageShipper::Options options;
     options.db.dsn = sink.dsn;
@@ -237,7 +243,8 @@ absl::Status Daemon::BuildModels(const Config& config) {
 void Daemon::BuildScheduling(const Config& config) {
   stats_ = std::make_unique<ModelStats>();
   runner_ = std::make_unique<BatchRunner>(
-      SteadyClock::Get(), std::vector<BatchObserver*>{metrics_.get(), ledger_.get(), stats_.get()});
+      SteadyClock::Get(), std::vector<BatchObserver*>{metrics_.get(), ledger_.get(), stats_.get()},
+      ledger_.get());
   SchedulerOptions options;
   options.policy = std::string(Name(config.scheduler.policy));
   options.workers = Workers(config);

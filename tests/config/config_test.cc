@@ -366,7 +366,7 @@ TEST(ConfigTest, EverySettingIsInTheReloadTable) {
 server: {tls: {cert_file: a, key_file: b, client_ca_file: c}}
 scheduler: {}
 rate_limit_backend: {}
-ledger: {sink: {type: none}}
+ledger: {durability: async, sink: {type: none}}
 devices: [{name: cpu}]
 tenants:
 )") + Tenant("    rate_limit: {burst: 1}\n    kubernetes: {}\n") + R"(
@@ -426,6 +426,13 @@ TEST(ConfigTest, LedgerSink) {
   EXPECT_EQ(s.batch_rows, 100);
   EXPECT_EQ(s.flush_interval_ms, 250);
   EXPECT_EQ((*Parse("tenants:\n" + Tenant()))->ledger.sink.type, UsageSinkType::kNone);
+  EXPECT_EQ((*Parse("tenants:\n" + Tenant()))->ledger.durability, LedgerDurability::kAsync);
+  EXPECT_EQ((*Parse("ledger: {durability: reply_after_commit}\ntenants:\n" + Tenant()))
+                ->ledger.durability,
+            LedgerDurability::kReplyAfterCommit);
+  EXPECT_THAT(Error("ledger: {durability: sync}\ntenants:\n" + Tenant()),
+              HasSubstr("test.yaml:1:22: ledger.durability: unknown value 'sync'; use async, "
+                        "reply_after_commit"));
 
   // The DSN from the environment (a Kubernetes Secret), never from the file.
   setenv("FAIRSERVE_TEST_DSN", "postgresql://u:secret@db/billing", 1);

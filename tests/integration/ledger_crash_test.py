@@ -1,6 +1,7 @@
 """kill -9 at random moments under load, several times on the same data: the
 usage ledger loses at most each kill's last commit window (100 ms) and counts
-nothing twice; a restarted daemon keeps adding to it.
+nothing twice; a restarted daemon keeps adding to it. With
+ledger.durability reply_after_commit it loses nothing a client saw answered.
 FAIRSERVE_CRASH_KILLS (default 3) sets how many kills."""
 import os
 import random
@@ -85,6 +86,14 @@ class LedgerCrashTest(unittest.TestCase):
         return done_times, killed_at
 
     def test_kill_9_at_random_moments_under_load(self):
+        self.kill_runs(reply_after_commit=False)
+
+    def test_reply_after_commit_never_bills_fewer_than_answered(self):
+        self.config = self.config.replace(
+            "scheduler:", "ledger: {durability: reply_after_commit}\nscheduler:")
+        self.kill_runs(reply_after_commit=True)
+
+    def kill_runs(self, reply_after_commit):
         # FAIRSERVE_CRASH_KILLS=50 for a long run; the seed is printed to replay one.
         kills = int(os.environ.get("FAIRSERVE_CRASH_KILLS", "3"))
         seed = int(os.environ.get("FAIRSERVE_CRASH_SEED", str(int(time.time()))))
@@ -103,8 +112,13 @@ class LedgerCrashTest(unittest.TestCase):
             # kill cut off (one per client thread per kill) beyond what the
             # client saw.
             self.assertLessEqual(ledger, client_ok + THREADS * kill)
-            # At most each kill's last commit window (100 ms, with slack) lost.
-            self.assertGreaterEqual(ledger, settled, f"seed {seed}: lost settled usage")
+            if reply_after_commit:
+                # Every answer the clients saw was on disk before it left.
+                self.assertGreaterEqual(ledger, client_ok,
+                                        f"seed {seed}: an answered request is unbilled")
+            else:
+                # At most each kill's last commit window (100 ms, with slack) lost.
+                self.assertGreaterEqual(ledger, settled, f"seed {seed}: lost settled usage")
         self.assertGreater(client_ok, 100 * kills, "the load did not get going")
 
         # Restart on the same data: the totals stay, new usage adds on exactly.

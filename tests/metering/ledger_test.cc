@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
 
 #include "fairserve/metering/invoice.h"
 
@@ -179,6 +180,38 @@ TEST(InvoiceTest, ParsesDates) {
   EXPECT_EQ(*ParseUtcDate("2027-01-15"), 1'799'971'200);
   EXPECT_EQ(*ParseUtcDate("2027-01-15T08:00:00Z"), 1'800'000'000);
   EXPECT_FALSE(ParseUtcDate("15/01/2027").ok());
+}
+
+TEST_F(LedgerTest, ReplyAfterCommitAnswersOnlyOnceTheBatchIsOnDisk) {
+  LedgerWriter::Options o;
+  o.path = Path("sync.sqlite");
+  o.replica = "r1";
+  o.commit_interval = std::chrono::hours(1);  // only an answer waiting makes it commit
+  o.wall_clock = [this] { return now_; };
+  o.durability = Durability::kReplyAfterCommit;
+  auto w = LedgerWriter::Open(o);
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::promise<int64_t> committed_when_answered;
+  (*w)->OnBatch(Batch("mlp", {{"acme", 2, 0.5, absl::StatusCode::kOk}}));
+  (*w)->AfterRecorded([&] {
+    // What a reader of the file sees at the moment the answer goes out.
+    auto rows = ReadUsage({Path("sync.sqlite")}, {});
+    committed_when_answered.set_value(rows.ok() && !rows->empty() ? (*rows)[0].requests : -1);
+  });
+  auto answered = committed_when_answered.get_future();
+  ASSERT_EQ(answered.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "the writer did not commit for the waiting answer";
+  EXPECT_EQ(answered.get(), 1);
+  EXPECT_EQ((*w)->commits(), 1);
+}
+
+TEST_F(LedgerTest, AsyncAnswersAtOnce) {
+  auto w = Open("async.sqlite", "r1");
+  bool answered = false;
+  w->OnBatch(Batch("mlp", {{"acme", 2, 0.5, absl::StatusCode::kOk}}));
+  w->AfterRecorded([&] { answered = true; });
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(w->commits(), 0);
 }
 
 }  // namespace

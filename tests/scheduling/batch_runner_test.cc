@@ -50,6 +50,36 @@ TEST_F(BatchRunnerTest, SplitsOutputsAndCostBySamples) {
   EXPECT_EQ(sum, record.compute_seconds);  // exactly, not approximately
 }
 
+// A gate that holds the answers until the test lets them go.
+class HeldGate : public ReplyGate {
+ public:
+  void AfterRecorded(std::function<void()> send) override { held.push_back(std::move(send)); }
+  std::vector<std::function<void()>> held;
+};
+
+TEST_F(BatchRunnerTest, AGateHoldsAnswersAndInflightSlotsUntilItLetsThemGo) {
+  HeldGate gate;
+  BatchRunner runner(clock_, {&observer_}, &gate);
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
+  auto slot = std::make_shared<int>(0);  // stands for the request's InflightSlot
+  std::weak_ptr<int> slot_alive = slot;
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, a));
+  batch.push_back(MakeRequest(servable_, "globex", 3, 5.0f, b));
+  batch.front()->hold = std::move(slot);
+  runner.Run(std::move(batch));
+  // The observers have the record; the answers wait, and so does the slot.
+  ASSERT_EQ(observer_.records.size(), 1u);
+  ASSERT_EQ(gate.held.size(), 1u);
+  EXPECT_FALSE(a->result.has_value());
+  EXPECT_FALSE(b->result.has_value());
+  EXPECT_FALSE(slot_alive.expired());
+  gate.held[0]();
+  ASSERT_TRUE(a->result.has_value() && a->result->ok());
+  ASSERT_TRUE(b->result.has_value() && b->result->ok());
+  EXPECT_TRUE(slot_alive.expired());
+}
+
 TEST_F(BatchRunnerTest, FailingBatchIsRetriedSoOnlyTheFaultyRequestFails) {
   auto good1 = std::make_shared<Outcome>(), bad = std::make_shared<Outcome>(),
        good2 = std::make_shared<Outcome>();

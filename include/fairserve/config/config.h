@@ -26,6 +26,7 @@ enum class SchedulingPolicy { kFair, kFifo };
 enum class RateLimitBackendType { kLocal, kRedis };
 enum class FailurePolicy { kAllow, kDeny };
 enum class UsageSinkType { kNone, kPostgres };
+enum class LedgerDurability { kAsync, kReplyAfterCommit };
 absl::string_view Name(LogLevel v);
 absl::string_view Name(LogFormat v);
 absl::string_view Name(StatusPageMode v);
@@ -33,6 +34,7 @@ absl::string_view Name(SchedulingPolicy v);
 absl::string_view Name(RateLimitBackendType v);
 absl::string_view Name(FailurePolicy v);
 absl::string_view Name(UsageSinkType v);
+absl::string_view Name(LedgerDurability v);
 
 // TLS on the gRPC port. Off unless cert_file and key_file are given.
 struct TlsConfig {
@@ -135,6 +137,11 @@ struct UsageSinkConfig {
 };
 
 struct LedgerConfig {
+  // async: a reply leaves once the ledger has its batch in memory (a kill -9
+  // loses at most the last 100 ms of answered usage). reply_after_commit: a
+  // reply waits for the group commit that holds its batch, so no answered
+  // request is ever unbilled (docs/billing.md has the latency cost).
+  LedgerDurability durability = LedgerDurability::kAsync;
   UsageSinkConfig sink;
 };
 

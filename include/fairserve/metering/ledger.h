@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include <functional>
 #include "absl/status/statusor.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/scheduling/request.h"
@@ -84,7 +85,19 @@ class UsageSource {
 // Where the wall-clock time of a batch comes from (injected for tests).
 using WallClock = std::function<int64_t()>;  // Unix seconds
 
-class LedgerWriter final : public BatchObserver, public UsageSource {
+// When a batch's answers may leave (ledger.durability).
+enum class Durability {
+  // At once: the batch is in the ledger's memory; a kill -9 loses at most
+  // the open window (commit_interval) of answered usage.
+  kAsync,
+  // After the group commit holding the batch is on disk: no answered
+  // request is ever unbilled. Commits run back to back while batches wait,
+  // so each waits for at most about one commit (an fsync) plus the one in
+  // progress.
+  kReplyAfterCommit,
+};
+
+class LedgerWriter final : public BatchObserver, public UsageSource, public ReplyGate {
  public:
   struct Options {
     std::string path;          // SQLite file, created with its schema if missing
@@ -96,6 +109,7 @@ class LedgerWriter final : public BatchObserver, public UsageSource {
     // everything the ledger already holds into the outbox, as window 0, so
     // a sink enabled mid-month still receives the whole history once.
     bool outbox = false;
+    Durability durability = Durability::kAsync;
   };
 
   static absl::StatusOr<std::unique_ptr<LedgerWriter>> Open(Options options);
@@ -104,6 +118,13 @@ class LedgerWriter final : public BatchObserver, public UsageSource {
   // BatchObserver: adds the batch's items to the pending window. Quick: a
   // mutex and a map update; no I/O.
   void OnBatch(const BatchRecord& record) override;
+
+  // ReplyGate. kAsync: runs `send` at once, on the caller's thread.
+  // kReplyAfterCommit: runs it on the writer thread, right after the first
+  // commit that starts after this call (which holds, or follows, the
+  // caller's batch) is on disk. While commits fail, answers wait with their
+  // rows; they go out with the first commit that succeeds.
+  void AfterRecorded(std::function<void()> send) override;
 
   // Commits everything pending now and stops the writer thread (SIGTERM).
   void Close();
@@ -155,10 +176,14 @@ class LedgerWriter final : public BatchObserver, public UsageSource {
   // Takes pending_ and writes it to the database as one step; serializes
   // commits (writer thread, Flush, Close) and Usage().
   absl::Status CommitPending();
+  // The commit itself; `answers` receives the answers it releases.
+  absl::Status CommitRows(std::vector<std::function<void()>>* answers);
   std::mutex write_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<Key, PendingRow> pending_ ABSL_GUARDED_BY(mu_);
+  // kReplyAfterCommit: answers waiting for the next commit.
+  std::vector<std::function<void()>> after_commit_ ABSL_GUARDED_BY(mu_);
   int64_t last_window_ = 0;  // the newest committed window; by write_mu_
   const std::string ledger_id_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

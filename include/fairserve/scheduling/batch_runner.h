@@ -14,9 +14,10 @@ namespace fairserve {
 // injected clock and observers).
 class BatchRunner {
  public:
-  // `observers` are not owned and must outlive the runner.
-  BatchRunner(Clock& clock, std::vector<BatchObserver*> observers)
-      : clock_(clock), observers_(std::move(observers)) {}
+  // `observers` and `gate` (optional) are not owned and must outlive the
+  // runner.
+  BatchRunner(Clock& clock, std::vector<BatchObserver*> observers, ReplyGate* gate = nullptr)
+      : clock_(clock), observers_(std::move(observers)), gate_(gate) {}
 
   // REQUIRES: all requests BatchableWith the first, total samples within the
   // model's max batch size.
@@ -25,19 +26,28 @@ class BatchRunner {
   // fails, its requests are retried one by one so only a faulty request gets
   // the error. Returns the batch record (also given to the observers).
   // Replies go out only after every observer (the usage ledger among them)
-  // has the record: a client that saw its answer is already billed.
+  // has the record: a client that saw its answer is already billed. With a
+  // gate, they go out when the gate says (after the ledger's commit, in
+  // reply_after_commit mode), and each request keeps its in-flight slot
+  // until its answer has gone.
   BatchRecord Run(std::vector<std::unique_ptr<InferenceRequest>> batch);
 
- private:
   // The answers of a batch, held until the observers have its record.
-  using Replies =
-      std::vector<std::pair<InferenceRequest::DoneCallback, absl::StatusOr<InferenceResult>>>;
+  struct Reply {
+    InferenceRequest::DoneCallback done;
+    absl::StatusOr<InferenceResult> result;
+    std::shared_ptr<void> hold;  // the request's in-flight slot
+  };
+  using Replies = std::vector<Reply>;
+
+ private:
   // Runs `batch` as one model call; on success completes every request.
   absl::Status RunOnce(std::vector<std::unique_ptr<InferenceRequest>>& batch, BatchRecord* record,
                        Replies* replies);
 
   Clock& clock_;
   std::vector<BatchObserver*> observers_;
+  ReplyGate* gate_;
 };
 
 }  // namespace fairserve

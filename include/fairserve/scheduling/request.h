@@ -103,6 +103,16 @@ class BatchObserver {
   virtual void OnBatch(const BatchRecord& record) = 0;
 };
 
+// Decides when a batch's answers may leave, once every observer has its
+// record: at once, or only when the record is durable (the usage ledger in
+// reply_after_commit mode). Called on the worker thread that ran the batch.
+class ReplyGate {
+ public:
+  virtual ~ReplyGate() = default;
+  // Runs `send` exactly once: here, or later on the gate's own thread.
+  virtual void AfterRecorded(std::function<void()> send) = 0;
+};
+
 }  // namespace fairserve
 
 #endif  // FAIRSERVE_SCHEDULING_REQUEST_H_

@@ -1,5 +1,6 @@
 #include "fairserve/metering/ledger.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include <chrono>
@@ -499,6 +500,7 @@ absl::StatusOr<LedgerWriter::OutboxState> LedgerWriter::Outbox() {
 }
 
 void LedgerWriter::Run() {
+  pthread_setname_np(pthread_self(), "fs-ledger");
   std::unique_lock<std::mutex> lock(mu_);
   bool failing = false;
   const bool sync = options_.durability == Durability::kReplyAfterCommit;

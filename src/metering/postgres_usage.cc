@@ -1,5 +1,7 @@
 #include "fairserve/metering/postgres_usage.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <pqxx/pqxx>
@@ -404,6 +406,7 @@ void UsageShipper::UpdateBacklog() {
 }
 
 void UsageShipper::Run() {
+  pthread_setname_np(pthread_self(), "fs-usage-sink");
   std::chrono::milliseconds wait = options_.flush_interval;
   bool failing = false;
   std::unique_lock<std::mutex> lock(mu_);

@@ -1,0 +1,277 @@
+// What billing costs, against a real PostgreSQL server on loopback:
+// 1. rows per second one replica ships to the fleet database (UsageShipper);
+// 2. the daemon's CPU per served add_one request with the sink on vs off
+//    (target: the sink adds <= 2%);
+// 3. the latency reply_after_commit adds over async on add_one and
+//    mlp_large (p50/p99, sequential and 8 outstanding).
+// Every comparison is interleaved in one run, `--reps` times; medians and
+// ranges are printed.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <tuple>
+#include <thread>
+
+#include "bench_util.h"
+#include "fairserve/metering/postgres_usage.h"
+#include "testing/postgres_server.h"
+
+namespace fs = fairserve::bench;
+using fairserve::Durability;
+using fairserve::LedgerWriter;
+using fairserve::UsageShipper;
+
+namespace {
+
+// Process CPU seconds (user + system) of `pid`.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds of `pid`'s threads named `name` (/proc/<pid>/task/*/comm), from
+// schedstat's nanosecond run time (stat's ticks are 10 ms, too coarse here).
+double ThreadCpuSeconds(pid_t pid, const std::string& name) {
+  double total = 0;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n != name) continue;
+    std::ifstream in(task.path() / "schedstat");
+    double ns = 0;
+    in >> ns;
+    total += ns / 1e9;
+  }
+  return total;
+}
+
+// `calls` calls from `threads` closed-loop threads; false when one failed.
+bool Drive(const std::function<std::function<grpc::Status()>()>& make_caller, int threads,
+           int calls) {
+  std::atomic<int> left{calls};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      auto call = make_caller();
+      while (left.fetch_sub(1) > 0) {
+        grpc::Status s = call();
+        if (!s.ok()) {
+          if (!failed.exchange(true)) std::fprintf(stderr, "call failed: %s\n", s.error_message().c_str());
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  return !failed;
+}
+
+// Latencies (ms) of `calls` calls from `threads` closed-loop threads.
+std::vector<double> TimeConcurrent(const std::function<std::function<grpc::Status()>()>& make_caller,
+                                   int threads, int calls) {
+  std::mutex mu;
+  std::vector<double> all;
+  std::atomic<int> left{calls};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      auto call = make_caller();
+      std::vector<double> mine;
+      while (left.fetch_sub(1) > 0) {
+        auto t0 = fs::Clock::now();
+        if (!call().ok()) break;
+        mine.push_back(fs::Ms(fs::Clock::now() - t0));
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      all.insert(all.end(), mine.begin(), mine.end());
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  return all;
+}
+
+// A ModelInfer caller for mlp_large with one 1024-float row.
+std::function<grpc::Status()> MlpLargeCaller(int port) {
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                     grpc::InsecureChannelCredentials());
+  std::shared_ptr<inference::GRPCInferenceService::Stub> stub =
+      inference::GRPCInferenceService::NewStub(channel);
+  auto req = std::make_shared<inference::ModelInferRequest>();
+  req->set_model_name("mlp_large");
+  auto* input = req->add_inputs();
+  input->set_name("INPUT0");
+  input->set_datatype("FP32");
+  input->add_shape(1);
+  input->add_shape(1024);
+  std::vector<float> x(1024, 0.5f);
+  req->add_raw_input_contents(std::string(reinterpret_cast<const char*>(x.data()), 4096));
+  return [stub, req] {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer bench-key");
+    inference::ModelInferResponse resp;
+    return stub->ModelInfer(&ctx, *req, &resp);
+  };
+}
+
+void Range(const char* what, std::vector<double> v, const char* unit) {
+  std::sort(v.begin(), v.end());
+  std::printf("%s: median %.3f %s (runs %.3f..%.3f)\n", what, fs::Median(v), unit, v.front(),
+              v.back());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string models = "build/demo-models";
+  std::string bin = std::filesystem::path(argv[0]).parent_path() / "fairserve";
+  int reps = 3, calls = 1000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--models") models = argv[i + 1];
+    if (a == "--reps") reps = std::stoi(argv[i + 1]);
+    if (a == "--calls") calls = std::stoi(argv[i + 1]);
+  }
+  models = std::filesystem::absolute(models);
+  fairserve::testing_util::PostgresServer pg;
+  if (!pg.started()) {
+    std::fprintf(stderr, "PostgreSQL did not start: %s\n", pg.error().c_str());
+    return 1;
+  }
+  fairserve::PostgresOptions db;
+  db.dsn = pg.dsn();
+  if (auto m = fairserve::MigratePostgres(db); !m.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(m.status().message()).c_str());
+    return 1;
+  }
+  char tmpl[] = "/tmp/fairserve-ledger-bench-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+
+  // 1. Shipping: 200 windows of 50 rows each, batches of 5000 rows.
+  std::vector<double> rows_per_s;
+  for (int r = 0; r < reps; ++r) {
+    LedgerWriter::Options o;
+    o.path = dir + "/ship-" + std::to_string(r) + ".sqlite";
+    o.replica = "bench-" + std::to_string(r);
+    o.commit_interval = std::chrono::hours(1);
+    o.outbox = true;
+    auto ledger = LedgerWriter::Open(o);
+    if (!ledger.ok()) return 1;
+    for (int w = 0; w < 200; ++w) {
+      for (int t = 0; t < 50; ++t) {
+        fairserve::BatchRecord rec;
+        rec.model_name = "model-" + std::to_string(t % 5);
+        rec.model_version = "1";
+        fairserve::BatchItem item;
+        item.tenant_id = "tenant-" + std::to_string(t / 5);
+        item.samples = 1;
+        item.compute_seconds = 0.001;
+        rec.items.push_back(item);
+        (*ledger)->OnBatch(rec);
+      }
+      if (!(*ledger)->Flush().ok()) return 1;
+    }
+    UsageShipper::Options so;
+    so.db = db;
+    UsageShipper shipper(**ledger, so);
+    auto t0 = fs::Clock::now();
+    if (absl::Status s = shipper.ShipAll(); !s.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    double seconds = std::chrono::duration<double>(fs::Clock::now() - t0).count();
+    rows_per_s.push_back(static_cast<double>(shipper.rows_shipped()) / seconds);
+  }
+  std::printf("shipping 10000 rows (200 windows) in batches of 5000, %d runs\n", reps);
+  Range("  rows/s one replica ships", rows_per_s, "rows/s");
+
+  // 2 and 3: daemons, interleaved.
+  const std::string sink = "ledger: {sink: {type: postgres, dsn: \"" + pg.dsn() +
+                           "\", flush_interval_ms: 1000}}\n";
+  auto start = [&](const std::string& name, const std::string& extra) {
+    std::filesystem::create_directories(dir + "/" + name);
+    return fs::StartDaemon(bin, dir + "/" + name, fs::BenchConfig(models, "", extra));
+  };
+  fs::Daemon off = start("sink-off", "");
+  fs::Daemon on = start("sink-on", sink);
+  fs::Daemon sync = start("sync", "ledger: {durability: reply_after_commit}\n");
+  if (off.port <= 0 || on.port <= 0 || sync.port <= 0) return 1;
+  const int cpu_calls = calls * 20;
+  std::vector<double> cpu_off, cpu_on, cpu_ratio, shipper_us, ledger_off_us, ledger_on_us,
+      added_pct;
+  struct Latency {
+    std::vector<fs::Stats> async_seq, sync_seq, async_8, sync_8, async_mlp, sync_mlp;
+  } lat;
+  for (int r = 0; r < reps; ++r) {
+    for (auto [d, out, ledger] : {std::tuple{&off, &cpu_off, &ledger_off_us},
+                                  std::tuple{&on, &cpu_on, &ledger_on_us}}) {
+      Drive([&] { return fs::AddOneCaller(d->port); }, 8, calls);  // warm-up
+      double before = CpuSeconds(d->pid);
+      double ledger_before = ThreadCpuSeconds(d->pid, "fs-ledger");
+      double ship_before = ThreadCpuSeconds(d->pid, "fs-usage-sink");
+      if (!Drive([&] { return fs::AddOneCaller(d->port); }, 8, cpu_calls)) return 1;
+      // Let the shipper ship what this run committed.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      out->push_back((CpuSeconds(d->pid) - before) / cpu_calls * 1e6);
+      ledger->push_back((ThreadCpuSeconds(d->pid, "fs-ledger") - ledger_before) / cpu_calls * 1e6);
+      if (d == &on) {
+        shipper_us.push_back((ThreadCpuSeconds(d->pid, "fs-usage-sink") - ship_before) /
+                             cpu_calls * 1e6);
+      }
+    }
+    cpu_ratio.push_back(cpu_on.back() / cpu_off.back());
+    // What the sink adds: the shipper thread, plus the ledger thread's extra
+    // work (outbox rows), against the whole CPU of a request without it.
+    added_pct.push_back(100.0 * (shipper_us.back() + ledger_on_us.back() - ledger_off_us.back()) /
+                        cpu_off.back());
+
+    lat.async_seq.push_back(fs::Summarize(fs::TimeCalls(fs::AddOneCaller(off.port), calls)));
+    lat.sync_seq.push_back(fs::Summarize(fs::TimeCalls(fs::AddOneCaller(sync.port), calls)));
+    lat.async_8.push_back(fs::Summarize(
+        TimeConcurrent([&] { return fs::AddOneCaller(off.port); }, 8, calls * 4)));
+    lat.sync_8.push_back(fs::Summarize(
+        TimeConcurrent([&] { return fs::AddOneCaller(sync.port); }, 8, calls * 4)));
+    lat.async_mlp.push_back(fs::Summarize(fs::TimeCalls(MlpLargeCaller(off.port), calls / 4)));
+    lat.sync_mlp.push_back(fs::Summarize(fs::TimeCalls(MlpLargeCaller(sync.port), calls / 4)));
+  }
+  fs::StopDaemon(off);
+  fs::StopDaemon(on);
+  fs::StopDaemon(sync);
+  std::filesystem::remove_all(dir);
+
+  std::printf("daemon CPU per served add_one request, 8 closed-loop clients, %d calls x %d runs\n",
+              cpu_calls, reps);
+  Range("  sink off", cpu_off, "us");
+  Range("  sink on (PostgreSQL)", cpu_on, "us");
+  Range("  on / off (whole process; noisy)", cpu_ratio, "x");
+  Range("  usage-sink thread per request", shipper_us, "us");
+  Range("  ledger thread per request, sink off", ledger_off_us, "us");
+  Range("  ledger thread per request, sink on (outbox rows)", ledger_on_us, "us");
+  Range("  added by the sink (sink thread + extra ledger work) / request CPU", added_pct, "%");
+  std::printf("  target: <= 2%%\n");
+  std::printf("latency, ledger.durability async vs reply_after_commit (%d runs)\n", reps);
+  fs::Report("  add_one sequential, async", lat.async_seq);
+  fs::Report("  add_one sequential, reply_after_commit", lat.sync_seq);
+  fs::Report("  add_one 8 outstanding, async", lat.async_8);
+  fs::Report("  add_one 8 outstanding, reply_after_commit", lat.sync_8);
+  fs::Report("  mlp_large 1 row sequential, async", lat.async_mlp);
+  fs::Report("  mlp_large 1 row sequential, reply_after_commit", lat.sync_mlp);
+  return 0;
+}

@@ -159,8 +159,26 @@ absl::Status PostgresUsage::Connect() {
   if (conn_ && conn_->is_open()) return absl::OkStatus();
   conn_.reset();
   ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Open(options_));
+  const std::string& p = options_.table_prefix;
   try {
-    RETURN_IF_ERROR(CheckSchema(*conn, options_.table_prefix));
+    RETURN_IF_ERROR(CheckSchema(*conn, p));
+    conn->prepare("usage",
+                  absl::StrCat("SELECT tenant_id, model_name, status, SUM(requests)::BIGINT, "
+                               "SUM(samples)::BIGINT, SUM(compute_ns)::BIGINT FROM ",
+                               p,
+                               "usage WHERE bucket_start >= to_timestamp($1) AND bucket_start < "
+                               "to_timestamp($2) AND ($3 = '' OR tenant_id = $3) "
+                               "GROUP BY tenant_id, model_name, status ORDER BY 1, 2, 3"));
+    conn->prepare(
+        "daily",
+        absl::StrCat(
+            "SELECT to_char(date_trunc('day', bucket_start AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), "
+            "tenant_id, model_name, SUM(requests)::BIGINT, "
+            "COALESCE(SUM(requests) FILTER (WHERE status <> 'ok'), 0)::BIGINT, "
+            "SUM(samples)::BIGINT, SUM(compute_ns)::BIGINT FROM ",
+            p,
+            "usage WHERE bucket_start >= to_timestamp($1) AND bucket_start < to_timestamp($2) "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"));
   } catch (const std::exception& e) {
     return Unavailable(e, "cannot read the usage database's schema version");
   }
@@ -174,15 +192,9 @@ absl::StatusOr<std::vector<UsageRow>> PostgresUsage::Usage(const UsageQuery& que
   std::vector<UsageRow> out;
   try {
     pqxx::nontransaction tx(*conn_);
-    pqxx::result rows = tx.exec_params(
-        absl::StrCat("SELECT tenant_id, model_name, status, SUM(requests)::BIGINT, "
-                     "SUM(samples)::BIGINT, SUM(compute_ns)::BIGINT FROM ",
-                     options_.table_prefix,
-                     "usage WHERE bucket_start >= to_timestamp($1) AND bucket_start < "
-                     "to_timestamp($2) AND ($3 = '' OR tenant_id = $3) "
-                     "GROUP BY tenant_id, model_name, status ORDER BY 1, 2, 3"),
-        std::clamp<int64_t>(query.from, 0, kMaxSeconds),
-        std::clamp<int64_t>(query.to, 0, kMaxSeconds), query.tenant_id);
+    pqxx::result rows = tx.exec_prepared("usage", std::clamp<int64_t>(query.from, 0, kMaxSeconds),
+                                          std::clamp<int64_t>(query.to, 0, kMaxSeconds),
+                                          query.tenant_id);
     for (const pqxx::row& r : rows) {
       UsageRow u;
       u.tenant_id = r[0].as<std::string>();
@@ -207,16 +219,8 @@ absl::StatusOr<std::vector<DailyUsageRow>> PostgresUsage::Daily(int64_t from, in
   std::vector<DailyUsageRow> out;
   try {
     pqxx::nontransaction tx(*conn_);
-    pqxx::result rows = tx.exec_params(
-        absl::StrCat(
-            "SELECT to_char(date_trunc('day', bucket_start AT TIME ZONE 'UTC'), 'YYYY-MM-DD'), "
-            "tenant_id, model_name, SUM(requests)::BIGINT, "
-            "COALESCE(SUM(requests) FILTER (WHERE status <> 'ok'), 0)::BIGINT, "
-            "SUM(samples)::BIGINT, SUM(compute_ns)::BIGINT FROM ",
-            options_.table_prefix,
-            "usage WHERE bucket_start >= to_timestamp($1) AND bucket_start < to_timestamp($2) "
-            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
-        std::clamp<int64_t>(from, 0, kMaxSeconds), std::clamp<int64_t>(to, 0, kMaxSeconds));
+    pqxx::result rows = tx.exec_prepared("daily", std::clamp<int64_t>(from, 0, kMaxSeconds),
+                                          std::clamp<int64_t>(to, 0, kMaxSeconds));
     for (const pqxx::row& r : rows) {
       DailyUsageRow d;
       d.day = r[0].as<std::string>();
@@ -310,6 +314,22 @@ absl::Status UsageShipper::Connect() {
     pqxx::result r = tx.exec_params(
         absl::StrCat("SELECT last_window FROM ", p, "ledgers WHERE ledger_id = $1"),
         ledger_.ledger_id());
+    conn->prepare(
+        "ship",
+        absl::StrCat(
+            "INSERT INTO ", p,
+            "usage (ledger_id, window_id, bucket_start, tenant_id, model_name, model_version, "
+            "status, replica, requests, samples, compute_ns, committed_at) "
+            "SELECT ledger_id, window_id, to_timestamp(bucket_start), tenant_id, model_name, "
+            "model_version, status, replica, requests, samples, compute_ns, "
+            "to_timestamp(committed_ms / 1000.0) FROM fairserve_ship ON CONFLICT DO NOTHING"));
+    conn->prepare(
+        "progress",
+        absl::StrCat("INSERT INTO ", p,
+                     "ledgers (ledger_id, replica, last_window) VALUES ($1, $2, $3) "
+                     "ON CONFLICT (ledger_id) DO UPDATE SET last_window = GREATEST(",
+                     p, "ledgers.last_window, excluded.last_window), replica = excluded.replica, "
+                     "last_shipped = now()"));
     ASSIGN_OR_RETURN(acked_, ledger_.AckedWindow());
     if (!r.empty() && r[0][0].as<int64_t>() > acked_) {
       acked_ = r[0][0].as<int64_t>();
@@ -327,7 +347,6 @@ absl::Status UsageShipper::ShipBatch(bool* shipped) {
   RETURN_IF_ERROR(Connect());
   ASSIGN_OR_RETURN(std::vector<OutboxRow> rows, ledger_.ReadOutbox(acked_, options_.batch_rows));
   if (rows.empty()) return absl::OkStatus();
-  const std::string& p = options_.db.table_prefix;
   const int64_t last = rows.back().window;
   int64_t windows = 0;
   try {
@@ -348,20 +367,8 @@ absl::Status UsageShipper::ShipBatch(bool* shipped) {
       }
       copy.complete();
     }
-    tx.exec0(absl::StrCat(
-        "INSERT INTO ", p,
-        "usage (ledger_id, window_id, bucket_start, tenant_id, model_name, model_version, "
-        "status, replica, requests, samples, compute_ns, committed_at) "
-        "SELECT ledger_id, window_id, to_timestamp(bucket_start), tenant_id, model_name, "
-        "model_version, status, replica, requests, samples, compute_ns, "
-        "to_timestamp(committed_ms / 1000.0) FROM fairserve_ship ON CONFLICT DO NOTHING"));
-    tx.exec_params0(
-        absl::StrCat("INSERT INTO ", p,
-                     "ledgers (ledger_id, replica, last_window) VALUES ($1, $2, $3) "
-                     "ON CONFLICT (ledger_id) DO UPDATE SET last_window = GREATEST(",
-                     p, "ledgers.last_window, excluded.last_window), replica = excluded.replica, "
-                     "last_shipped = now()"),
-        ledger_.ledger_id(), ledger_.replica(), last);
+    tx.exec_prepared0("ship");
+    tx.exec_prepared0("progress", ledger_.ledger_id(), ledger_.replica(), last);
     tx.commit();
   } catch (const std::exception& e) {
     // Whatever happened (including a commit whose outcome is unknown), the

@@ -12,6 +12,8 @@ import sys
 import time
 import unittest
 
+import grpc
+
 # The arguments ctest passes (--fairserve, --models, --proto-dir, ...), set by main().
 ARGS = None
 
@@ -34,6 +36,49 @@ def generate_stubs(proto_dir, out_dir):
     sys.path.insert(0, out_dir)
     from inference import grpc_service_pb2, grpc_service_pb2_grpc
     return grpc_service_pb2, grpc_service_pb2_grpc
+
+
+# Every test call carries a deadline, so a stall fails in seconds instead of
+# at ctest's timeout. A call that sets its own timeout keeps it.
+CALL_TIMEOUT_S = 30
+
+
+class _DefaultTimeout(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                      grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    def _details(self, details):
+        if details.timeout is not None:
+            return details
+        return _CallDetails(details.method, CALL_TIMEOUT_S, details.metadata,
+                            details.credentials, getattr(details, "wait_for_ready", None),
+                            getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
+
+
+def channel(address):
+    """An insecure channel whose calls time out after CALL_TIMEOUT_S unless
+    they set their own timeout."""
+    return grpc.intercept_channel(grpc.insecure_channel(address), _DefaultTimeout())
 
 
 def free_port():

@@ -53,7 +53,7 @@ class LedgerCrashTest(unittest.TestCase):
             raw_input_contents=[x.tobytes()])
 
     def load(self, daemon, stop, done_times, errors):
-        channel = grpc.insecure_channel(daemon.grpc_address)
+        channel = lib.channel(daemon.grpc_address)
         stub = self.pbg.GRPCInferenceServiceStub(channel)
         req = self.request()
         while not stop.is_set():
@@ -123,7 +123,7 @@ class LedgerCrashTest(unittest.TestCase):
 
         # Restart on the same data: the totals stay, new usage adds on exactly.
         daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, self.config)
-        channel = grpc.insecure_channel(daemon.grpc_address)
+        channel = lib.channel(daemon.grpc_address)
         stub = self.pbg.GRPCInferenceServiceStub(channel)
         for _ in range(25):
             stub.ModelInfer(self.request(), metadata=[("x-api-key", ACME_KEY)], timeout=10)

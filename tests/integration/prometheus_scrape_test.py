@@ -48,7 +48,7 @@ class PrometheusTest(unittest.TestCase):
         pricing = "pricing: {currency: EUR, per_compute_second: 2.5, per_1k_requests: 150}\n"
         cls.config_text = lib.default_config(lib.ARGS.models, limited) + pricing
         cls.daemon = lib.Daemon(lib.ARGS.fairserve, cls.tmp, cls.config_text)
-        cls.channel = grpc.insecure_channel(cls.daemon.grpc_address)
+        cls.channel = lib.channel(cls.daemon.grpc_address)
         cls.stub = cls.pbg.GRPCInferenceServiceStub(cls.channel)
 
     @classmethod

@@ -25,7 +25,7 @@ class PythonClientTest(unittest.TestCase):
         global pb, pb_grpc
         pb, pb_grpc = lib.generate_stubs(lib.ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
         cls.daemon = lib.Daemon(lib.ARGS.fairserve, cls.tmp, lib.default_config(lib.ARGS.models))
-        cls.channel = grpc.insecure_channel(cls.daemon.grpc_address)
+        cls.channel = lib.channel(cls.daemon.grpc_address)
         cls.stub = pb_grpc.GRPCInferenceServiceStub(cls.channel)
 
     @classmethod
@@ -158,7 +158,7 @@ class DrainTest(unittest.TestCase):
         config = lib.default_config(lib.ARGS.models).replace(
             "data_dir: data}", "data_dir: data, shutdown_grace_s: 3, drain_timeout_s: 5}")
         daemon = lib.Daemon(lib.ARGS.fairserve, tmp, config)
-        channel = grpc.insecure_channel(daemon.grpc_address)
+        channel = lib.channel(daemon.grpc_address)
         check = channel.unary_unary("/grpc.health.v1.Health/Check",
                                     request_serializer=lambda b: b,
                                     response_deserializer=lambda b: b)

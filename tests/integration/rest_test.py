@@ -156,7 +156,7 @@ class RestTest(unittest.TestCase):
         self.assertEqual(big.status_code, 413)
 
     def test_rate_limit_is_one_budget_across_grpc_and_rest(self):
-        channel = grpc.insecure_channel(self.daemon.grpc_address)
+        channel = lib.channel(self.daemon.grpc_address)
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         x = np.zeros((1, 16), dtype=np.float32)
         req = pb.ModelInferRequest(

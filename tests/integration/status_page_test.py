@@ -34,7 +34,7 @@ class StatusPageTest(unittest.TestCase):
 
     def traffic(self, daemon):
         pb = self.pb
-        channel = grpc.insecure_channel(daemon.grpc_address)
+        channel = lib.channel(daemon.grpc_address)
         stub = self.pbg.GRPCInferenceServiceStub(channel)
         for key, n in ((ACME_KEY, 7), (GLOBEX_KEY, 3)):
             for _ in range(n):

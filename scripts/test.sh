@@ -4,7 +4,7 @@
 #   scripts/test.sh                      everything, in this order:
 #     1. the normal build (build/): every unit and integration test (ctest)
 #     2. ASan + UBSan build (build-asan/): the same tests again
-#     3. TSan build (build-tsan/): admission, rate limiter, scheduler, cache tests
+#     3. TSan build (build-tsan/): admission, rate limiter, scheduler, cache, ledger tests
 #     4. libFuzzer (build-fuzz/, clang): each fuzz target briefly (FUZZ_SECONDS, 20)
 #   scripts/test.sh --sanitize=address   only step 2    (--sanitize=thread: only 3)
 #   scripts/test.sh --only=plain|fuzz    only step 1 / only step 4
@@ -55,11 +55,11 @@ if want address; then
 fi
 
 if want thread; then
-  step "TSan build and tests (admission, rate limiter, scheduler, model cache)"
+  step "TSan build and tests (admission, rate limiter, scheduler, model cache, ledger, usage sink)"
   cmake -S "$root" -B "$root/build-tsan" -DCMAKE_BUILD_TYPE=Release -DFAIRSERVE_SANITIZE=thread \
     -DFAIRSERVE_BUILD_BENCH=OFF >/dev/null
   cmake --build "$root/build-tsan" -j"$jobs" --target admission_test scheduling_test models_test \
-    tenancy_test common_test metering_test
+    tenancy_test common_test metering_test postgres_usage_test
   "$root/scripts/make-demo-models.sh" --with-test-models "$root/build-tsan/test-models" >/dev/null
   export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
   # Only the suites that exercise our threads; the libtorch executor tests
@@ -69,11 +69,13 @@ if want thread; then
   filter='TokenBucket*:Admission*:SharedAdmission*:RedisRateLimiter*:*SchedulerTest*:FairPolicy*'
   filter+=':BatchRunner*:Batchable*:ModelCache*:AuthThrottle*:Authenticator*:Snapshot*'
   filter+=':ServerMetrics*:MetricsTest*:TaskExecutorTest*:AskThenContinue*:InferCall*'
+  filter+=':LedgerTest*:PostgresUsage*'
   # TSan needs a fixed memory layout on kernels with high mmap randomisation
   # (vm.mmap_rnd_bits > 28): run without ASLR where the system allows it.
   norandom=()
   if setarch "$(uname -m)" -R true 2>/dev/null; then norandom=(setarch "$(uname -m)" -R); fi
-  for t in admission_test scheduling_test models_test tenancy_test common_test metering_test; do
+  for t in admission_test scheduling_test models_test tenancy_test common_test metering_test \
+           postgres_usage_test; do
     "${norandom[@]}" "$root/build-tsan/bin/$t" --gtest_filter="$filter" --gtest_brief=1
   done
   unset TSAN_OPTIONS

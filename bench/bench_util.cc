@@ -89,21 +89,39 @@ void StopDaemon(Daemon& d) {
   waitpid(d.pid, nullptr, 0);
 }
 
+BenchFlags ParseBenchFlags(int argc, char** argv, BenchFlags defaults) {
+  BenchFlags f = defaults;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--models") f.models = argv[i + 1];
+    if (a == "--reps") f.reps = std::stoi(argv[i + 1]);
+    if (a == "--calls") f.calls = std::stoi(argv[i + 1]);
+  }
+  f.models = std::filesystem::absolute(f.models);
+  return f;
+}
+
 std::function<grpc::Status()> AddOneCaller(int port, const std::string& key) {
+  return ModelCaller(port, "add_one", 16, key);
+}
+
+std::function<grpc::Status()> ModelCaller(int port, const std::string& model, int width,
+                                          const std::string& key) {
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
                                      grpc::InsecureChannelCredentials());
   std::shared_ptr<inference::GRPCInferenceService::Stub> stub =
       inference::GRPCInferenceService::NewStub(channel);
   auto req = std::make_shared<inference::ModelInferRequest>();
-  req->set_model_name("add_one");
+  req->set_model_name(model);
   auto* input = req->add_inputs();
   input->set_name("INPUT0");
   input->set_datatype("FP32");
   input->add_shape(1);
-  input->add_shape(16);
-  std::vector<float> x(16);
-  for (int i = 0; i < 16; ++i) x[i] = i;
-  req->add_raw_input_contents(std::string(reinterpret_cast<const char*>(x.data()), 64));
+  input->add_shape(width);
+  std::vector<float> x(width);
+  for (int i = 0; i < width; ++i) x[i] = static_cast<float>(i % 16);
+  req->add_raw_input_contents(
+      std::string(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)));
   std::string auth = "Bearer " + key;
   return [stub, req, auth] {
     grpc::ClientContext ctx;

@@ -45,6 +45,17 @@ std::string BenchConfig(const std::string& models, const std::string& tenant_ext
 
 // An add_one [1,16] request and a callable that sends it once to `port`.
 std::function<grpc::Status()> AddOneCaller(int port, const std::string& key = "bench-key");
+// The same for `model` with one FP32 row of `width` values (input INPUT0).
+std::function<grpc::Status()> ModelCaller(int port, const std::string& model, int width,
+                                          const std::string& key = "bench-key");
+
+// --models DIR (made absolute), --reps N, --calls N.
+struct BenchFlags {
+  std::string models = "build/demo-models";
+  int reps = 3;
+  int calls = 1000;
+};
+BenchFlags ParseBenchFlags(int argc, char** argv, BenchFlags defaults);
 
 // `calls` sequential calls after 100 warm-up calls; latencies in ms.
 // Empty when a call fails (the error is printed).

@@ -108,29 +108,6 @@ std::vector<double> TimeConcurrent(const std::function<std::function<grpc::Statu
   return all;
 }
 
-// A ModelInfer caller for mlp_large with one 1024-float row.
-std::function<grpc::Status()> MlpLargeCaller(int port) {
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                     grpc::InsecureChannelCredentials());
-  std::shared_ptr<inference::GRPCInferenceService::Stub> stub =
-      inference::GRPCInferenceService::NewStub(channel);
-  auto req = std::make_shared<inference::ModelInferRequest>();
-  req->set_model_name("mlp_large");
-  auto* input = req->add_inputs();
-  input->set_name("INPUT0");
-  input->set_datatype("FP32");
-  input->add_shape(1);
-  input->add_shape(1024);
-  std::vector<float> x(1024, 0.5f);
-  req->add_raw_input_contents(std::string(reinterpret_cast<const char*>(x.data()), 4096));
-  return [stub, req] {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer bench-key");
-    inference::ModelInferResponse resp;
-    return stub->ModelInfer(&ctx, *req, &resp);
-  };
-}
-
 void Range(const char* what, std::vector<double> v, const char* unit) {
   std::sort(v.begin(), v.end());
   std::printf("%s: median %.3f %s (runs %.3f..%.3f)\n", what, fs::Median(v), unit, v.front(),
@@ -140,16 +117,10 @@ void Range(const char* what, std::vector<double> v, const char* unit) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string models = "build/demo-models";
+  const fs::BenchFlags flags = fs::ParseBenchFlags(argc, argv, {});
+  const std::string& models = flags.models;
+  const int reps = flags.reps, calls = flags.calls;
   std::string bin = std::filesystem::path(argv[0]).parent_path() / "fairserve";
-  int reps = 3, calls = 1000;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--models") models = argv[i + 1];
-    if (a == "--reps") reps = std::stoi(argv[i + 1]);
-    if (a == "--calls") calls = std::stoi(argv[i + 1]);
-  }
-  models = std::filesystem::absolute(models);
   fairserve::testing_util::PostgresServer pg;
   if (!pg.started()) {
     std::fprintf(stderr, "PostgreSQL did not start: %s\n", pg.error().c_str());
@@ -248,8 +219,8 @@ int main(int argc, char** argv) {
         TimeConcurrent([&] { return fs::AddOneCaller(off.port); }, 8, calls * 4)));
     lat.sync_8.push_back(fs::Summarize(
         TimeConcurrent([&] { return fs::AddOneCaller(sync.port); }, 8, calls * 4)));
-    lat.async_mlp.push_back(fs::Summarize(fs::TimeCalls(MlpLargeCaller(off.port), calls / 4)));
-    lat.sync_mlp.push_back(fs::Summarize(fs::TimeCalls(MlpLargeCaller(sync.port), calls / 4)));
+    lat.async_mlp.push_back(fs::Summarize(fs::TimeCalls(fs::ModelCaller(off.port, "mlp_large", 1024), calls / 4)));
+    lat.sync_mlp.push_back(fs::Summarize(fs::TimeCalls(fs::ModelCaller(sync.port, "mlp_large", 1024), calls / 4)));
   }
   fs::StopDaemon(off);
   fs::StopDaemon(on);

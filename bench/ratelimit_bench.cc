@@ -68,16 +68,10 @@ double Throughput(RedisRateLimiter& l, int window, double seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string models = "build/demo-models";
+  const fs::BenchFlags flags = fs::ParseBenchFlags(argc, argv, {"build/demo-models", 3, 2000});
+  const std::string& models = flags.models;
+  const int reps = flags.reps, calls = flags.calls;
   std::string bin = std::filesystem::path(argv[0]).parent_path() / "fairserve";
-  int reps = 3, calls = 2000;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--models") models = argv[i + 1];
-    if (a == "--reps") reps = std::stoi(argv[i + 1]);
-    if (a == "--calls") calls = std::stoi(argv[i + 1]);
-  }
-  models = std::filesystem::absolute(models);
   fairserve::testing_util::RedisServer redis;
   if (!redis.started()) {
     std::fprintf(stderr, "redis-server did not start (is it installed?)\n");

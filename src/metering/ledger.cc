@@ -569,80 +569,12 @@ int64_t LedgerWriter::commits() const {
   return commits_;
 }
 
-absl::StatusOr<std::vector<UsageRow>> ReadUsage(const std::vector<std::string>& paths,
-                                                const UsageQuery& query) {
-  std::map<std::tuple<std::string, std::string, std::string>, UsageRow> sums;
-  std::map<std::string, std::string> replica_source;  // replica -> the file it came from
-  std::set<std::string> seen;                          // the same file named twice is read once
-  for (const std::string& path : paths) {
-    std::error_code ec;
-    std::string canonical = std::filesystem::weakly_canonical(path, ec).string();
-    if (!seen.insert(ec ? path : canonical).second) continue;
-    sqlite3* db = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-      absl::Status s = SqlError(db, absl::StrCat("cannot open usage ledger ", path));
-      sqlite3_close(db);
-      return s;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    // Ledgers from before compute_ns have no such column (until a daemon
-    // opens them again): read 0 there.
-    const std::string sql = absl::StrCat(
-        "SELECT tenant_id, model_name, status, SUM(requests), SUM(samples), "
-        "SUM(compute_seconds), replica, ",
-        HasColumn(db, "usage", "compute_ns") ? "SUM(compute_ns)" : "0",
-        " FROM usage WHERE bucket_start >= ?1 AND bucket_start < ?2 "
-        "AND (?3 = '' OR tenant_id = ?3) GROUP BY tenant_id, model_name, status, replica");
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-      absl::Status s = SqlError(db, absl::StrCat(path, ": not a fairserve usage ledger"));
-      sqlite3_close(db);
-      return s;
-    }
-    sqlite3_bind_int64(stmt, 1, query.from);
-    sqlite3_bind_int64(stmt, 2, query.to);
-    sqlite3_bind_text(stmt, 3, query.tenant_id.c_str(), -1, SQLITE_TRANSIENT);
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-      auto text = [stmt](int i) {
-        const unsigned char* t = sqlite3_column_text(stmt, i);
-        return std::string(t ? reinterpret_cast<const char*>(t) : "");
-      };
-      std::string replica = text(6);
-      auto [it, fresh] = replica_source.emplace(replica, path);
-      if (!fresh && it->second != path) {
-        sqlite3_finalize(stmt);
-        sqlite3_close(db);
-        return absl::InvalidArgumentError(absl::StrCat(
-            "replica '", replica, "' has rows in both ", it->second, " and ", path,
-            "; one is a copy of the other, and summing both would count its usage twice"));
-      }
-      UsageRow& row = sums[{text(0), text(1), text(2)}];
-      row.tenant_id = text(0);
-      row.model_name = text(1);
-      row.status = text(2);
-      row.requests += sqlite3_column_int64(stmt, 3);
-      row.samples += sqlite3_column_int64(stmt, 4);
-      row.compute_seconds += sqlite3_column_double(stmt, 5);
-      row.compute_ns += sqlite3_column_int64(stmt, 7);
-    }
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-  }
-  std::vector<UsageRow> out;
-  for (auto& [key, row] : sums) out.push_back(std::move(row));
-  return out;
-}
+namespace {
 
-}  // namespace fairserve
-
-namespace fairserve {
-
-absl::StatusOr<std::vector<DailyUsageRow>> ReadDailyUsage(const std::vector<std::string>& paths,
-                                                          int64_t from, int64_t to) {
-  // The same checks as ReadUsage (a file named twice, a replica in two
-  // files) come first, so a merge that would double count is refused.
-  RETURN_IF_ERROR(ReadUsage(paths, UsageQuery{"", from, to}).status());
-  std::map<std::tuple<std::string, std::string, std::string>, DailyUsageRow> sums;
+// Opens each ledger file read-only, once even when named twice (by any
+// path), and runs `read` on it with its path. Stops at the first error.
+absl::Status ForEachLedger(const std::vector<std::string>& paths,
+                           const std::function<absl::Status(sqlite3*, const std::string&)>& read) {
   std::set<std::string> seen;
   for (const std::string& path : paths) {
     std::error_code ec;
@@ -655,21 +587,77 @@ absl::StatusOr<std::vector<DailyUsageRow>> ReadDailyUsage(const std::vector<std:
       return s;
     }
     sqlite3_busy_timeout(db, 5000);
-    const std::string ns = HasColumn(db, "usage", "compute_ns")
-                               ? "CASE WHEN compute_ns > 0 THEN compute_ns ELSE "
-                                 "CAST(round(compute_seconds * 1e9) AS INTEGER) END"
-                               : "CAST(round(compute_seconds * 1e9) AS INTEGER)";
+    absl::Status s = read(db, path);
+    sqlite3_close(db);
+    RETURN_IF_ERROR(s);
+  }
+  return absl::OkStatus();
+}
+
+// Nanoseconds of a row: compute_ns, or from compute_seconds in rows (and
+// ledgers) from before that column.
+std::string ComputeNsColumn(sqlite3* db) {
+  return HasColumn(db, "usage", "compute_ns")
+             ? "CASE WHEN compute_ns > 0 THEN compute_ns ELSE "
+               "CAST(round(compute_seconds * 1e9) AS INTEGER) END"
+             : "CAST(round(compute_seconds * 1e9) AS INTEGER)";
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<UsageRow>> ReadUsage(const std::vector<std::string>& paths,
+                                                const UsageQuery& query) {
+  std::map<std::tuple<std::string, std::string, std::string>, UsageRow> sums;
+  std::map<std::string, std::string> replica_source;  // replica -> the file it came from
+  RETURN_IF_ERROR(ForEachLedger(paths, [&](sqlite3* db, const std::string& path) {
+    const std::string sql = absl::StrCat(
+        "SELECT tenant_id, model_name, status, SUM(requests), SUM(samples), "
+        "SUM(compute_seconds), replica, SUM(", ComputeNsColumn(db),
+        ") FROM usage WHERE bucket_start >= ?1 AND bucket_start < ?2 "
+        "AND (?3 = '' OR tenant_id = ?3) GROUP BY tenant_id, model_name, status, replica");
+    Statement st(db, sql.c_str());
+    if (!st.ok()) return SqlError(db, absl::StrCat(path, ": not a fairserve usage ledger"));
+    st.Bind(1, query.from);
+    st.Bind(2, query.to);
+    st.Bind(3, query.tenant_id);
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      std::string replica = st.Text(6);
+      auto [it, fresh] = replica_source.emplace(replica, path);
+      if (!fresh && it->second != path) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "replica '", replica, "' has rows in both ", it->second, " and ", path,
+            "; one is a copy of the other, and summing both would count its usage twice"));
+      }
+      UsageRow& row = sums[{st.Text(0), st.Text(1), st.Text(2)}];
+      row.tenant_id = st.Text(0);
+      row.model_name = st.Text(1);
+      row.status = st.Text(2);
+      row.requests += sqlite3_column_int64(st.get(), 3);
+      row.samples += sqlite3_column_int64(st.get(), 4);
+      row.compute_seconds += sqlite3_column_double(st.get(), 5);
+      row.compute_ns += sqlite3_column_int64(st.get(), 7);
+    }
+    return absl::OkStatus();
+  }));
+  std::vector<UsageRow> out;
+  for (auto& [key, row] : sums) out.push_back(std::move(row));
+  return out;
+}
+
+absl::StatusOr<std::vector<DailyUsageRow>> ReadDailyUsage(const std::vector<std::string>& paths,
+                                                          int64_t from, int64_t to) {
+  // ReadUsage's checks (a replica in two files) first, so a merge that
+  // would double count is refused.
+  RETURN_IF_ERROR(ReadUsage(paths, UsageQuery{"", from, to}).status());
+  std::map<std::tuple<std::string, std::string, std::string>, DailyUsageRow> sums;
+  RETURN_IF_ERROR(ForEachLedger(paths, [&](sqlite3* db, const std::string& path) {
     const std::string sql = absl::StrCat(
         "SELECT strftime('%Y-%m-%d', bucket_start, 'unixepoch'), tenant_id, model_name, "
         "SUM(requests), SUM(CASE WHEN status <> 'ok' THEN requests ELSE 0 END), SUM(samples), "
-        "SUM(", ns, ") FROM usage WHERE bucket_start >= ?1 AND bucket_start < ?2 "
+        "SUM(", ComputeNsColumn(db), ") FROM usage WHERE bucket_start >= ?1 AND bucket_start < ?2 "
         "GROUP BY 1, 2, 3");
     Statement st(db, sql.c_str());
-    if (!st.ok()) {
-      absl::Status s = SqlError(db, absl::StrCat(path, ": not a fairserve usage ledger"));
-      sqlite3_close(db);
-      return s;
-    }
+    if (!st.ok()) return SqlError(db, absl::StrCat(path, ": not a fairserve usage ledger"));
     st.Bind(1, from);
     st.Bind(2, to);
     while (sqlite3_step(st.get()) == SQLITE_ROW) {
@@ -682,8 +670,8 @@ absl::StatusOr<std::vector<DailyUsageRow>> ReadDailyUsage(const std::vector<std:
       d.samples += sqlite3_column_int64(st.get(), 5);
       d.compute_ns += sqlite3_column_int64(st.get(), 6);
     }
-    sqlite3_close(db);
-  }
+    return absl::OkStatus();
+  }));
   std::vector<DailyUsageRow> out;
   for (auto& [key, row] : sums) out.push_back(std::move(row));
   return out;

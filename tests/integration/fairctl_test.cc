@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "fairserve/tenancy/api_key.h"
+#include "testing/process_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace fairserve {
@@ -18,20 +19,8 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun Fairctl(const std::string& args) {
-  std::string cmd = std::string(FAIRCTL_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+testing_util::CommandRun Fairctl(const std::string& args) {
+  return testing_util::RunCommand(std::string(FAIRCTL_BIN) + " " + args);
 }
 
 class FairctlTest : public ::testing::Test {
@@ -58,16 +47,16 @@ class FairctlTest : public ::testing::Test {
 };
 
 TEST_F(FairctlTest, KeysAndValidation) {
-  CliRun h = Fairctl("hash-key acme-demo-key");
+  testing_util::CommandRun h = Fairctl("hash-key acme-demo-key");
   EXPECT_EQ(h.code, 0);
   EXPECT_EQ(h.out, HashApiKey("acme-demo-key") + "\n");
-  CliRun k = Fairctl("new-key");
+  testing_util::CommandRun k = Fairctl("new-key");
   EXPECT_EQ(k.code, 0);
   EXPECT_THAT(k.out, HasSubstr("hash: sha256:"));
 
   EXPECT_EQ(Fairctl("validate " + Config()).code, 0);
   std::ofstream(dir_ / "bad.yaml") << "tenants:\n  - id: x\n    api_keys: [plain]\n    wieght: 2\n";
-  CliRun bad = Fairctl("validate " + (dir_ / "bad.yaml").string());
+  testing_util::CommandRun bad = Fairctl("validate " + (dir_ / "bad.yaml").string());
   EXPECT_EQ(bad.code, 1);
   EXPECT_THAT(bad.out, HasSubstr("bad.yaml:3:16: tenants[0].api_keys[0]"));
   EXPECT_THAT(bad.out, HasSubstr("bad.yaml:4:5: tenants[0].wieght: unknown key"));
@@ -78,7 +67,7 @@ TEST_F(FairctlTest, KeysAndValidation) {
   std::ofstream(dir_ / "models.yaml") << "model_repository: repo\ntenants:\n  - id: x\n"
                                       << "    api_keys: [\"" << HashApiKey("k") << "\"]\n"
                                       << "    models: [mlp, mlpp]\n";
-  CliRun unknown = Fairctl("validate " + (dir_ / "models.yaml").string());
+  testing_util::CommandRun unknown = Fairctl("validate " + (dir_ / "models.yaml").string());
   EXPECT_EQ(unknown.code, 1);
   EXPECT_THAT(unknown.out, HasSubstr("tenants[0] (x).models: unknown model 'mlpp'"));
 }
@@ -88,17 +77,17 @@ TEST_F(FairctlTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Fairctl("frobnicate").code, 2);
   EXPECT_EQ(Fairctl("k8s render --config " + Config()).code, 2);  // no --out
   EXPECT_EQ(Fairctl("invoice --data-dir /tmp").code, 2);          // no --tenant
-  CliRun help = Fairctl("--help");
+  testing_util::CommandRun help = Fairctl("--help");
   EXPECT_EQ(help.code, 0);
   EXPECT_THAT(help.out, HasSubstr("k8s render --config FILE --out DIR"));
 }
 
 TEST_F(FairctlTest, TenantsAndPartitions) {
-  CliRun t = Fairctl("tenants --config " + Config());
+  testing_util::CommandRun t = Fairctl("tenants --config " + Config());
   EXPECT_EQ(t.code, 0);
   EXPECT_THAT(t.out, HasSubstr("globex"));
   EXPECT_THAT(t.out, HasSubstr("128.0 MiB"));
-  CliRun p = Fairctl("partitions --config " + Config());
+  testing_util::CommandRun p = Fairctl("partitions --config " + Config());
   EXPECT_EQ(p.code, 0);
   EXPECT_THAT(p.out, HasSubstr("cpu        acme_corp          25.00% 268435456 (256.0 MiB)"));
   EXPECT_THAT(p.out, HasSubstr("cpu        globex             12.50% 134217728 (128.0 MiB)"));
@@ -107,7 +96,7 @@ TEST_F(FairctlTest, TenantsAndPartitions) {
 
 TEST_F(FairctlTest, K8sRenderFieldByField) {
   fs::path out = dir_ / "k8s";
-  CliRun r = Fairctl("k8s render --config " + Config() + " --out " + out.string());
+  testing_util::CommandRun r = Fairctl("k8s render --config " + Config() + " --out " + out.string());
   ASSERT_EQ(r.code, 0) << r.out;
   std::vector<YAML::Node> docs = YAML::LoadAllFromFile((out / "tenant-acme-corp.yaml").string());
   ASSERT_EQ(docs.size(), 3u);

@@ -22,6 +22,7 @@
 #include "fairserve/tenancy/api_key.h"
 #include "integration/daemon_process.h"
 #include "testing/postgres_server.h"
+#include "testing/process_util.h"
 
 namespace fairserve {
 namespace {
@@ -33,15 +34,8 @@ namespace fs = std::filesystem;
 constexpr char kAdminKey[] = "admin-key";
 
 // Runs fairctl; its exit code and output.
-std::pair<int, std::string> Fairctl(const std::string& args) {
-  std::string cmd = std::string(FAIRCTL_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+CommandRun Fairctl(const std::string& args) {
+  return RunCommand(std::string(FAIRCTL_BIN) + " " + args);
 }
 
 // Calls from several threads through several replicas until stopped,

@@ -9,6 +9,7 @@
 #include <future>
 
 #include "fairserve/metering/invoice.h"
+#include "metering/batch_records.h"
 
 namespace fairserve {
 namespace {
@@ -16,22 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-BatchRecord Batch(const std::string& model,
-                  std::vector<std::tuple<std::string, int64_t, double, absl::StatusCode>> items) {
-  BatchRecord r;
-  r.model_name = model;
-  for (auto& [tenant, samples, seconds, code] : items) {
-    BatchItem item;
-    item.tenant_id = tenant;
-    item.samples = samples;
-    item.compute_seconds = seconds;
-    item.code = code;
-    r.items.push_back(item);
-    r.samples += samples;
-    r.compute_seconds += seconds;
-  }
-  return r;
-}
+using testing_util::Batch;
 
 class LedgerTest : public ::testing::Test {
  protected:

@@ -10,6 +10,7 @@
 #include <map>
 #include <random>
 
+#include "metering/batch_records.h"
 #include "testing/postgres_server.h"
 
 namespace fairserve {
@@ -22,18 +23,7 @@ using testing_util::PostgresServer;
 
 BatchRecord Batch(const std::string& model, const std::string& version,
                   std::vector<std::tuple<std::string, int64_t, double, absl::StatusCode>> items) {
-  BatchRecord r;
-  r.model_name = model;
-  r.model_version = version;
-  for (auto& [tenant, samples, seconds, code] : items) {
-    BatchItem item;
-    item.tenant_id = tenant;
-    item.samples = samples;
-    item.compute_seconds = seconds;
-    item.code = code;
-    r.items.push_back(item);
-  }
-  return r;
+  return testing_util::Batch(model, std::move(items), version);
 }
 
 // (tenant, model, status) -> (requests, samples, compute_ns)

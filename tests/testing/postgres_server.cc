@@ -1,5 +1,7 @@
 #include "testing/postgres_server.h"
 
+#include "testing/process_util.h"
+
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -20,21 +22,6 @@
 namespace fairserve {
 namespace testing_util {
 namespace {
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 // The newest installed server's bin directory, or "".
 std::string FindBin() {

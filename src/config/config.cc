@@ -101,6 +101,7 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   r.GetEnum("status_page", &out->status_page, kStatusPageModes);
   r.GetEnum("log_level", &out->log_level, kLogLevels);
   r.GetEnum("log_format", &out->log_format, kLogFormats);
+  r.GetInRange("access_log_queue_lines", &out->access_log_queue_lines, 16, 1000000);
   if (r.Get("admin_api_keys", &out->admin_api_key_hashes)) {
     std::set<std::string> seen;
     for (size_t k = 0; k < out->admin_api_key_hashes.size(); ++k) {
@@ -556,6 +557,7 @@ const Setting kSettings[] = {
     FAIRSERVE_LIVE("server.status_page", server.status_page),
     FAIRSERVE_LIVE("server.log_level", server.log_level),
     FAIRSERVE_LIVE("server.log_format", server.log_format),
+    FAIRSERVE_RESTART("server.access_log_queue_lines", server.access_log_queue_lines),
     FAIRSERVE_LIVE("server.admin_api_keys", server.admin_api_key_hashes),
     FAIRSERVE_RESTART("server.max_message_bytes", server.max_message_bytes),
     FAIRSERVE_LIVE("server.auth_failures_per_second", server.auth_failures_per_second),

@@ -132,4 +132,11 @@ std::vector<CollectedFamily> CollectAuthThrottleMetrics(const AuthThrottle& thro
               static_cast<double>(throttle.tracked()))};
 }
 
+std::vector<CollectedFamily> CollectAccessLogMetrics(const AccessLog& log) {
+  return {One(CounterFamily("fairserve_access_log_dropped_total",
+                            "Access-log lines dropped because the access-log thread could not "
+                            "keep up"),
+              static_cast<double>(log.dropped()))};
+}
+
 }  // namespace fairserve

@@ -137,9 +137,10 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
 }
 
 absl::Status Daemon::BuildMetering(const Config& config) {
-  access_log_ = std::make_unique<AccessLog>();
+  access_log_ = std::make_unique<AccessLog>(config.server.access_log_queue_lines);
   ApplyLogging(config);
   registry_ = std::make_unique<Registry>();
+  registry_->AddCollectable([this] { return CollectAccessLogMetrics(*access_log_); });
   metrics_ = std::make_unique<ServerMetrics>(*registry_);
   registry_->AddGauge("fairserve_build_info", "Always 1; labels name the build")
       .Add({{"version", kFairserveVersion}})

@@ -3,6 +3,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "nlohmann/json.hpp"
+#include "spdlog/sinks/base_sink.h"
+#include "spdlog/sinks/ostream_sink.h"
+
 namespace fairserve {
 namespace {
 
@@ -13,12 +22,95 @@ TEST(AccessLogTest, PlainAndJson) {
   EXPECT_EQ(AccessLog::Render(r, AccessLog::Format::kPlain),
             "access tenant=acme model=mlp version=1 id=req?7? status=ok rows=2 batch=8 "
             "queue_ms=0.500 compute_ms=1.250 total_ms=2.000");
-  EXPECT_EQ(AccessLog::Render(r, AccessLog::Format::kJson),
+  // JSON from the JSON library: escaped, not cleaned, and parseable.
+  std::string line = AccessLog::Render(r, AccessLog::Format::kJson);
+  EXPECT_EQ(line,
             "{\"type\":\"access\",\"tenant\":\"acme\",\"model\":\"mlp\",\"version\":\"1\","
-            "\"id\":\"req?7?\",\"status\":\"ok\",\"rows\":2,\"batch\":8,\"queue_ms\":0.500,"
-            "\"compute_ms\":1.250,\"total_ms\":2.000}");
+            "\"id\":\"req\\\"7\\n\",\"status\":\"ok\",\"rows\":2,\"batch\":8,\"queue_ms\":0.5,"
+            "\"compute_ms\":1.25,\"total_ms\":2.0}");
+  nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["id"], "req\"7\n");
+  // Bytes that are not UTF-8 are replaced, never a throw.
+  r.request_id = "bad\xff\xfe";
+  j = nlohmann::json::parse(AccessLog::Render(r, AccessLog::Format::kJson));
+  EXPECT_THAT(j["id"].get<std::string>(), HasSubstr("bad"));
   r.code = absl::StatusCode::kResourceExhausted;
   EXPECT_THAT(AccessLog::Render(r, AccessLog::Format::kPlain), HasSubstr("status=resource_exhausted"));
+}
+
+AccessRecord Record(const std::string& tenant, const std::string& id) {
+  AccessRecord r;
+  r.tenant_id = tenant;
+  r.model = "add_one";
+  r.version = "1";
+  r.request_id = id;
+  return r;
+}
+
+int CountLines(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST(AccessLogTest, NeverLosesALineWhenNotOverloaded) {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  uint64_t dropped = 0;
+  {
+    AccessLog log(4096, {sink});
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&log, t] {
+        for (int i = 0; i < 1000; ++i) {
+          log.Log(Record("tenant-" + std::to_string(t), std::to_string(i)));
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    dropped = log.dropped();
+  }  // destruction writes every queued line
+  EXPECT_EQ(dropped, 0u);
+  EXPECT_EQ(CountLines(out.str(), "access tenant="), 4000);
+  for (int t = 0; t < 4; ++t) {
+    EXPECT_EQ(CountLines(out.str(), "tenant=tenant-" + std::to_string(t) + " "), 1000);
+  }
+}
+
+// A sink slower than the callers: 1 ms per line.
+class SlowSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  int lines = 0;
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg&) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ++lines;
+  }
+  void flush_() override {}
+};
+
+TEST(AccessLogTest, OverloadDropsAndCountsInsteadOfSlowingCallers) {
+  auto sink = std::make_shared<SlowSink>();
+  uint64_t dropped = 0;
+  {
+    AccessLog log(16, {sink});
+    for (int i = 0; i < 500; ++i) log.Log(Record("acme", std::to_string(i)));
+    dropped = log.dropped();
+  }
+  // A caller that waited for room (a blocking queue) would drop nothing.
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(static_cast<uint64_t>(sink->lines) + dropped, 500u);
+}
+
+TEST(AccessLogTest, OffWritesNothing) {
+  std::ostringstream out;
+  {
+    AccessLog log(64, {std::make_shared<spdlog::sinks::ostream_sink_mt>(out)});
+    log.SetFormat(AccessLog::Format::kOff);
+    log.Log(Record("acme", "1"));
+  }
+  EXPECT_EQ(out.str(), "");
 }
 
 }  // namespace

@@ -66,6 +66,9 @@ struct ServerConfig {
   LogLevel log_level = LogLevel::kInfo;
   // Access log lines: plain, json, or off (reloadable).
   LogFormat log_format = LogFormat::kPlain;
+  // Access-log lines queued for the access-log thread; beyond it the oldest
+  // are dropped and counted (fairserve_access_log_dropped_total).
+  int64_t access_log_queue_lines = 8192;
   // Tags this replica's usage-ledger rows; empty = the host name.
   std::string replica_id;
   TlsConfig tls;

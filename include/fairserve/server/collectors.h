@@ -6,6 +6,7 @@
 #include "fairserve/admission/admission.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/models/model_cache.h"
+#include "fairserve/server/access_log.h"
 #include "fairserve/admission/redis_rate_limiter.h"
 #include "fairserve/tenancy/auth_throttle.h"
 #include "fairserve/tenancy/tenant_registry.h"
@@ -42,6 +43,9 @@ std::vector<CollectedFamily> CollectRateLimiterMetrics(const RedisRateLimiter& l
 // The failed-authentication throttle: fairserve_auth_throttled_requests_total,
 // fairserve_auth_throttle_tracked_peers.
 std::vector<CollectedFamily> CollectAuthThrottleMetrics(const AuthThrottle& throttle);
+
+// fairserve_access_log_dropped_total.
+std::vector<CollectedFamily> CollectAccessLogMetrics(const AccessLog& log);
 
 }  // namespace fairserve
 

@@ -62,28 +62,6 @@ double ThreadCpuSeconds(pid_t pid, const std::string& name) {
   return total;
 }
 
-// `calls` calls from `threads` closed-loop threads; false when one failed.
-bool Drive(const std::function<std::function<grpc::Status()>()>& make_caller, int threads,
-           int calls) {
-  std::atomic<int> left{calls};
-  std::atomic<bool> failed{false};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      auto call = make_caller();
-      while (left.fetch_sub(1) > 0) {
-        grpc::Status s = call();
-        if (!s.ok()) {
-          if (!failed.exchange(true)) std::fprintf(stderr, "call failed: %s\n", s.error_message().c_str());
-          return;
-        }
-      }
-    });
-  }
-  for (std::thread& t : pool) t.join();
-  return !failed;
-}
-
 // Latencies (ms) of `calls` calls from `threads` closed-loop threads.
 std::vector<double> TimeConcurrent(const std::function<std::function<grpc::Status()>()>& make_caller,
                                    int threads, int calls) {
@@ -97,7 +75,11 @@ std::vector<double> TimeConcurrent(const std::function<std::function<grpc::Statu
       std::vector<double> mine;
       while (left.fetch_sub(1) > 0) {
         auto t0 = fs::Clock::now();
-        if (!call().ok()) break;
+        grpc::Status s = call();
+        if (!s.ok()) {
+          std::fprintf(stderr, "call failed: %s\n", s.error_message().c_str());
+          break;
+        }
         mine.push_back(fs::Ms(fs::Clock::now() - t0));
       }
       std::lock_guard<std::mutex> lock(mu);
@@ -193,11 +175,14 @@ int main(int argc, char** argv) {
   for (int r = 0; r < reps; ++r) {
     for (auto [d, out, ledger] : {std::tuple{&off, &cpu_off, &ledger_off_us},
                                   std::tuple{&on, &cpu_on, &ledger_on_us}}) {
-      Drive([&] { return fs::AddOneCaller(d->port); }, 8, calls);  // warm-up
+      TimeConcurrent([&] { return fs::AddOneCaller(d->port); }, 8, calls);  // warm-up
       double before = CpuSeconds(d->pid);
       double ledger_before = ThreadCpuSeconds(d->pid, "fs-ledger");
       double ship_before = ThreadCpuSeconds(d->pid, "fs-usage-sink");
-      if (!Drive([&] { return fs::AddOneCaller(d->port); }, 8, cpu_calls)) return 1;
+      if (TimeConcurrent([&] { return fs::AddOneCaller(d->port); }, 8, cpu_calls).size() !=
+          static_cast<size_t>(cpu_calls)) {
+        return 1;
+      }
       // Let the shipper ship what this run committed.
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));
       out->push_back((CpuSeconds(d->pid) - before) / cpu_calls * 1e6);

@@ -180,7 +180,7 @@ absl::Status PostgresUsage::Connect() {
             "usage WHERE bucket_start >= to_timestamp($1) AND bucket_start < to_timestamp($2) "
             "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"));
   } catch (const std::exception& e) {
-    return Unavailable(e, "cannot read the usage database's schema version");
+    return Unavailable(e, "cannot check the usage database's schema or prepare its queries");
   }
   conn_ = std::move(conn);
   return absl::OkStatus();

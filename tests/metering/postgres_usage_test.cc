@@ -50,7 +50,6 @@ class PostgresUsageTest : public ::testing::Test {
 
   void SetUp() override {
     ASSERT_TRUE(server_->started()) << server_->error();
-    if (!server_->started()) server_->Start();
     // Each test has its own tables.
     std::random_device rd;
     db_.dsn = server_->dsn();

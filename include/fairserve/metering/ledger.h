@@ -6,8 +6,9 @@
 // (minute bucket, replica, tenant, model, status) and appended to SQLite
 // (WAL, synchronous=FULL) by a background thread in one transaction at most
 // every commit interval (100 ms). A crash loses at most the rows of the last
-// window; a row is never counted twice because each window is one atomic
-// transaction that adds to the stored totals.
+// window (with Durability::kReplyAfterCommit, only rows whose answers had
+// not left yet); a row is never counted twice because each window is one
+// atomic transaction that adds to the stored totals.
 //
 // With a usage sink (ledger.sink), each commit also appends its rows, per
 // model version, to an outbox under the window's sequence number, in the same

@@ -129,6 +129,7 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
                 "must be between 64MiB and 1TiB");
   }
   r.GetInRange("max_concurrent_streams", &out->max_concurrent_streams, 1, 1000000);
+  r.GetInRange("stream_max_in_flight", &out->stream_max_in_flight, 1, 100000);
   r.GetInRange("drain_timeout_s", &out->drain_timeout_s, 0, 3600);
   r.GetInRange("shutdown_grace_s", &out->shutdown_grace_s, 0, 60);
   r.Finish();
@@ -564,10 +565,12 @@ const Setting kSettings[] = {
     FAIRSERVE_LIVE("server.auth_failure_burst", server.auth_failure_burst),
     FAIRSERVE_RESTART("server.grpc_memory_limit", server.grpc_memory_limit),
     FAIRSERVE_RESTART("server.max_concurrent_streams", server.max_concurrent_streams),
+    FAIRSERVE_RESTART("server.stream_max_in_flight", server.stream_max_in_flight),
     // Read when a drain starts.
     FAIRSERVE_LIVE("server.drain_timeout_s", server.drain_timeout_s),
     FAIRSERVE_LIVE("server.shutdown_grace_s", server.shutdown_grace_s),
     FAIRSERVE_RESTART("model_repository", model_repository),
+    FAIRSERVE_RESTART("model_repository_poll_s", model_repository_poll_s),
     FAIRSERVE_RESTART("scheduler.policy", scheduler.policy),
     FAIRSERVE_RESTART("scheduler.workers", scheduler.workers),
     FAIRSERVE_RESTART("scheduler.intra_op_threads", scheduler.intra_op_threads),
@@ -633,6 +636,7 @@ absl::StatusOr<std::shared_ptr<const Config>> ParseConfig(const std::string& tex
   MapReader r(root, "", &errors);
   if (YAML::Node n = r.Child("server"); n.IsDefined()) ReadServer(n, &config->server, &errors);
   r.Get("model_repository", &config->model_repository);
+  r.GetInRange("model_repository_poll_s", &config->model_repository_poll_s, 0, 86400);
   if (YAML::Node n = r.Child("scheduler"); n.IsDefined()) {
     ReadScheduler(n, &config->scheduler, &errors);
   }

@@ -50,32 +50,96 @@ ModelCache::~ModelCache() {
 absl::Status ModelCache::Scan(const std::string& root) {
   absl::StatusOr<std::vector<RepositoryModel>> repository = ScanRepository(root);
   if (!repository.ok()) return repository.status();
-  std::map<std::string, Model> scanned;
+  // Servables dropped by the rescan, freed after the lock (requests in
+  // flight keep theirs: a removed or changed model drains).
+  std::vector<std::shared_ptr<const Servable>> dropped;
+  std::lock_guard<std::mutex> lock(mu_);
+  const bool rescan = scanned_;
+  scanned_ = true;
+  root_ = root;
+  auto reset = [&dropped](Entry& e, const RepositoryVersion& v) {
+    if (e.servable) dropped.push_back(std::move(e.servable));
+    e.file = v.file;
+    e.state = v.problem.empty() ? State::kUnloaded : State::kFailed;
+    e.reason = v.problem;
+    e.charge = 0;
+    e.pinned = false;
+  };
+  std::set<std::string> seen;
   for (RepositoryModel& m : *repository) {
-    Model model;
-    model.config = std::move(m.config);
-    if (!model.config.ok()) {
+    seen.insert(m.name);
+    if (!m.config.ok()) {
       spdlog::error("model '{}' is unavailable: {}", m.name,
-                    std::string(model.config.status().message()));
+                    std::string(m.config.status().message()));
     } else if (m.versions.empty()) {
-      spdlog::error("model '{}' has no version directory (expected {}/{}/1/model.pt)", m.name,
-                    root, m.name);
+      spdlog::error("model '{}' has no version to serve (expected {}/{}/<version>/{})", m.name,
+                    root, m.name, m.config->model_filename);
     }
+    auto [it, added] = models_.try_emplace(m.name);
+    Model& model = it->second;
+    if (added && rescan) spdlog::info("model '{}' added to the repository", m.name);
+    const bool changed = !added && model.config_text != m.config_text;
+    if (changed) spdlog::info("model '{}': its config changed; versions reload on next use", m.name);
+    model.config = std::move(m.config);
+    model.config_text = std::move(m.config_text);
+    std::set<int64_t> present;
     for (const RepositoryVersion& v : m.versions) {
-      Entry& e = model.versions[v.version];
-      e.name = m.name;
-      e.version = v.version;
-      e.file = v.file;
-      if (!v.problem.empty()) {
-        e.state = State::kFailed;
-        e.reason = v.problem;
+      present.insert(v.version);
+      auto [e, fresh] = model.versions.try_emplace(v.version);
+      if (fresh) {
+        e->second.name = m.name;
+        e->second.version = v.version;
+        if (!added && rescan) spdlog::info("model '{}' version {} added", m.name, v.version);
+        reset(e->second, v);
+      } else if (e->second.state != State::kLoading &&
+                 (changed || e->second.file != v.file || e->second.state == State::kFailed)) {
+        // A rescan also retries what failed (a file put right, say).
+        reset(e->second, v);
       }
     }
-    scanned[m.name] = std::move(model);
+    RemoveVersions(m.name, model, present, &dropped);
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  models_ = std::move(scanned);
+  for (auto it = models_.begin(); it != models_.end();) {
+    if (seen.count(it->first) == 0) {
+      RemoveVersions(it->first, it->second, {}, &dropped);
+      if (it->second.versions.empty()) {
+        spdlog::info("model '{}' removed from the repository", it->first);
+        it = models_.erase(it);
+        continue;
+      }
+    }
+    ++it;
+  }
   return absl::OkStatus();
+}
+
+absl::Status ModelCache::Rescan() {
+  std::string root;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    root = root_;
+  }
+  return Scan(root);
+}
+
+void ModelCache::RemoveVersions(const std::string& name, Model& model,
+                                const std::set<int64_t>& keep,
+                                std::vector<std::shared_ptr<const Servable>>* dropped) {
+  for (auto v = model.versions.begin(); v != model.versions.end();) {
+    if (keep.count(v->first) > 0) {
+      ++v;
+    } else if (v->second.state == State::kLoading) {
+      // The loader thread holds this entry; it goes at the next rescan.
+      spdlog::info("model '{}' version {} left the repository while loading; it goes on the "
+                   "next rescan", name, v->first);
+      ++v;
+    } else {
+      spdlog::info("model '{}' version {} removed{}", name, v->first,
+                   v->second.servable ? "; requests in flight finish on it" : "");
+      if (v->second.servable) dropped->push_back(std::move(v->second.servable));
+      v = model.versions.erase(v);
+    }
+  }
 }
 
 void ModelCache::SetLimits(const Config& config) {
@@ -365,6 +429,18 @@ absl::StatusOr<std::shared_ptr<const Servable>> ModelCache::GetResident(
   return (*entry)->servable;
 }
 
+absl::Status ModelCache::CheckServable(const std::string& name,
+                                       const std::string& version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<Entry*> entry = const_cast<ModelCache*>(this)->Resolve(name, version);
+  if (!entry.ok()) return entry.status();
+  if ((*entry)->state == State::kFailed) {
+    return absl::UnavailableError(
+        absl::StrCat("model '", name, "' is unavailable: ", (*entry)->reason));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ModelCache::Unload(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = models_.find(name);
@@ -409,7 +485,7 @@ std::vector<ModelState> ModelCache::Index() const {
       continue;
     }
     if (model.versions.empty()) {
-      out.push_back({name, "", "UNAVAILABLE", "no version directory with a model.pt", "", 0});
+      out.push_back({name, "", "UNAVAILABLE", "no version directory with its model file", "", 0});
     }
     for (const auto& [version, e] : model.versions) {
       out.push_back({name, absl::StrCat(version), StateName(static_cast<int>(e.state)), e.reason,

@@ -1,5 +1,6 @@
 #include "fairserve/models/model_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -58,6 +59,25 @@ void ReadTensorSpecs(const YAML::Node& node, const std::string& field, bool batc
 }
 
 }  // namespace
+
+std::vector<int64_t> VersionPolicy::Select(const std::vector<int64_t>& available) const {
+  switch (kind) {
+    case Kind::kAll:
+      return available;
+    case Kind::kLatest: {
+      size_t n = std::min<size_t>(num_versions, available.size());
+      return std::vector<int64_t>(available.end() - n, available.end());
+    }
+    case Kind::kSpecific: {
+      std::vector<int64_t> out;
+      for (int64_t v : available) {
+        if (std::find(versions.begin(), versions.end(), v) != versions.end()) out.push_back(v);
+      }
+      return out;
+    }
+  }
+  return available;
+}
 
 const TensorSpec* ModelConfig::FindInput(const std::string& n) const {
   for (const TensorSpec& s : inputs) {

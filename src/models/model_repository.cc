@@ -1,12 +1,70 @@
 #include "fairserve/models/model_repository.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "fairserve/models/triton_config.h"
 
 namespace fairserve {
 namespace fs = std::filesystem;
+namespace {
+
+// A model directory's config: config.yaml (fairserve's) or config.pbtxt
+// (Triton's), never both. `text` gets the file's bytes.
+absl::StatusOr<ModelConfig> LoadAnyModelConfig(const fs::path& dir, const std::string& name,
+                                               std::string* text) {
+  std::error_code ec;
+  const fs::path yaml = dir / "config.yaml";
+  const fs::path pbtxt = dir / "config.pbtxt";
+  const bool has_yaml = fs::exists(yaml, ec);
+  const bool has_pbtxt = fs::exists(pbtxt, ec);
+  if (has_yaml && has_pbtxt) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir.string(), ": has both config.yaml and config.pbtxt; keep one of them"));
+  }
+  const fs::path path = has_pbtxt ? pbtxt : yaml;
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(
+        dir.string(), ": no config.yaml or config.pbtxt; add one (docs/models.md)"));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  *text = buffer.str();
+  return has_pbtxt ? ParseTritonConfig(*text, path.string(), name)
+                   : ParseModelConfig(*text, path.string(), name);
+}
+
+// The version directories (non-negative integers) the config's version
+// policy serves, ascending; those without the model file are kept with
+// their problem.
+std::vector<RepositoryVersion> ScanVersions(const fs::path& dir, const ModelConfig& config) {
+  std::error_code ec;
+  std::vector<int64_t> found;
+  for (const fs::directory_entry& vdir : fs::directory_iterator(dir, ec)) {
+    int64_t version = 0;
+    if (vdir.is_directory() && absl::SimpleAtoi(vdir.path().filename().string(), &version) &&
+        version >= 0) {
+      found.push_back(version);
+    }
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<RepositoryVersion> out;
+  for (int64_t version : config.version_policy.Select(found)) {
+    RepositoryVersion v;
+    v.version = version;
+    v.file = (dir / std::to_string(version) / config.model_filename).string();
+    if (!fs::exists(v.file, ec)) v.problem = absl::StrCat(v.file, ": no such file");
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<RepositoryModel>> ScanRepository(const std::string& root) {
   std::error_code ec;
@@ -22,25 +80,8 @@ absl::StatusOr<std::vector<RepositoryModel>> ScanRepository(const std::string& r
     if (name.empty() || name[0] == '.') continue;
     RepositoryModel model;
     model.name = name;
-    model.config = LoadModelConfig((dir.path() / "config.yaml").string(), name);
-    if (model.config.ok()) {
-      for (const fs::directory_entry& vdir : fs::directory_iterator(dir.path(), ec)) {
-        int64_t version = 0;
-        if (!vdir.is_directory() ||
-            !absl::SimpleAtoi(vdir.path().filename().string(), &version) || version < 0) {
-          continue;
-        }
-        RepositoryVersion v;
-        v.version = version;
-        v.file = (vdir.path() / "model.pt").string();
-        if (!fs::exists(v.file, ec)) v.problem = absl::StrCat(v.file, ": no such file");
-        model.versions.push_back(std::move(v));
-      }
-      std::sort(model.versions.begin(), model.versions.end(),
-                [](const RepositoryVersion& a, const RepositoryVersion& b) {
-                  return a.version < b.version;
-                });
-    }
+    model.config = LoadAnyModelConfig(dir.path(), name, &model.config_text);
+    if (model.config.ok()) model.versions = ScanVersions(dir.path(), *model.config);
     out.push_back(std::move(model));
   }
   if (ec) {

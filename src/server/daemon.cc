@@ -122,6 +122,7 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   RETURN_IF_ERROR(CheckAgainstRepository(*config));
   RETURN_IF_ERROR(StartListeners(*config));
   WatchConfigFile();
+  PollRepository(config->model_repository_poll_s);
 
   ready_.store(true);
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
@@ -272,8 +273,9 @@ void Daemon::BuildServices(const Config& config) {
   deps.call.ready = &ready_;
   deps.call.max_response_bytes = config.server.max_message_bytes;
   deps.stats = stats_.get();
+  deps.stream_max_in_flight = static_cast<int>(config.server.stream_max_in_flight);
   service_ = std::make_unique<InferenceService>(deps);
-  rest_ = std::make_unique<RestApi>(service_->call_deps(), kFairserveVersion);
+  rest_ = std::make_unique<RestApi>(service_->call_deps(), stats_.get(), kFairserveVersion);
   AdminServiceDeps admin_deps;
   admin_deps.runtime = &runtime_;
   admin_deps.usage = fleet_usage_ ? static_cast<UsageSource*>(fleet_usage_.get()) : ledger_.get();
@@ -404,6 +406,11 @@ absl::Status Daemon::Reload(const std::string& trigger) {
                   std::string(s.message()));
     return s;
   };
+  // The model repository is rescanned first, whatever becomes of the
+  // config: new model directories and versions appear, removed ones drain.
+  if (absl::Status scanned = models_->Rescan(); !scanned.ok()) {
+    spdlog::error("model repository rescan ({}): {}", trigger, std::string(scanned.message()));
+  }
   absl::StatusOr<std::shared_ptr<const Config>> loaded = LoadConfigFile(flags_.config_path);
   if (!loaded.ok()) return fail(loaded.status());
   std::shared_ptr<const Config> next = ApplyFlags(**loaded, flags_);
@@ -488,9 +495,30 @@ void Daemon::WatchConfigFile() {
   });
 }
 
+void Daemon::PollRepository(int64_t every_s) {
+  if (every_s <= 0) return;
+  repo_poller_ = std::thread([this, every_s] {
+    pthread_setname_np(pthread_self(), "fs-repo-poll");
+    std::unique_lock<std::mutex> lock(poll_mu_);
+    while (!poll_cv_.wait_for(lock, std::chrono::seconds(every_s), [this] { return poll_stop_; })) {
+      lock.unlock();
+      if (absl::Status s = models_->Rescan(); !s.ok()) {
+        spdlog::error("model repository rescan (polling): {}", std::string(s.message()));
+      }
+      lock.lock();
+    }
+  });
+}
+
 void Daemon::Shutdown() {
   if (stopped_) return;
   stopped_ = true;
+  {
+    std::lock_guard<std::mutex> lock(poll_mu_);
+    poll_stop_ = true;
+  }
+  poll_cv_.notify_all();
+  if (repo_poller_.joinable()) repo_poller_.join();
   if (watch_stop_fd_ >= 0) {
     if (write(watch_stop_fd_, "x", 1) < 0) {
     }

@@ -72,33 +72,6 @@ absl::StatusOr<ModelConfig> CheckModelAccess(const ModelCache& models, const Ten
   return config;
 }
 
-absl::StatusOr<inference::ModelMetadataResponse> DescribeModel(const ModelCache& models,
-                                                               const TenantConfig& tenant,
-                                                               const std::string& name,
-                                                               const std::string& version) {
-  absl::StatusOr<ModelConfig> config = CheckModelAccess(models, tenant, name);
-  if (!config.ok()) return config.status();
-  std::vector<std::string> versions = models.Versions(name);
-  if (!version.empty() && std::find(versions.begin(), versions.end(), version) == versions.end()) {
-    return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '", version, "'"));
-  }
-  inference::ModelMetadataResponse out;
-  out.set_name(config->name);
-  for (const std::string& v : versions) out.add_versions(v);
-  out.set_platform(config->platform);
-  auto fill = [](const std::vector<TensorSpec>& specs, auto* list) {
-    for (const TensorSpec& s : specs) {
-      auto* m = list->Add();
-      m->set_name(s.name);
-      m->set_datatype(std::string(DataTypeName(s.dtype)));
-      for (int64_t d : s.shape) m->add_shape(d);
-    }
-  };
-  fill(config->inputs, out.mutable_inputs());
-  fill(config->outputs, out.mutable_outputs());
-  return out;
-}
-
 InferCall::InferCall(const InferCallDeps& deps, const inference::ModelInferRequest* request,
                      std::unique_ptr<InferReply> reply)
     : deps_(deps), request_(request), reply_(std::move(reply)) {}

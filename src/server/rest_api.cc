@@ -8,6 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "fairserve/server/grpc_auth.h"
+#include "fairserve/server/model_views.h"
 #include "fairserve/server/rest_codec.h"
 
 namespace fairserve {
@@ -70,14 +72,13 @@ class RestInferReply final : public InferReply {
 
 }  // namespace
 
-RestApi::RestApi(const InferCallDeps& deps, std::string version)
-    : deps_(deps), version_(std::move(version)) {}
+RestApi::RestApi(const InferCallDeps& deps, const ModelStats* stats, std::string version)
+    : deps_(deps), stats_(stats), version_(std::move(version)) {}
 
 void RestApi::Install(httplib::Server& s) const {
   s.Get("/v2", [this](const httplib::Request&, httplib::Response& res) {
-    Send(JsonReply({{"name", "fairserve"},
-                    {"version", version_},
-                    {"extensions", {"binary_tensor_data"}}}),
+    Send(JsonReply({{"name", "fairserve"}, {"version", version_},
+                    {"extensions", ServedExtensions()}}),
          res);
   });
   s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
@@ -87,23 +88,41 @@ void RestApi::Install(httplib::Server& s) const {
     res.status = deps_.ready->load() ? 200 : 503;
   });
 
-  // Authenticates a tenant from the request's headers; on failure fills `res`.
-  auto tenant = [this](const httplib::Request& req,
-                       httplib::Response& res) -> std::optional<Principal> {
+  // Authenticates the caller from the request's headers as gRPC does
+  // (AuthenticateGrpcCall); on failure fills `res`.
+  auto caller = [this](const httplib::Request& req, httplib::Response& res, CallerKind kind,
+                       absl::string_view what = "") -> std::optional<Principal> {
     HttpCredentials credentials(req);
+    const Authenticator::Registry& registry = deps_.runtime->Get()->tenants;
     Clock::Duration retry_after{0};
     absl::StatusOr<Principal> p =
-        deps_.authenticator->AuthenticateTenant(deps_.runtime->Get()->tenants, credentials.get(),
-                                                &retry_after);
+        kind == CallerKind::kAdmin
+            ? deps_.authenticator->AuthenticateAdmin(registry, credentials.get(), what,
+                                                     &retry_after)
+        : kind == CallerKind::kTenant
+            ? deps_.authenticator->AuthenticateTenant(registry, credentials.get(), &retry_after)
+            : deps_.authenticator->Authenticate(registry, credentials.get(), &retry_after);
     if (!p.ok()) {
       Send(RestError(p.status(), retry_after), res);
       return std::nullopt;
     }
     return std::move(*p);
   };
+  auto tenant = [caller](const httplib::Request& req, httplib::Response& res) {
+    return caller(req, res, CallerKind::kTenant);
+  };
   auto version_of = [](const httplib::Request& req) {
     return req.matches.size() > 2 ? std::string(req.matches[2]) : std::string();
   };
+
+  // Statistics of every model the tenant may use; registered before the
+  // model routes, which would take "stats" for a model name.
+  s.Get("/v2/models/stats", [this, tenant](const httplib::Request& req, httplib::Response& res) {
+    std::optional<Principal> p = tenant(req, res);
+    if (!p) return;
+    auto stats = DescribeStatistics(*deps_.models, *stats_, *p->tenant, "", "");
+    Send(stats.ok() ? JsonReply(ProtoJson(*stats)) : RestError(stats.status()), res);
+  });
 
   const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
   s.Get(model, [this, tenant, version_of](const httplib::Request& req, httplib::Response& res) {
@@ -118,13 +137,86 @@ void RestApi::Install(httplib::Server& s) const {
           std::optional<Principal> p = tenant(req, res);
           if (!p) return;
           std::string name = req.matches[1];
-          absl::StatusOr<inference::ModelMetadataResponse> m =
-              DescribeModel(*deps_.models, *p->tenant, name, version_of(req));
-          if (!m.ok()) return Send(RestError(m.status()), res);
-          // As gRPC's ModelReady: the model version is resident and the server ready.
-          bool ready = deps_.ready->load() && deps_.models->GetResident(name, version_of(req)).ok();
-          Send(JsonReply({{"name", name}, {"ready", ready}}), res);
+          // As gRPC's ModelReady: servable now (resident or on first use)
+          // and the server ready.
+          absl::StatusOr<bool> servable =
+              ModelServable(*deps_.models, *p->tenant, name, version_of(req));
+          if (!servable.ok()) return Send(RestError(servable.status()), res);
+          Send(JsonReply({{"name", name}, {"ready", *servable && deps_.ready->load()}}), res);
         });
+  s.Get(model + "/config",
+        [this, tenant, version_of](const httplib::Request& req, httplib::Response& res) {
+          std::optional<Principal> p = tenant(req, res);
+          if (!p) return;
+          auto config =
+              DescribeModelConfig(*deps_.models, *p->tenant, req.matches[1], version_of(req));
+          Send(config.ok() ? JsonReply(ProtoJson(config->config())) : RestError(config.status()),
+               res);
+        });
+  s.Get(model + "/stats",
+        [this, tenant, version_of](const httplib::Request& req, httplib::Response& res) {
+          std::optional<Principal> p = tenant(req, res);
+          if (!p) return;
+          auto stats = DescribeStatistics(*deps_.models, *stats_, *p->tenant, req.matches[1],
+                                          version_of(req));
+          Send(stats.ok() ? JsonReply(ProtoJson(*stats)) : RestError(stats.status()), res);
+        });
+
+  // The repository extension. Index: admins see every model, a tenant the
+  // models it may use; body {"ready": true} lists READY versions only.
+  s.Post("/v2/repository/index", [this, caller](const httplib::Request& req,
+                                                httplib::Response& res) {
+    std::optional<Principal> p = caller(req, res, CallerKind::kAny);
+    if (!p) return;
+    bool ready_only = false;
+    if (!req.body.empty()) {
+      json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+      if (body.is_discarded() || !body.is_object()) {
+        return Send(RestError(absl::InvalidArgumentError(
+                        "the repository index body must be a JSON object such as "
+                        "{\"ready\": true}")),
+                    res);
+      }
+      if (body.contains("ready")) {
+        if (!body["ready"].is_boolean()) {
+          return Send(RestError(absl::InvalidArgumentError("\"ready\" must be true or false")),
+                      res);
+        }
+        ready_only = body["ready"].get<bool>();
+      }
+    }
+    json out = json::array();
+    inference::RepositoryIndexResponse index =
+        DescribeRepository(*deps_.models, p->tenant, ready_only);
+    for (const auto& m : index.models()) {
+      out.push_back(ProtoJson(m));
+    }
+    Send(JsonReply(out), res);
+  });
+  // Load and unload: admin key only, as on gRPC. A load waits on this HTTP
+  // thread for the cache's loader thread, like an infer waits for its batch.
+  s.Post(R"(/v2/repository/models/([^/]+)/load)",
+         [this, caller](const httplib::Request& req, httplib::Response& res) {
+           if (!caller(req, res, CallerKind::kAdmin, "repository load")) return;
+           if (absl::Status scanned = deps_.models->Rescan(); !scanned.ok()) {
+             return Send(RestError(scanned), res);
+           }
+           auto done = std::make_shared<std::promise<absl::Status>>();
+           std::future<absl::Status> loaded = done->get_future();
+           deps_.models->Acquire(req.matches[1], "",
+                                 [done](absl::StatusOr<std::shared_ptr<const Servable>> s) {
+                                   done->set_value(s.status());
+                                 });
+           absl::Status status = loaded.get();
+           Send(status.ok() ? JsonReply(json::object()) : RestError(status), res);
+         });
+  s.Post(R"(/v2/repository/models/([^/]+)/unload)",
+         [this, caller](const httplib::Request& req, httplib::Response& res) {
+           if (!caller(req, res, CallerKind::kAdmin, "repository unload")) return;
+           absl::Status status = deps_.models->Unload(req.matches[1]);
+           Send(status.ok() ? JsonReply(json::object()) : RestError(status), res);
+         });
+
   s.Post(model + "/infer",
          [this, version_of](const httplib::Request& req, httplib::Response& res) {
            std::optional<size_t> json_length;

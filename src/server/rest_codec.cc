@@ -363,3 +363,69 @@ json MetadataJson(const inference::ModelMetadataResponse& m) {
 }
 
 }  // namespace fairserve
+
+namespace fairserve {
+namespace {
+
+namespace pb = google::protobuf;
+
+nlohmann::json ProtoValue(const pb::Message& m, const pb::FieldDescriptor* f, int i) {
+  const pb::Reflection* r = m.GetReflection();
+  const bool rep = f->is_repeated();
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return rep ? r->GetRepeatedInt32(m, f, i) : r->GetInt32(m, f);
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      return rep ? r->GetRepeatedInt64(m, f, i) : r->GetInt64(m, f);
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return rep ? r->GetRepeatedUInt32(m, f, i) : r->GetUInt32(m, f);
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      return rep ? r->GetRepeatedUInt64(m, f, i) : r->GetUInt64(m, f);
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      return rep ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f);
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      return rep ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f);
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      return rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f);
+    case pb::FieldDescriptor::CPPTYPE_ENUM:
+      return (rep ? r->GetRepeatedEnum(m, f, i) : r->GetEnum(m, f))->name();
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      return rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f);
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      return ProtoJson(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f));
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+nlohmann::json ProtoJson(const pb::Message& message) {
+  nlohmann::json out = nlohmann::json::object();
+  const pb::Descriptor* d = message.GetDescriptor();
+  const pb::Reflection* r = message.GetReflection();
+  for (int k = 0; k < d->field_count(); ++k) {
+    const pb::FieldDescriptor* f = d->field(k);
+    if (f->is_map()) {
+      nlohmann::json map = nlohmann::json::object();
+      for (int i = 0; i < r->FieldSize(message, f); ++i) {
+        const pb::Message& entry = r->GetRepeatedMessage(message, f, i);
+        const pb::Descriptor* e = entry.GetDescriptor();
+        map[ProtoValue(entry, e->map_key(), -1).get<std::string>()] =
+            ProtoValue(entry, e->map_value(), -1);
+      }
+      out[f->name()] = std::move(map);
+    } else if (f->is_repeated()) {
+      nlohmann::json list = nlohmann::json::array();
+      for (int i = 0; i < r->FieldSize(message, f); ++i) list.push_back(ProtoValue(message, f, i));
+      out[f->name()] = std::move(list);
+    } else if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE ||
+               f->containing_oneof() != nullptr) {
+      if (r->HasField(message, f)) out[f->name()] = ProtoValue(message, f, -1);
+    } else {
+      out[f->name()] = ProtoValue(message, f, -1);
+    }
+  }
+  return out;
+}
+
+}  // namespace fairserve

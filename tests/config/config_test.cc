@@ -155,15 +155,22 @@ TEST(ConfigTest, RateLimitBackend) {
 }
 
 TEST(ConfigTest, GrpcResourceBounds) {
-  auto c = Parse("server: {grpc_memory_limit: 256MiB, max_concurrent_streams: 64}\ntenants:\n" +
-                 Tenant());
+  auto c = Parse(
+      "server: {grpc_memory_limit: 256MiB, max_concurrent_streams: 64, stream_max_in_flight: 8}"
+      "\ntenants:\n" +
+      Tenant());
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ((*c)->server.grpc_memory_limit, 256ull << 20);
   EXPECT_EQ((*c)->server.max_concurrent_streams, 64);
-  std::string e = Error("server: {grpc_memory_limit: 1MiB, max_concurrent_streams: 0}\ntenants:\n" +
-                        Tenant());
+  EXPECT_EQ((*c)->server.stream_max_in_flight, 8);
+  EXPECT_EQ(Config().server.stream_max_in_flight, 64);
+  std::string e = Error(
+      "server: {grpc_memory_limit: 1MiB, max_concurrent_streams: 0, stream_max_in_flight: 0}"
+      "\ntenants:\n" +
+      Tenant());
   EXPECT_THAT(e, HasSubstr("server.grpc_memory_limit: must be between 64MiB and 1TiB"));
   EXPECT_THAT(e, HasSubstr("server.max_concurrent_streams: must be between 1 and 1000000"));
+  EXPECT_THAT(e, HasSubstr("server.stream_max_in_flight: must be between 1 and 100000"));
 }
 
 TEST(ConfigTest, TlsAndCertificateIdentities) {

@@ -32,7 +32,9 @@ def generate_stubs(proto_dir, out_dir):
         "protoc", f"--proto_path={proto_dir}", f"--python_out={out_dir}",
         f"--grpc_python_out={out_dir}",
         "--plugin=protoc-gen-grpc_python=" + shutil.which("grpc_python_plugin"),
-        os.path.join(proto_dir, "inference", "grpc_service.proto")])
+        *(os.path.join(proto_dir, p) for p in (
+            "inference/grpc_service.proto", "inference/model_config.proto",
+            "google/rpc/status.proto", "google/rpc/error_details.proto"))])
     sys.path.insert(0, out_dir)
     from inference import grpc_service_pb2, grpc_service_pb2_grpc
     return grpc_service_pb2, grpc_service_pb2_grpc

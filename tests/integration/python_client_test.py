@@ -91,9 +91,12 @@ class PythonClientTest(unittest.TestCase):
         self.assertIn("dimension 1 is 15, expected 16", e.exception.details())
 
     def test_unserved_rpc_is_unimplemented(self):
+        # Triton's shared-memory RPCs are not served (no proto here: raw bytes).
+        status = self.channel.unary_unary(
+            "/inference.GRPCInferenceService/SystemSharedMemoryStatus",
+            request_serializer=lambda b: b, response_deserializer=lambda b: b)
         with self.assertRaises(grpc.RpcError) as e:
-            list(self.stub.ModelStreamInfer(iter([pb.ModelInferRequest(model_name="mlp")]),
-                                            metadata=[("x-api-key", ACME_KEY)]))
+            status(b"", metadata=[("x-api-key", ACME_KEY)])
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
     def test_model_statistics(self):

@@ -80,6 +80,9 @@ struct ServerConfig {
   // clients (flow control), and calls one connection may have open.
   uint64_t grpc_memory_limit = 1ull << 30;
   int64_t max_concurrent_streams = 1024;
+  // Requests one ModelStreamInfer stream may have read and not yet answered;
+  // at the bound the server stops reading that stream (flow control).
+  int64_t stream_max_in_flight = 64;
   // Largest gRPC message accepted, in bytes.
   uint64_t max_message_bytes = 64ull << 20;
   // Seconds that queued and running requests get to finish on SIGTERM.
@@ -227,6 +230,9 @@ struct Config {
   std::string source;  // the file it came from, for messages
   ServerConfig server;
   std::string model_repository = "models";
+  // Rescan the model repository every this many seconds (0: only on a
+  // reload or RepositoryModelLoad).
+  int64_t model_repository_poll_s = 0;
   SchedulerConfig scheduler;
   RateLimitBackendConfig rate_limit_backend;
   LedgerConfig ledger;

@@ -5,6 +5,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -82,7 +83,15 @@ class ModelCache {
 
   // Reads the repository's model configs (nothing is loaded). Bad models are
   // recorded with their reason. Fails only when the directory is unreadable.
+  // Called again (a reload, RepositoryModelLoad, polling), it rescans in
+  // place: new models and versions appear; removed ones go, their servables
+  // living on only in requests already in flight (they drain); a model
+  // whose config file changed, and a version that failed, start over
+  // (unloaded, loaded on next use). A version being loaded is left alone
+  // until the next rescan.
   absl::Status Scan(const std::string& root);
+  // Scans the root of the last Scan again.
+  absl::Status Rescan();
 
   // Sets the budget and tenant partitions from `config` (at start and on
   // every reload). Resident models are re-homed into the new partitions (a
@@ -112,6 +121,11 @@ class ModelCache {
   // The servable only if it is resident now (no load, no LRU touch).
   absl::StatusOr<std::shared_ptr<const Servable>> GetResident(const std::string& name,
                                                               const std::string& version) const;
+
+  // Whether `name` at `version` can serve a request now, resident or
+  // loaded on first use: NOT_FOUND (unknown model or version), UNAVAILABLE
+  // (bad config, missing file, or its last load failed), else OK.
+  absl::Status CheckServable(const std::string& name, const std::string& version) const;
 
   // Drops every resident version of `name` from the cache (requests in
   // flight keep theirs) and clears a failed load so the next use retries.
@@ -144,8 +158,15 @@ class ModelCache {
   };
   struct Model {
     absl::StatusOr<ModelConfig> config = absl::UnknownError("not scanned");
+    std::string config_text;  // the file's bytes, to tell a change on a rescan
     std::map<int64_t, Entry> versions;
   };
+
+  // Drops the versions of `model` not in `keep` that are not loading; their
+  // servables go to *dropped, to be freed by the caller outside the lock.
+  void RemoveVersions(const std::string& name, Model& model, const std::set<int64_t>& keep,
+                      std::vector<std::shared_ptr<const Servable>>* dropped)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::StatusOr<Entry*> Resolve(const std::string& name, const std::string& version)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -176,6 +197,8 @@ class ModelCache {
   MemoryPartitions partitions_ ABSL_GUARDED_BY(mu_);
   std::deque<Entry*> jobs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool scanned_ ABSL_GUARDED_BY(mu_) = false;  // a first scan happened
+  std::string root_ ABSL_GUARDED_BY(mu_);
   Counters counters_ ABSL_GUARDED_BY(mu_);
   std::thread loader_thread_;
 };

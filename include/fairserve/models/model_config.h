@@ -18,7 +18,21 @@ struct TensorSpec {
   std::vector<int64_t> shape;
 };
 
-// `<repository>/<model>/config.yaml`.
+// Which versions of a model the repository serves (Triton's
+// `version_policy`). Versions it does not select are not served at all:
+// they answer NOT_FOUND and are not listed.
+struct VersionPolicy {
+  enum class Kind { kAll, kLatest, kSpecific };
+  Kind kind = Kind::kAll;
+  uint32_t num_versions = 1;      // kLatest: the highest N versions
+  std::vector<int64_t> versions;  // kSpecific: exactly these
+
+  // The versions of `available` (ascending) this policy serves, ascending.
+  std::vector<int64_t> Select(const std::vector<int64_t>& available) const;
+};
+
+// `<repository>/<model>/config.yaml` or Triton's `config.pbtxt`
+// (triton_config.h); both read into this one struct.
 struct ModelConfig {
   std::string name;
   std::string platform = "pytorch_libtorch";
@@ -35,6 +49,13 @@ struct ModelConfig {
   bool preload = false;
   // Device to run on ("cpu", "cuda:0"); empty = the first configured device.
   std::string device;
+  // config.yaml serves every version; a config.pbtxt's default is Triton's
+  // (the latest one).
+  VersionPolicy version_policy;
+  // The file in each version directory.
+  std::string model_filename = "model.pt";
+  // Which file the config came from: "config.yaml" or "config.pbtxt".
+  std::string source = "config.yaml";
 
   bool batched() const { return max_batch_size > 0; }
   const TensorSpec* FindInput(const std::string& name) const;

@@ -3,7 +3,9 @@
 
 // The model repository on disk, read the one way the daemon and the offline
 // checks (fairserve --check-config, fairctl validate) both use:
-// `<root>/<model>/config.yaml` and `<root>/<model>/<version>/model.pt`.
+// `<root>/<model>/config.yaml` (or Triton's `config.pbtxt`) and
+// `<root>/<model>/<version>/model.pt` (or the config's model file name).
+// Only the versions the config's version policy selects are listed.
 // Knows nothing of loading; the ModelCache keeps the state of what it read.
 
 #include <cstdint>
@@ -19,14 +21,15 @@ namespace fairserve {
 
 struct RepositoryVersion {
   int64_t version = 0;
-  std::string file;     // <root>/<model>/<version>/model.pt
+  std::string file;     // <root>/<model>/<version>/<model file>
   std::string problem;  // why it cannot be served (the file is missing); empty if none
 };
 
 struct RepositoryModel {
   std::string name;
-  // Its config.yaml, parsed; an error makes the whole model unavailable.
+  // Its config.yaml or config.pbtxt, parsed; an error makes the whole model unavailable.
   absl::StatusOr<ModelConfig> config = absl::UnknownError("not read");
+  std::string config_text;  // the config file's bytes, to tell a changed config on a rescan
   std::vector<RepositoryVersion> versions;  // ascending
 };
 

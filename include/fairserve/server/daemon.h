@@ -2,6 +2,7 @@
 #define FAIRSERVE_SERVER_DAEMON_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <optional>
 #include <chrono>
@@ -106,8 +107,15 @@ class Daemon {
   // Checks what a config needs from the running daemon (known models).
   absl::Status CheckAgainstRepository(const Config& config) const;
   void WatchConfigFile();
+  // model_repository_poll_s > 0: rescans the repository on its own thread
+  // (fs-repo-poll) every so often, until Shutdown.
+  void PollRepository(int64_t every_s);
 
   DaemonFlags flags_;
+  std::thread repo_poller_;
+  std::mutex poll_mu_;
+  std::condition_variable poll_cv_;
+  bool poll_stop_ = false;  // guarded by poll_mu_
   std::mutex reload_mu_;
   std::thread watcher_;
   int watch_stop_fd_ = -1;

@@ -137,13 +137,6 @@ class InferCall : public std::enable_shared_from_this<InferCall> {
   std::shared_ptr<const Servable> servable_;
 };
 
-// A model's metadata for `tenant` (every front end answers the same):
-// NOT_FOUND for an unknown model or version, PERMISSION_DENIED as below.
-absl::StatusOr<inference::ModelMetadataResponse> DescribeModel(const ModelCache& models,
-                                                               const TenantConfig& tenant,
-                                                               const std::string& name,
-                                                               const std::string& version);
-
 // NOT_FOUND for an unknown model, PERMISSION_DENIED when `tenant` may not
 // use it (not in its `models`, or another tenant's private model).
 absl::StatusOr<ModelConfig> CheckModelAccess(const ModelCache& models, const TenantConfig& tenant,

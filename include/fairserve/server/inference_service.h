@@ -15,6 +15,9 @@ namespace fairserve {
 struct InferenceServiceDeps {
   InferCallDeps call;  // what every ModelInfer call needs
   const ModelStats* stats = nullptr;
+  // Requests one ModelStreamInfer stream may have read and not yet
+  // answered (server.stream_max_in_flight).
+  int stream_max_in_flight = 64;
 };
 
 // inference.GRPCInferenceService on gRPC's callback API, a front end of
@@ -44,6 +47,9 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
                                           const inference::ModelMetadataRequest* req,
                                           inference::ModelMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx,
+                                        const inference::ModelConfigRequest* req,
+                                        inference::ModelConfigResponse* resp) override;
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
                                             const inference::ModelStatisticsRequest* req,
                                             inference::ModelStatisticsResponse* resp) override;
@@ -59,6 +65,11 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
                                        const inference::ModelInferRequest* req,
                                        inference::ModelInferResponse* resp) override;
+  // The bidirectional stream: each request is its own InferCall; answers
+  // and refusals (error_message) come back with the request's id, in the
+  // order they finish, and the stream stays open.
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
 
  private:
   // Authenticates the call against the current runtime snapshot.
@@ -70,6 +81,13 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
 
 // absl::Status -> grpc::Status (the codes map one to one).
 grpc::Status ToGrpcStatus(const absl::Status& status);
+// The same, and when `retry_after` > 0 the standard retry hint: a
+// google.rpc.Status with a google.rpc.RetryInfo detail in the status
+// details (grpc-status-details-bin), which gRPC clients' retry helpers read.
+grpc::Status ToGrpcStatus(const absl::Status& status, Clock::Duration retry_after);
+// Adds fairserve's own hint, trailing metadata `retry-after-ms` (whole
+// milliseconds, rounded up), when `retry_after` > 0.
+void AddRetryAfter(grpc::ServerContextBase* ctx, Clock::Duration retry_after);
 
 }  // namespace fairserve
 

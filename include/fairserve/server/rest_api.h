@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "fairserve/metering/model_stats.h"
 #include "fairserve/server/infer_call.h"
 
 namespace httplib {
@@ -20,8 +21,12 @@ namespace fairserve {
 //   GET  /v2/health/live, /v2/health/ready          probes
 //   GET  /v2/models/{m}[/versions/{v}]              model metadata (tenant key)
 //   GET  /v2/models/{m}[/versions/{v}]/ready        model readiness (tenant key)
+//   GET  /v2/models/{m}[/versions/{v}]/config       Triton's ModelConfig (tenant key)
+//   GET  /v2/models[/{m}[/versions/{v}]]/stats      statistics (tenant key)
 //   POST /v2/models/{m}[/versions/{v}]/infer        inference: JSON tensors and the
 //                                                   binary tensor data extension
+//   POST /v2/repository/index                       index (admin: all; tenant: its models)
+//   POST /v2/repository/models/{m}/load, /unload    admin key only
 //
 // Errors are {"error": "..."} with the HTTP status of the gRPC code
 // (HttpStatusFor); refusals that say when to retry carry Retry-After.
@@ -32,13 +37,14 @@ namespace fairserve {
 // therefore bounds concurrent REST calls (http_threads in HttpServer).
 class RestApi {
  public:
-  RestApi(const InferCallDeps& deps, std::string version);
+  RestApi(const InferCallDeps& deps, const ModelStats* stats, std::string version);
 
   // Adds the /v2 routes to `server`.
   void Install(httplib::Server& server) const;
 
  private:
   const InferCallDeps& deps_;
+  const ModelStats* const stats_;
   const std::string version_;
 };
 

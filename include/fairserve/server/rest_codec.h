@@ -62,6 +62,14 @@ int HttpStatusFor(absl::StatusCode code);
 HttpReply RestError(const absl::Status& status, Clock::Duration retry_after = Clock::Duration(0));
 HttpReply JsonReply(const nlohmann::json& body, int status = 200);
 
+// A protobuf message as the REST binding writes Triton's messages (model
+// config, statistics, repository index): proto field names, every scalar
+// field (defaults included), 64-bit integers as JSON numbers, enums by name,
+// maps as objects, unset sub-messages left out. Protobuf's own JSON printer
+// writes 64-bit integers as strings, which Triton's HTTP clients do not
+// read as numbers.
+nlohmann::json ProtoJson(const google::protobuf::Message& message);
+
 // A model's metadata as the REST binding writes it (shape as numbers).
 nlohmann::json MetadataJson(const inference::ModelMetadataResponse& metadata);
 

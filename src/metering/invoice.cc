@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
 
 namespace fairserve {
 namespace {
@@ -24,19 +25,6 @@ std::string CsvField(const std::string& s) {
   for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + "\"";
 }
-
-namespace {
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
-}  // namespace
 
 Invoice MakeInvoice(const std::vector<UsageRow>& usage, const PricingConfig& pricing,
                     const std::string& tenant_id, int64_t from, int64_t to) {
@@ -76,21 +64,28 @@ Invoice MakeInvoice(const std::vector<UsageRow>& usage, const PricingConfig& pri
 
 absl::StatusOr<std::string> FormatInvoice(const Invoice& inv, const std::string& format) {
   if (format == "json") {
-    std::string out = absl::StrFormat(
-        "{\"tenant_id\":%s,\"from\":%s,\"to\":%s,\"currency\":%s,\"compute_seconds\":%.9f,"
-        "\"requests\":%d,\"failed_requests\":%d,\"lines\":[",
-        JsonString(inv.tenant_id), JsonString(FormatUtc(inv.from)), JsonString(FormatUtc(inv.to)),
-        JsonString(inv.currency), inv.compute_seconds, inv.requests, inv.failed_requests);
-    for (size_t i = 0; i < inv.lines.size(); ++i) {
-      const InvoiceLine& l = inv.lines[i];
-      absl::StrAppendFormat(&out,
-                            "%s{\"item\":%s,\"quantity\":%.9f,\"unit\":%s,\"unit_price\":%.9g,"
-                            "\"amount\":%s}",
-                            i ? "," : "", JsonString(l.item), l.quantity, JsonString(l.unit),
-                            l.unit_price, Money(l.amount_cents));
+    // Amounts as numbers of the currency (exact to the cent) and as integer
+    // cents, for programs that must not round.
+    nlohmann::ordered_json out = {
+        {"tenant_id", inv.tenant_id},
+        {"from", FormatUtc(inv.from)},
+        {"to", FormatUtc(inv.to)},
+        {"currency", inv.currency},
+        {"compute_seconds", inv.compute_seconds},
+        {"requests", inv.requests},
+        {"failed_requests", inv.failed_requests},
+        {"lines", nlohmann::ordered_json::array()}};
+    for (const InvoiceLine& l : inv.lines) {
+      out["lines"].push_back({{"item", l.item},
+                              {"quantity", l.quantity},
+                              {"unit", l.unit},
+                              {"unit_price", l.unit_price},
+                              {"amount", l.amount_cents / 100.0},
+                              {"amount_cents", l.amount_cents}});
     }
-    absl::StrAppendFormat(&out, "],\"total\":%s}\n", Money(inv.total_cents));
-    return out;
+    out["total"] = inv.total_cents / 100.0;
+    out["total_cents"] = inv.total_cents;
+    return out.dump() + "\n";
   }
   if (format == "csv") {
     std::string out = "tenant_id,from,to,item,quantity,unit,unit_price,amount,currency\n";

@@ -340,6 +340,13 @@ absl::Status Daemon::StartListeners(const Config& config) {
   };
   handlers.install = [this](httplib::Server& s) { rest_->Install(s); };
   handlers.max_body_bytes = config.server.max_message_bytes;
+  if (config.server.tls.enabled()) {
+    // The same certificate, client CAs and rotation as gRPC: a key must
+    // never cross one port in clear text while the other is encrypted.
+    ASSIGN_OR_RETURN(handlers.tls, HttpsContext::Create(config.server.tls));
+    spdlog::info("HTTP port serves HTTPS only (server.tls), with the gRPC port's certificate{}",
+                 config.server.tls.mutual() ? " and client certificate checks" : "");
+  }
   ASSIGN_OR_RETURN(http_, HttpServer::Start(config.server.listen_address,
                                             static_cast<int>(config.server.http_port),
                                             std::move(handlers)));

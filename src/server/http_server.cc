@@ -3,13 +3,25 @@
 #include <httplib.h>
 
 #include "absl/strings/str_cat.h"
+#include "fairserve/server/tls.h"
 
 namespace fairserve {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& address, int port,
                                                               Handlers handlers) {
   std::unique_ptr<HttpServer> self(new HttpServer());
-  self->server_ = std::make_unique<httplib::Server>();
+  if (handlers.tls) {
+    self->tls_ = handlers.tls;
+    auto ssl = std::make_unique<httplib::SSLServer>(
+        [tls = self->tls_.get()](SSL_CTX& ctx) { return tls->Install(ctx); });
+    if (!ssl->is_valid()) {
+      return absl::FailedPreconditionError(
+          "server.tls: the HTTP port cannot use the certificate and key (see the log)");
+    }
+    self->server_ = std::move(ssl);
+  } else {
+    self->server_ = std::make_unique<httplib::Server>();
+  }
   httplib::Server& s = *self->server_;
   auto probe = [](std::function<bool()> check, const char* ok_text, const char* bad_text) {
     return [check, ok_text, bad_text](const httplib::Request&, httplib::Response& res) {

@@ -11,6 +11,7 @@
 #include "fairserve/server/grpc_auth.h"
 #include "fairserve/server/model_views.h"
 #include "fairserve/server/rest_codec.h"
+#include "fairserve/server/tls.h"
 
 namespace fairserve {
 namespace {
@@ -41,6 +42,11 @@ class HttpCredentials {
     credentials_.peer = peer_;
     credentials_.authorization = authorization_;
     credentials_.x_api_key = api_key_;
+    // HTTPS with client certificates: the names of the one it verified.
+    if (req.ssl != nullptr) {
+      const SSL* ssl = req.ssl;
+      credentials_.certificate_names = [ssl] { return PeerCertificateNames(ssl); };
+    }
   }
   const Credentials& get() const { return credentials_; }
 

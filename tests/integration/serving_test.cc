@@ -104,9 +104,12 @@ TEST_F(ServingTest, ModelMetadataAndReady) {
   EXPECT_THAT(resp.inputs(0).shape(), ::testing::ElementsAre(-1, 64));
   EXPECT_THAT(resp.versions(), ::testing::ElementsAre("1"));
 
-  // Models load on first use: make sure mlp is resident, then ask.
+  // Ready means "can serve you now", resident or loaded on first use; a
+  // model whose load failed is not.
   ModelInferResponse infer;
   ASSERT_TRUE(Infer(FloatRequest("mlp", RandomFloats(64, 3), {1, 64}), &infer).ok());
+  EXPECT_EQ(Infer(FloatRequest("corrupt", RandomFloats(4, 3), {1, 4}), &infer).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
   grpc::ClientContext c2, c3;
   SetTestDeadline(&c2);
   SetTestDeadline(&c3);

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "nlohmann/json.hpp"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -153,8 +155,16 @@ TEST(InvoiceTest, Formats) {
                             1'800'000'000, 1'800'086'400);
   auto json = FormatInvoice(inv, "json");
   ASSERT_TRUE(json.ok());
-  EXPECT_THAT(*json, HasSubstr("\"total\":0.20"));
-  EXPECT_THAT(*json, HasSubstr("\"from\":\"2027-01-15T08:00:00Z\""));
+  nlohmann::json parsed = nlohmann::json::parse(*json);
+  EXPECT_EQ(parsed["total"], 0.2);
+  EXPECT_EQ(parsed["total_cents"], 20);
+  EXPECT_EQ(parsed["from"], "2027-01-15T08:00:00Z");
+  EXPECT_EQ(parsed["lines"].back()["item"], "requests");
+  EXPECT_EQ(parsed["lines"].back()["amount_cents"], 20);
+  // Names are escaped by the JSON library, whatever they hold.
+  Invoice odd = inv;
+  odd.tenant_id = "a\"b\\c\n";
+  EXPECT_EQ(nlohmann::json::parse(*FormatInvoice(odd, "json"))["tenant_id"], "a\"b\\c\n");
   auto csv = FormatInvoice(inv, "csv");
   EXPECT_THAT(*csv, HasSubstr("acme,2027-01-15T08:00:00Z,2027-01-16T08:00:00Z,total,,,,0.20,USD"));
   auto table = FormatInvoice(inv, "table");

@@ -15,8 +15,11 @@ class Server;
 
 namespace fairserve {
 
-// The plain-HTTP side: /healthz, /readyz and /metrics for probes and
-// Prometheus. A thin layer; what it serves comes from the callbacks.
+class HttpsContext;
+
+// The HTTP port: /healthz, /readyz and /metrics for probes and Prometheus,
+// the status page and the REST API; HTTPS when `tls` is given. A thin
+// layer; what it serves comes from the callbacks.
 class HttpServer {
  public:
   struct Handlers {
@@ -36,6 +39,9 @@ class HttpServer {
     // Threads serving requests: bounds concurrent REST calls, which wait on
     // them for their answer.
     int threads = 16;
+    // server.tls: serve HTTPS only, with this context (certificate
+    // rotation, client certificates); null = plain HTTP.
+    std::shared_ptr<HttpsContext> tls;
   };
 
   // Binds `address:port` (0 picks a free port) and serves on its own thread.
@@ -48,6 +54,7 @@ class HttpServer {
 
  private:
   HttpServer() = default;
+  std::shared_ptr<HttpsContext> tls_;  // outlives server_
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

@@ -12,7 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev libsqlite3-dev sqlite3 libssl-dev libhiredis-dev libabsl-dev
   libpqxx-dev libpq-dev postgresql
-  prometheus-cpp-dev nlohmann-json3-dev graphviz
+  prometheus-cpp-dev nlohmann-json3-dev libcli11-dev graphviz
   libopenblas0-pthread
   redis-server prometheus gnuplot-nox
   python3-grpcio python3-protobuf python3-yaml python3-requests

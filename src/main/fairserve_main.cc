@@ -13,7 +13,7 @@
 #include <cstring>
 #include <thread>
 
-#include "absl/strings/numbers.h"
+#include "CLI/CLI.hpp"
 #include "fairserve/config/config.h"
 #include "fairserve/models/model_repository.h"
 #include "fairserve/server/daemon.h"
@@ -22,27 +22,6 @@
 #include "spdlog/spdlog.h"
 
 namespace {
-
-constexpr const char* kUsage = R"(usage: fairserve --config FILE [options]
-
-Multi-tenant inference server (KServe v2 / Open Inference Protocol over gRPC).
-
-options:
-  --config FILE            tenants and server config (YAML), required
-  --model-repository DIR   model repository (overrides model_repository)
-  --grpc-port N            gRPC port; 0 picks a free one (overrides server.grpc_port)
-  --http-port N            HTTP port for /metrics, /healthz, /readyz; 0 picks a free one,
-                           -1 disables (overrides server.http_port)
-  --data-dir DIR           usage ledger directory (overrides server.data_dir)
-  --ready-file FILE        write {"grpc_port":..,"http_port":..,"pid":..} here once serving
-  --check-config FILE      validate FILE, print every problem, exit 0 if valid
-  --log-level LEVEL        trace, debug, info (default), warn, error
-  --version                print the version
-  -h, --help               this help
-
-signals: SIGHUP reloads the config (so does saving the file); SIGTERM/SIGINT drain
-and exit 0 (a second one exits at once).
-)";
 
 int g_signal_pipe[2] = {-1, -1};
 std::atomic<bool> g_terminating{false};
@@ -60,13 +39,58 @@ void OnSignal(int sig) {
   (void)ignored;
 }
 
-int Usage(const std::string& error) {
-  std::cerr << "fairserve: " << error << "\n\n" << kUsage;
-  return 2;
-}
-
-bool ParsePort(const std::string& text, int64_t* out) {
-  return absl::SimpleAtoi(text, out) && *out >= -1 && *out <= 65535;
+// The command line, parsed with CLI11 (Debian's libcli11-dev): `--flag
+// value` and `--flag=value` both work; a bad value is one clear line naming
+// the flag (exit 2). Returns the exit code when the process should exit now
+// (help, version, usage error), or -1 to go on.
+int ParseFlags(int argc, char** argv, fairserve::DaemonFlags* flags, std::string* check_config) {
+  CLI::App app("Multi-tenant inference server (KServe v2 / Open Inference Protocol over gRPC "
+               "and HTTP/REST).",
+               "fairserve");
+  app.footer(
+      "signals: SIGHUP reloads the config (so does saving the file); SIGTERM/SIGINT drain\n"
+      "and exit 0 (a second one exits at once).");
+  app.set_version_flag("--version", std::string("fairserve ") + fairserve::kFairserveVersion);
+  app.add_option("--config", flags->config_path, "tenants and server config (YAML)")
+      ->type_name("FILE");
+  app.add_option("--model-repository", flags->model_repository,
+                 "model repository (overrides model_repository)")
+      ->type_name("DIR");
+  app.add_option("--grpc-port", flags->grpc_port,
+                 "gRPC port; 0 picks a free one (overrides server.grpc_port)")
+      ->type_name("N")
+      ->check(CLI::Range(int64_t{0}, int64_t{65535}));
+  app.add_option("--http-port", flags->http_port,
+                 "HTTP port (REST, /metrics, probes); 0 picks a free one, -1 disables "
+                 "(overrides server.http_port)")
+      ->type_name("N")
+      ->check(CLI::Range(int64_t{-1}, int64_t{65535}));
+  app.add_option("--data-dir", flags->data_dir, "usage ledger directory (overrides server.data_dir)")
+      ->type_name("DIR");
+  app.add_option("--ready-file", flags->ready_file,
+                 "write {\"grpc_port\":..,\"http_port\":..,\"pid\":..} here once serving")
+      ->type_name("FILE");
+  app.add_option("--check-config", *check_config,
+                 "validate FILE, print every problem, exit 0 if valid")
+      ->type_name("FILE");
+  std::string level;
+  app.add_option("--log-level", level, "log level (overrides server.log_level)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);  // prints help, the version, or the error
+    return code == 0 ? 0 : 2;
+  }
+  if (check_config->empty() && flags->config_path.empty()) {
+    std::cerr << "fairserve: --config is required\nRun with --help for more information.\n";
+    return 2;
+  }
+  if (!level.empty()) {
+    spdlog::set_level(spdlog::level::from_str(level));
+    flags->log_level_forced = true;
+  }
+  return -1;
 }
 
 }  // namespace
@@ -76,44 +100,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("fairserve"));
   fairserve::DaemonFlags flags;
   std::string check_config;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= argc) return false;
-      *out = argv[++i];
-      return true;
-    };
-    std::string v;
-    if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
-      return 0;
-    } else if (arg == "--version") {
-      std::cout << "fairserve " << fairserve::kFairserveVersion << "\n";
-      return 0;
-    } else if (arg == "--config") {
-      if (!value(&flags.config_path)) return Usage("--config needs a file");
-    } else if (arg == "--check-config") {
-      if (!value(&check_config)) return Usage("--check-config needs a file");
-    } else if (arg == "--model-repository") {
-      if (!value(&v)) return Usage("--model-repository needs a directory");
-      flags.model_repository = v;
-    } else if (arg == "--data-dir") {
-      if (!value(&v)) return Usage("--data-dir needs a directory");
-      flags.data_dir = v;
-    } else if (arg == "--grpc-port" || arg == "--http-port") {
-      int64_t port = 0;
-      if (!value(&v) || !ParsePort(v, &port)) return Usage(arg + " needs a port number");
-      (arg == "--grpc-port" ? flags.grpc_port : flags.http_port) = port;
-    } else if (arg == "--ready-file") {
-      if (!value(&flags.ready_file)) return Usage("--ready-file needs a path");
-    } else if (arg == "--log-level") {
-      if (!value(&v)) return Usage("--log-level needs a level");
-      spdlog::set_level(spdlog::level::from_str(v));
-      flags.log_level_forced = true;
-    } else {
-      return Usage("unknown argument '" + arg + "'");
-    }
-  }
+  if (int code = ParseFlags(argc, argv, &flags, &check_config); code >= 0) return code;
   if (!check_config.empty()) {
     auto config = fairserve::LoadConfigFile(check_config);
     absl::Status status = config.status();
@@ -125,7 +112,6 @@ int main(int argc, char** argv) {
     std::cout << check_config << ": OK (" << (*config)->tenants.size() << " tenants)\n";
     return 0;
   }
-  if (flags.config_path.empty()) return Usage("--config is required");
 
   // Signals are taken synchronously by this thread; every other thread
   // inherits the blocked mask.

@@ -79,7 +79,27 @@ TEST_F(FairctlTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Fairctl("invoice --data-dir /tmp").code, 2);          // no --tenant
   testing_util::CommandRun help = Fairctl("--help");
   EXPECT_EQ(help.code, 0);
-  EXPECT_THAT(help.out, HasSubstr("k8s render --config FILE --out DIR"));
+  EXPECT_THAT(help.out, HasSubstr("k8s"));
+  EXPECT_THAT(help.out, HasSubstr("exit codes: 0 success, 1 failure, 2 usage error"));
+  testing_util::CommandRun render_help = Fairctl("k8s render --help");
+  EXPECT_EQ(render_help.code, 0);
+  EXPECT_THAT(render_help.out, HasSubstr("--out DIR"));
+  // A bad value is one line naming the flag, never an exception's text.
+  testing_util::CommandRun bad_date = Fairctl("usage --data-dir /tmp --from=yesterday");
+  EXPECT_EQ(bad_date.code, 2);
+  EXPECT_THAT(bad_date.out, HasSubstr("--from: 'yesterday' is not a date; use YYYY-MM-DD"));
+  testing_util::CommandRun bad_format =
+      Fairctl("invoice --data-dir /tmp --tenant acme --format xml");
+  EXPECT_EQ(bad_format.code, 2);
+  EXPECT_THAT(bad_format.out, HasSubstr("--format: xml not in {table,json,csv}"));
+}
+
+// Flags take "--flag value" and "--flag=value" alike.
+TEST_F(FairctlTest, FlagsTakeEitherForm) {
+  testing_util::CommandRun spaced = Fairctl("tenants --config " + Config());
+  testing_util::CommandRun joined = Fairctl("tenants --config=" + Config());
+  EXPECT_EQ(joined.code, 0) << joined.out;
+  EXPECT_EQ(joined.out, spaced.out);
 }
 
 TEST_F(FairctlTest, TenantsAndPartitions) {

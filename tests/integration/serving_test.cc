@@ -522,6 +522,13 @@ TEST(AdminServiceTest, UsageAndInvoicesRespectWhoAsks) {
   EXPECT_EQ(daemon.Stop(SIGTERM), 0);
 }
 
+TEST(DaemonStartupTest, BadFlagValueIsAUsageError) {
+  DaemonProcess d(TestConfigYaml(), {"--http-port=70000"});
+  EXPECT_FALSE(d.serving());
+  EXPECT_EQ(d.WaitExit(30), 2);
+  EXPECT_THAT(d.Log(), HasSubstr("--http-port: Value 70000 not in range -1 to 65535"));
+}
+
 TEST(DaemonStartupTest, BadConfigFailsWithMessage) {
   DaemonProcess d(TestConfigYaml("", "colour: blue\n"));
   EXPECT_FALSE(d.serving());
@@ -540,7 +547,8 @@ TEST(DaemonStartupTest, PortInUseFailsWithMessage) {
 }
 
 TEST(DaemonStartupTest, MissingRepositoryFails) {
-  DaemonProcess d(TestConfigYaml(), {"--model-repository", "/nonexistent/models"});
+  // --flag=value works as --flag value does.
+  DaemonProcess d(TestConfigYaml(), {"--model-repository=/nonexistent/models"});
   EXPECT_EQ(d.WaitExit(30), 1);
   EXPECT_THAT(d.Log(), HasSubstr("is not a readable directory"));
 }

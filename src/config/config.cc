@@ -99,6 +99,7 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   r.Get("replica_id", &out->replica_id);
   if (YAML::Node tls = r.Child("tls"); tls.IsDefined()) ReadTls(tls, &out->tls, errors);
   r.GetEnum("status_page", &out->status_page, kStatusPageModes);
+  r.GetInRange("status_sample_interval_s", &out->status_sample_interval_s, 1, 3600);
   r.GetEnum("log_level", &out->log_level, kLogLevels);
   r.GetEnum("log_format", &out->log_format, kLogFormats);
   r.GetInRange("access_log_queue_lines", &out->access_log_queue_lines, 16, 1000000);
@@ -556,6 +557,7 @@ const Setting kSettings[] = {
     FAIRSERVE_RESTART("server.tls.require_client_cert", server.tls.require_client_cert),
     FAIRSERVE_RESTART("server.tls.refresh_interval_s", server.tls.refresh_interval_s),
     FAIRSERVE_LIVE("server.status_page", server.status_page),
+    FAIRSERVE_RESTART("server.status_sample_interval_s", server.status_sample_interval_s),
     FAIRSERVE_LIVE("server.log_level", server.log_level),
     FAIRSERVE_LIVE("server.log_format", server.log_format),
     FAIRSERVE_RESTART("server.access_log_queue_lines", server.access_log_queue_lines),

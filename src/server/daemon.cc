@@ -122,7 +122,19 @@ absl::Status Daemon::Init(const DaemonFlags& flags) {
   RETURN_IF_ERROR(CheckAgainstRepository(*config));
   RETURN_IF_ERROR(StartListeners(*config));
   WatchConfigFile();
-  PollRepository(config->model_repository_poll_s);
+  if (config->model_repository_poll_s > 0) {
+    Every("fs-repo-poll", std::chrono::seconds(config->model_repository_poll_s), [this] {
+      if (absl::Status s = models_->Rescan(); !s.ok()) {
+        spdlog::error("model repository rescan (polling): {}", std::string(s.message()));
+      }
+    });
+  }
+  // The status page's last-hour charts take a point from the metrics.
+  Every("fs-status-hist", std::chrono::seconds(config->server.status_sample_interval_s), [this] {
+    status_history_->Record(
+        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(),
+        registry_->Collect());
+  });
 
   ready_.store(true);
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
@@ -289,6 +301,9 @@ void Daemon::BuildServices(const Config& config) {
   page.models = models_.get();
   page.metrics = metrics_.get();
   page.ledger = ledger_.get();
+  status_history_ = std::make_unique<StatusHistory>(
+      static_cast<size_t>(3600 / config.server.status_sample_interval_s));
+  page.history = status_history_.get();
   page.started = started_;
   status_page_ = std::make_unique<StatusPage>(page);
 }
@@ -502,16 +517,13 @@ void Daemon::WatchConfigFile() {
   });
 }
 
-void Daemon::PollRepository(int64_t every_s) {
-  if (every_s <= 0) return;
-  repo_poller_ = std::thread([this, every_s] {
-    pthread_setname_np(pthread_self(), "fs-repo-poll");
-    std::unique_lock<std::mutex> lock(poll_mu_);
-    while (!poll_cv_.wait_for(lock, std::chrono::seconds(every_s), [this] { return poll_stop_; })) {
+void Daemon::Every(const char* name, std::chrono::seconds period, std::function<void()> work) {
+  periodic_.emplace_back([this, name, period, work = std::move(work)] {
+    pthread_setname_np(pthread_self(), name);
+    std::unique_lock<std::mutex> lock(periodic_mu_);
+    while (!periodic_cv_.wait_for(lock, period, [this] { return periodic_stop_; })) {
       lock.unlock();
-      if (absl::Status s = models_->Rescan(); !s.ok()) {
-        spdlog::error("model repository rescan (polling): {}", std::string(s.message()));
-      }
+      work();
       lock.lock();
     }
   });
@@ -521,11 +533,12 @@ void Daemon::Shutdown() {
   if (stopped_) return;
   stopped_ = true;
   {
-    std::lock_guard<std::mutex> lock(poll_mu_);
-    poll_stop_ = true;
+    std::lock_guard<std::mutex> lock(periodic_mu_);
+    periodic_stop_ = true;
   }
-  poll_cv_.notify_all();
-  if (repo_poller_.joinable()) repo_poller_.join();
+  periodic_cv_.notify_all();
+  for (std::thread& t : periodic_) t.join();
+  periodic_.clear();
   if (watch_stop_fd_ >= 0) {
     if (write(watch_stop_fd_, "x", 1) < 0) {
     }

@@ -1,5 +1,6 @@
 #include "fairserve/server/status_page.h"
 
+#include <algorithm>
 #include <ctime>
 #include <map>
 
@@ -44,6 +45,7 @@ th{background:#f6f8fa;font-weight:600} td:first-child,th:first-child{text-align:
 .bar{display:inline-block;width:80px;height:8px;background:#eaeef2;border-radius:4px;vertical-align:middle;margin-right:6px}
 .bar i{display:block;height:8px;border-radius:4px;background:#2da44e}
 .hot i{background:#cf222e} .READY{color:#1a7f37} .UNAVAILABLE{color:#cf222e}
+#charts td{text-align:left;vertical-align:top} svg.chart{display:block;margin:2px 0}
 </style></head><body>
 )";
 
@@ -54,6 +56,45 @@ std::string Bar(double fraction) {
 }
 
 std::string Money(int64_t cents) { return absl::StrFormat("%d.%02d", cents / 100, cents % 100); }
+
+// The "last hour" table: one row of small SVG charts per tenant.
+std::string RenderCharts(const StatusSnapshot& snap) {
+  std::string html = absl::StrFormat(
+      "<h2>Last hour</h2>\n<div class=\"sub\">one point every %.0f s; newest on the right; "
+      "hover a chart for its scale</div>\n",
+      snap.sample_interval_s);
+  if (snap.history.empty()) {
+    return html + "<p id=\"charts\">The charts start after the second sample.</p>\n";
+  }
+  html += "<table id=\"charts\"><tr><th>tenant</th><th>requests/s</th>"
+          "<th>rejections/s by reason</th><th>compute share vs weight share</th></tr>\n";
+  for (const auto& [id, s] : snap.history) {
+    std::vector<std::pair<std::string, std::vector<double>>> rejections;
+    std::string legend;
+    size_t i = 0;
+    for (const auto& [reason, values] : s.rejections_per_s) {
+      bool any = std::any_of(values.begin(), values.end(), [](double v) { return v > 0; });
+      if (!any) continue;
+      rejections.emplace_back(reason, values);
+      absl::StrAppendFormat(&legend, "<span style=\"color:%s\">%s</span> ", ChartColour(i++),
+                            HtmlEscape(reason));
+    }
+    if (rejections.empty()) legend = "none";
+    absl::StrAppendFormat(
+        &html, "<tr data-tenant-charts=\"%s\"><td>%s</td><td>%s %.1f</td><td>%s<br>%s</td>"
+               "<td>%s<br><span style=\"color:%s\">compute %.0f%%</span> "
+               "<span style=\"color:%s\">weight %.0f%%</span></td></tr>\n",
+        HtmlEscape(id), HtmlEscape(id),
+        SvgChart("requests", id + ": requests/s", {{"requests/s", s.requests_per_s}}, 1.0),
+        s.requests_per_s.empty() ? 0.0 : s.requests_per_s.back(),
+        SvgChart("rejections", id + ": rejections/s by reason", rejections, 1.0), legend,
+        SvgChart("share", id + ": share of compute (solid) and of the weights (dashed)",
+                 {{"compute", s.compute_share}, {"weight (dashed)", s.weight_share}}, 1.0),
+        ChartColour(0), s.compute_share.empty() ? 0.0 : 100 * s.compute_share.back(),
+        ChartColour(1), s.weight_share.empty() ? 0.0 : 100 * s.weight_share.back());
+  }
+  return html + "</table>\n";
+}
 
 }  // namespace
 
@@ -84,6 +125,8 @@ std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
   }
   StatusSnapshot snap;
   snap.version = kFairserveVersion;
+  if (deps_.history != nullptr) snap.history = deps_.history->Get();
+  snap.sample_interval_s = static_cast<double>(config.server.status_sample_interval_s);
   snap.currency = config.pricing.currency;
   snap.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - deps_.started).count();
   // This calendar month (UTC) is the billing period shown.
@@ -175,7 +218,9 @@ std::string StatusPage::Render(const StatusSnapshot& snap) {
                           inflight, memory, t.compute_seconds, Money(t.cost_cents),
                           HtmlEscape(snap.currency));
   }
-  html += "</table>\n<h2>Models</h2>\n<table id=\"models\"><tr><th>model</th><th>version</th>"
+  html += "</table>\n";
+  html += RenderCharts(snap);
+  html += "<h2>Models</h2>\n<table id=\"models\"><tr><th>model</th><th>version</th>"
           "<th>state</th><th>owner</th><th>resident bytes</th></tr>\n";
   for (const ModelStatus& m : snap.models) {
     absl::StrAppendFormat(&html,

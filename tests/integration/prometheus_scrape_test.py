@@ -44,7 +44,8 @@ class PrometheusTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="fairserve-prom-")
         cls.pb, cls.pbg = lib.generate_stubs(lib.ARGS.proto_dir, os.path.join(cls.tmp, "stubs"))
         limited = (f'  - id: limited\n    api_keys: ["{lib.sha256_key("limited-key")}"]\n'
-                   f'    rate_limit: {{requests_per_second: 0.01, burst: 1}}\n')
+                   f'    rate_limit: {{requests_per_second: 0.01, burst: 1}}\n'
+                   f'  - id: dash\n    api_keys: ["{lib.sha256_key("dash-key")}"]\n')
         pricing = "pricing: {currency: EUR, per_compute_second: 2.5, per_1k_requests: 150}\n"
         cls.config_text = lib.default_config(lib.ARGS.models, limited) + pricing
         cls.daemon = lib.Daemon(lib.ARGS.fairserve, cls.tmp, cls.config_text)
@@ -147,6 +148,7 @@ scrape_configs:
                     f"http://127.0.0.1:{prom_port}/api/v1/targets", timeout=5) as r:
                 targets = json.load(r)["data"]["activeTargets"]
             self.assertEqual(targets[0]["health"], "up", targets[0].get("lastError"))
+            self.check_grafana_dashboard(prom_port)
         finally:
             prom.terminate()
             prom.wait(timeout=30)
@@ -174,6 +176,46 @@ scrape_configs:
         by_key = {(r[0], r[1], r[2]): int(r[3]) for r in rows}
         self.assertEqual(by_key[("acme", "mlp_large", "ok")], 12)
         self.assertEqual(by_key[("globex", "add_one", "ok")], 5)
+
+    def check_grafana_dashboard(self, prom_port):
+        """Every PromQL expression of deploy/grafana/fairserve.json, with its
+        variables as Grafana fills them (all tenants), returns data without
+        error from the real Prometheus, against a daemon serving traffic."""
+        dashboard = os.path.join(lib.ARGS.proto_dir, "..", "deploy", "grafana", "fairserve.json")
+        with open(dashboard) as f:
+            panels = json.load(f)["panels"]
+        # Traffic across several scrapes, so rates have points: a tenant of
+        # its own (the invoice checks below count acme's requests), refusals
+        # by the rate-limited tenant, and requests queued behind each other.
+        import threading
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                self.infer("mlp_large", 8, 1024, "dash-key")
+                self.infer("add_one", 1, 16, "limited-key")
+        workers = [threading.Thread(target=load) for _ in range(3)]
+        for w in workers:
+            w.start()
+        try:
+            time.sleep(6)
+            failures = []
+            for panel in panels:
+                for target in panel["targets"]:
+                    expr = (target["expr"].replace("$__rate_interval", "5s")
+                            .replace('"$tenant"', '".*"'))
+                    url = (f"http://127.0.0.1:{prom_port}/api/v1/query?query="
+                           + urllib.parse.quote(expr))
+                    with urllib.request.urlopen(url, timeout=10) as r:
+                        answer = json.load(r)
+                    result = answer.get("data", {}).get("result", [])
+                    if answer.get("status") != "success" or not result:
+                        failures.append((panel["title"], target["refId"], expr, answer))
+            self.assertEqual(failures, [], "dashboard queries without data")
+        finally:
+            stop.set()
+            for w in workers:
+                w.join()
 
 
 if __name__ == "__main__":

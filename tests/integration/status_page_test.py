@@ -32,18 +32,24 @@ class StatusPageTest(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def traffic(self, daemon):
+    def traffic(self, daemon, extra=()):
         pb = self.pb
         channel = lib.channel(daemon.grpc_address)
         stub = self.pbg.GRPCInferenceServiceStub(channel)
-        for key, n in ((ACME_KEY, 7), (GLOBEX_KEY, 3)):
+        for key, n in ((ACME_KEY, 7), (GLOBEX_KEY, 3), *extra):
             for _ in range(n):
                 x = np.ones((1, 16), dtype="<f4")
-                stub.ModelInfer(pb.ModelInferRequest(
-                    model_name="add_one",
-                    inputs=[pb.ModelInferRequest.InferInputTensor(
-                        name="INPUT0", datatype="FP32", shape=[1, 16])],
-                    raw_input_contents=[x.tobytes()]), metadata=[("x-api-key", key)], timeout=10)
+                try:
+                    stub.ModelInfer(pb.ModelInferRequest(
+                        model_name="add_one",
+                        inputs=[pb.ModelInferRequest.InferInputTensor(
+                            name="INPUT0", datatype="FP32", shape=[1, 16])],
+                        raw_input_contents=[x.tobytes()]), metadata=[("x-api-key", key)],
+                        timeout=10)
+                except grpc.RpcError as e:
+                    # Only the rate-limited tenant is ever refused.
+                    self.assertEqual((key, e.code()),
+                                     ("limited-key", grpc.StatusCode.RESOURCE_EXHAUSTED))
         channel.close()
 
     def chromium(self, url, *args):
@@ -52,9 +58,19 @@ class StatusPageTest(unittest.TestCase):
                                url], capture_output=True, text=True, timeout=120)
 
     def test_page_in_chromium(self):
-        daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, lib.default_config(lib.ARGS.models))
+        # A point of the charts every second; a tenant that gets refused.
+        limited = (f'  - id: limited\n    api_keys: ["{lib.sha256_key("limited-key")}"]\n'
+                   '    models: [add_one]\n'
+                   '    rate_limit: {requests_per_second: 2, burst: 1}\n')
+        config = lib.default_config(lib.ARGS.models, limited).replace(
+            "data_dir: data}", "data_dir: data, status_sample_interval_s: 1}")
+        daemon = lib.Daemon(lib.ARGS.fairserve, self.tmp, config)
         try:
-            self.traffic(daemon)
+            import time
+            for _ in range(4):  # traffic across several samples
+                self.traffic(daemon, extra=[("limited-key", 5)])
+                time.sleep(0.6)
+            time.sleep(1.2)
             url = daemon.http_url + "/status"
             dom = self.chromium(url, "--dump-dom")
             self.assertEqual(dom.returncode, 0, dom.stderr[-2000:])
@@ -63,6 +79,14 @@ class StatusPageTest(unittest.TestCase):
             self.assertIn('<tr data-tenant="globex">', html)
             self.assertIn("mlp_large", html)
             self.assertIn('<meta http-equiv="refresh" content="5">', html)
+            # The last hour as inline SVG charts, per tenant.
+            for tenant in ("acme", "globex", "limited"):
+                self.assertIn(f'<tr data-tenant-charts="{tenant}">', html)
+            row = html.split('<tr data-tenant-charts="limited">')[1].split("</tr>")[0]
+            for chart in ("requests", "rejections", "share"):
+                self.assertIn(f'data-chart="{chart}"', row)
+            self.assertIn('data-series="rate_limit"', row)  # its refusals, by reason
+            self.assertNotIn("<script", html)
             self.assertNotIn("http://", html.split("<body>")[0].replace(url, ""))  # no external assets
             artifacts = os.path.join(lib.ARGS.artifacts)
             os.makedirs(artifacts, exist_ok=True)

@@ -62,6 +62,8 @@ struct ServerConfig {
   // Who may open /status: loopback (default), admin (an admin key as
   // Authorization: Bearer), or off.
   StatusPageMode status_page = StatusPageMode::kLoopback;
+  // How often the status page's charts take a point (they show the last hour).
+  int64_t status_sample_interval_s = 10;
   // trace, debug, info, warn, error (reloadable).
   LogLevel log_level = LogLevel::kInfo;
   // Access log lines: plain, json, or off (reloadable).

@@ -10,6 +10,8 @@
 #include <utility>
 #include <string>
 #include <thread>
+#include <vector>
+#include <functional>
 
 #include "absl/status/statusor.h"
 #include "fairserve/common/snapshot.h"
@@ -17,6 +19,7 @@
 #include "fairserve/metering/metrics.h"
 #include "fairserve/metering/postgres_usage.h"
 #include "fairserve/server/runtime.h"
+#include "fairserve/server/status_history.h"
 
 namespace grpc {
 class Server;
@@ -107,15 +110,17 @@ class Daemon {
   // Checks what a config needs from the running daemon (known models).
   absl::Status CheckAgainstRepository(const Config& config) const;
   void WatchConfigFile();
-  // model_repository_poll_s > 0: rescans the repository on its own thread
-  // (fs-repo-poll) every so often, until Shutdown.
-  void PollRepository(int64_t every_s);
+  // Runs `work` every `period` on a thread of its own named `name`, until
+  // Shutdown (which wakes it at once). For the repository poll and the
+  // status page's samples.
+  void Every(const char* name, std::chrono::seconds period, std::function<void()> work);
 
   DaemonFlags flags_;
-  std::thread repo_poller_;
-  std::mutex poll_mu_;
-  std::condition_variable poll_cv_;
-  bool poll_stop_ = false;  // guarded by poll_mu_
+  std::vector<std::thread> periodic_;  // Every()'s threads
+  std::mutex periodic_mu_;
+  std::condition_variable periodic_cv_;
+  bool periodic_stop_ = false;  // guarded by periodic_mu_
+  std::unique_ptr<StatusHistory> status_history_;
   std::mutex reload_mu_;
   std::thread watcher_;
   int watch_stop_fd_ = -1;

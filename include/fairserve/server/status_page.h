@@ -13,6 +13,7 @@
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/models/model_cache.h"
 #include "fairserve/server/runtime.h"
+#include "fairserve/server/status_history.h"
 #include "fairserve/tenancy/authenticator.h"
 
 namespace fairserve {
@@ -44,6 +45,9 @@ struct StatusSnapshot {
   double uptime_s = 0;
   std::vector<TenantStatus> tenants;
   std::vector<ModelStatus> models;
+  // The last hour's charts, by tenant (empty until two samples were taken).
+  std::map<std::string, StatusHistory::Series> history;
+  double sample_interval_s = 10;
 };
 
 // What the status page reads. Not owned.
@@ -53,6 +57,7 @@ struct StatusPageDeps {
   const ModelCache* models = nullptr;
   const ServerMetrics* metrics = nullptr;
   LedgerWriter* ledger = nullptr;
+  const StatusHistory* history = nullptr;  // null: no charts
   std::chrono::steady_clock::time_point started;
 };
 

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -72,6 +74,10 @@ Daemon StartDaemon(const std::string& bin, const std::string& dir, const std::st
     std::smatch m;
     if (std::regex_search(text, m, std::regex("\"grpc_port\":(\\d+)"))) {
       d.port = std::stoi(m[1]);
+      std::smatch h;
+      if (std::regex_search(text, h, std::regex("\"http_port\":(-?\\d+)"))) {
+        d.http_port = std::stoi(h[1]);
+      }
       break;
     }
     if (waitpid(d.pid, nullptr, WNOHANG) == d.pid) {
@@ -82,6 +88,37 @@ Daemon StartDaemon(const std::string& bin, const std::string& dir, const std::st
   }
   d.start_ms = Ms(Clock::now() - t0);
   return d;
+}
+
+std::vector<double> TimeConcurrent(const std::function<std::function<bool()>()>& make_caller,
+                                   int threads, int calls) {
+  std::mutex mu;
+  std::vector<double> all;
+  std::atomic<int> left{calls};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      std::function<bool()> call = make_caller();
+      std::vector<double> mine;
+      while (left.fetch_sub(1) > 0) {
+        auto t0 = Clock::now();
+        if (!call()) break;
+        mine.push_back(Ms(Clock::now() - t0));
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      all.insert(all.end(), mine.begin(), mine.end());
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  return all;
+}
+
+std::function<bool()> Checked(std::function<grpc::Status()> call) {
+  return [call = std::move(call)] {
+    grpc::Status s = call();
+    if (!s.ok()) std::fprintf(stderr, "call failed: %s\n", s.error_message().c_str());
+    return s.ok();
+  };
 }
 
 void StopDaemon(Daemon& d) {
@@ -106,7 +143,7 @@ std::function<grpc::Status()> AddOneCaller(int port, const std::string& key) {
 }
 
 std::function<grpc::Status()> ModelCaller(int port, const std::string& model, int width,
-                                          const std::string& key) {
+                                          const std::string& key, int rows) {
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
                                      grpc::InsecureChannelCredentials());
   std::shared_ptr<inference::GRPCInferenceService::Stub> stub =
@@ -116,10 +153,10 @@ std::function<grpc::Status()> ModelCaller(int port, const std::string& model, in
   auto* input = req->add_inputs();
   input->set_name("INPUT0");
   input->set_datatype("FP32");
-  input->add_shape(1);
+  input->add_shape(rows);
   input->add_shape(width);
-  std::vector<float> x(width);
-  for (int i = 0; i < width; ++i) x[i] = static_cast<float>(i % 16);
+  std::vector<float> x(static_cast<size_t>(rows) * width);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 16);
   req->add_raw_input_contents(
       std::string(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)));
   std::string auth = "Bearer " + key;

@@ -33,7 +33,8 @@ void Report(const char* name, const std::vector<Stats>& runs, const char* unit =
 // A daemon started from build/bin/fairserve with `config_yaml`, in `dir`.
 struct Daemon {
   pid_t pid = -1;
-  int port = 0;
+  int port = 0;       // gRPC
+  int http_port = 0;  // -1 when the config turns HTTP off
   double start_ms = 0;  // exec to serving
 };
 Daemon StartDaemon(const std::string& bin, const std::string& dir, const std::string& config_yaml);
@@ -45,9 +46,9 @@ std::string BenchConfig(const std::string& models, const std::string& tenant_ext
 
 // An add_one [1,16] request and a callable that sends it once to `port`.
 std::function<grpc::Status()> AddOneCaller(int port, const std::string& key = "bench-key");
-// The same for `model` with one FP32 row of `width` values (input INPUT0).
+// The same for `model` with `rows` FP32 rows of `width` values (input INPUT0).
 std::function<grpc::Status()> ModelCaller(int port, const std::string& model, int width,
-                                          const std::string& key = "bench-key");
+                                          const std::string& key = "bench-key", int rows = 1);
 
 // --models DIR (made absolute), --reps N, --calls N.
 struct BenchFlags {
@@ -56,6 +57,14 @@ struct BenchFlags {
   int calls = 1000;
 };
 BenchFlags ParseBenchFlags(int argc, char** argv, BenchFlags defaults);
+
+// Latencies (ms) of `calls` calls shared by `threads` closed-loop threads,
+// each with its own caller from `make_caller` (its own connection). A call
+// returning false stops its thread (the caller prints why).
+std::vector<double> TimeConcurrent(const std::function<std::function<bool()>()>& make_caller,
+                                   int threads, int calls);
+// A gRPC caller as TimeConcurrent takes it: false, with the error printed, on failure.
+std::function<bool()> Checked(std::function<grpc::Status()> call);
 
 // `calls` sequential calls after 100 warm-up calls; latencies in ms.
 // Empty when a call fails (the error is printed).

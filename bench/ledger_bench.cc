@@ -62,34 +62,6 @@ double ThreadCpuSeconds(pid_t pid, const std::string& name) {
   return total;
 }
 
-// Latencies (ms) of `calls` calls from `threads` closed-loop threads.
-std::vector<double> TimeConcurrent(const std::function<std::function<grpc::Status()>()>& make_caller,
-                                   int threads, int calls) {
-  std::mutex mu;
-  std::vector<double> all;
-  std::atomic<int> left{calls};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      auto call = make_caller();
-      std::vector<double> mine;
-      while (left.fetch_sub(1) > 0) {
-        auto t0 = fs::Clock::now();
-        grpc::Status s = call();
-        if (!s.ok()) {
-          std::fprintf(stderr, "call failed: %s\n", s.error_message().c_str());
-          break;
-        }
-        mine.push_back(fs::Ms(fs::Clock::now() - t0));
-      }
-      std::lock_guard<std::mutex> lock(mu);
-      all.insert(all.end(), mine.begin(), mine.end());
-    });
-  }
-  for (std::thread& t : pool) t.join();
-  return all;
-}
-
 void Range(const char* what, std::vector<double> v, const char* unit) {
   std::sort(v.begin(), v.end());
   std::printf("%s: median %.3f %s (runs %.3f..%.3f)\n", what, fs::Median(v), unit, v.front(),
@@ -175,12 +147,12 @@ int main(int argc, char** argv) {
   for (int r = 0; r < reps; ++r) {
     for (auto [d, out, ledger] : {std::tuple{&off, &cpu_off, &ledger_off_us},
                                   std::tuple{&on, &cpu_on, &ledger_on_us}}) {
-      TimeConcurrent([&] { return fs::AddOneCaller(d->port); }, 8, calls);  // warm-up
+      auto add_one = [port = d->port] { return fs::Checked(fs::AddOneCaller(port)); };
+      fs::TimeConcurrent(add_one, 8, calls);  // warm-up
       double before = CpuSeconds(d->pid);
       double ledger_before = ThreadCpuSeconds(d->pid, "fs-ledger");
       double ship_before = ThreadCpuSeconds(d->pid, "fs-usage-sink");
-      if (TimeConcurrent([&] { return fs::AddOneCaller(d->port); }, 8, cpu_calls).size() !=
-          static_cast<size_t>(cpu_calls)) {
+      if (fs::TimeConcurrent(add_one, 8, cpu_calls).size() != static_cast<size_t>(cpu_calls)) {
         return 1;
       }
       // Let the shipper ship what this run committed.
@@ -201,9 +173,9 @@ int main(int argc, char** argv) {
     lat.async_seq.push_back(fs::Summarize(fs::TimeCalls(fs::AddOneCaller(off.port), calls)));
     lat.sync_seq.push_back(fs::Summarize(fs::TimeCalls(fs::AddOneCaller(sync.port), calls)));
     lat.async_8.push_back(fs::Summarize(
-        TimeConcurrent([&] { return fs::AddOneCaller(off.port); }, 8, calls * 4)));
+        fs::TimeConcurrent([&] { return fs::Checked(fs::AddOneCaller(off.port)); }, 8, calls * 4)));
     lat.sync_8.push_back(fs::Summarize(
-        TimeConcurrent([&] { return fs::AddOneCaller(sync.port); }, 8, calls * 4)));
+        fs::TimeConcurrent([&] { return fs::Checked(fs::AddOneCaller(sync.port)); }, 8, calls * 4)));
     lat.async_mlp.push_back(fs::Summarize(fs::TimeCalls(fs::ModelCaller(off.port, "mlp_large", 1024), calls / 4)));
     lat.sync_mlp.push_back(fs::Summarize(fs::TimeCalls(fs::ModelCaller(sync.port, "mlp_large", 1024), calls / 4)));
   }

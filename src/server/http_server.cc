@@ -46,6 +46,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   }
   if (handlers.install) handlers.install(s);
   s.set_payload_max_length(handlers.max_body_bytes);
+  // cpp-httplib writes a response's headers and body separately; with
+  // Nagle's algorithm on, the body then waits for the client's delayed ACK
+  // (40 ms on Linux): measured 85 ms p50 for a REST add_one (bench/rest_bench).
+  s.set_tcp_nodelay(true);
   s.new_task_queue = [threads = handlers.threads] { return new httplib::ThreadPool(threads); };
   int bound = port == 0 ? s.bind_to_any_port(address) : (s.bind_to_port(address, port) ? port : -1);
   if (bound <= 0) {

@@ -1,3 +1,4 @@
+#include "nlohmann/json.hpp"
 #include "bench_util.h"
 
 #include <signal.h>
@@ -10,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <regex>
 #include <thread>
 
 #include "fairserve/tenancy/api_key.h"
@@ -71,13 +71,10 @@ Daemon StartDaemon(const std::string& bin, const std::string& dir, const std::st
   while (true) {
     std::ifstream in(ready);
     std::string text((std::istreambuf_iterator<char>(in)), {});
-    std::smatch m;
-    if (std::regex_search(text, m, std::regex("\"grpc_port\":(\\d+)"))) {
-      d.port = std::stoi(m[1]);
-      std::smatch h;
-      if (std::regex_search(text, h, std::regex("\"http_port\":(-?\\d+)"))) {
-        d.http_port = std::stoi(h[1]);
-      }
+    nlohmann::json ports = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (ports.is_object() && ports.contains("grpc_port")) {
+      d.port = ports["grpc_port"].get<int>();
+      d.http_port = ports.value("http_port", -1);
       break;
     }
     if (waitpid(d.pid, nullptr, WNOHANG) == d.pid) {

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "nlohmann/json.hpp"
 #include "fairserve/models/executor.h"
 #include "fairserve/models/model_config.h"
 
@@ -59,9 +60,13 @@ int main(int argc, char** argv) {
     ++runs;
   }
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"model\":\"%s\",\"batch\":%lld,\"threads\":%d,\"batches_per_s\":%.2f,"
-              "\"samples_per_s\":%.1f,\"ms_per_batch\":%.4f}\n",
-              name.c_str(), static_cast<long long>(batch), threads, runs / elapsed,
-              runs * batch / elapsed, 1e3 * elapsed / runs);
+  std::printf("%s\n", nlohmann::ordered_json{{"model", name},
+                                             {"batch", batch},
+                                             {"threads", threads},
+                                             {"batches_per_s", runs / elapsed},
+                                             {"samples_per_s", runs * batch / elapsed},
+                                             {"ms_per_batch", 1e3 * elapsed / runs}}
+                           .dump()
+                           .c_str());
   return 0;
 }

@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "nlohmann/json.hpp"
 #include "inference/grpc_service.grpc.pb.h"
 
 namespace {
@@ -260,9 +261,8 @@ int main(int argc, char** argv) {
 
   std::printf("%-12s %-10s %6s %9s %9s %9s %9s %9s %9s %10s  %s\n", "tenant", "model", "batch",
               "ok/s", "samples/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "mean ms", "status");
-  std::ostringstream json;
-  json << "{\"duration_s\":" << duration << ",\"tenants\":[";
-  bool first = true;
+  nlohmann::ordered_json json = {{"duration_s", duration},
+                                 {"tenants", nlohmann::ordered_json::array()}};
   for (auto& t : tenants) {
     std::lock_guard<std::mutex> lock(t->mu);
     std::sort(t->latencies_ms.begin(), t->latencies_ms.end());
@@ -278,26 +278,32 @@ int main(int argc, char** argv) {
                 t->spec.name.c_str(), t->spec.model.c_str(), static_cast<long long>(t->spec.batch),
                 ok / duration, ok * t->spec.batch / duration, p50, p90, p99, p999, mean,
                 statuses.c_str());
-    auto num = [](double v) { return std::isnan(v) ? std::string("null") : std::to_string(v); };
-    json << (first ? "" : ",") << "{\"name\":\"" << t->spec.name << "\",\"model\":\""
-         << t->spec.model << "\",\"batch\":" << t->spec.batch << ",\"mode\":\"" << t->spec.mode
-         << "\",\"ok\":" << static_cast<int64_t>(ok) << ",\"ok_per_s\":" << num(ok / duration)
-         << ",\"samples_per_s\":" << num(ok * t->spec.batch / duration)
-         << ",\"p50_ms\":" << num(p50) << ",\"p90_ms\":" << num(p90) << ",\"p99_ms\":" << num(p99)
-         << ",\"p999_ms\":" << num(p999) << ",\"mean_ms\":" << num(mean) << ",\"status\":{";
-    bool f2 = true;
-    for (const auto& [code, n] : t->status) {
-      json << (f2 ? "" : ",") << "\"" << code << "\":" << n;
-      f2 = false;
-    }
-    json << "}}";
-    first = false;
+    // NaN (no answers) is written as null.
+    auto num = [](double v) -> nlohmann::ordered_json {
+      if (std::isnan(v)) return nullptr;
+      return v;
+    };
+    nlohmann::ordered_json status = nlohmann::ordered_json::object();
+    for (const auto& [code, n] : t->status) status[code] = n;
+    json["tenants"].push_back({{"name", t->spec.name},
+                               {"model", t->spec.model},
+                               {"batch", t->spec.batch},
+                               {"mode", t->spec.mode},
+                               {"ok", static_cast<int64_t>(ok)},
+                               {"ok_per_s", num(ok / duration)},
+                               {"samples_per_s", num(ok * t->spec.batch / duration)},
+                               {"p50_ms", num(p50)},
+                               {"p90_ms", num(p90)},
+                               {"p99_ms", num(p99)},
+                               {"p999_ms", num(p999)},
+                               {"mean_ms", num(mean)},
+                               {"status", status}});
     if (!latencies_dir.empty()) {
       std::ofstream out(latencies_dir + "/" + t->spec.name + ".txt");
       for (double l : t->latencies_ms) out << l << "\n";
     }
   }
-  json << "]}\n";
-  if (!json_path.empty()) std::ofstream(json_path) << json.str();
+  const std::string json_text = json.dump() + "\n";
+  if (!json_path.empty()) std::ofstream(json_path) << json_text;
   return 0;
 }

@@ -1,3 +1,4 @@
+#include "nlohmann/json.hpp"
 #include "fairserve/server/daemon.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -55,8 +56,10 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int http_por
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
-    out << "{\"grpc_port\":" << grpc_port << ",\"http_port\":" << http_port
-        << ",\"pid\":" << getpid() << "}\n";
+    out << nlohmann::ordered_json{{"grpc_port", grpc_port},
+                                  {"http_port", http_port},
+                                  {"pid", getpid()}}.dump()
+        << "\n";
     if (!out) return absl::UnavailableError(absl::StrCat("cannot write ready file ", tmp));
   }
   std::error_code ec;

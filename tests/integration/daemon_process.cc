@@ -1,3 +1,4 @@
+#include "nlohmann/json.hpp"
 #include "integration/daemon_process.h"
 
 #include <fcntl.h>
@@ -86,10 +87,11 @@ DaemonProcess::DaemonProcess(const std::string& config_yaml, const std::vector<s
   while (std::chrono::steady_clock::now() < until) {
     std::ifstream in(ready);
     std::string text((std::istreambuf_iterator<char>(in)), {});
-    std::smatch m;
-    if (std::regex_search(text, m, std::regex("\"grpc_port\":(\\d+),\"http_port\":(-?\\d+)"))) {
-      grpc_port_ = std::stoi(m[1]);
-      http_port_ = std::stoi(m[2]);
+    // Written whole (renamed into place), so it is complete or absent.
+    nlohmann::json ports = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (ports.is_object() && ports.contains("grpc_port") && ports.contains("http_port")) {
+      grpc_port_ = ports["grpc_port"].get<int>();
+      http_port_ = ports["http_port"].get<int>();
       return;
     }
     int status = 0;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -132,6 +133,62 @@ TEST(StreamTest, CancellingAStreamReleasesItsQueuedRequests) {
     if (!after.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(after.ok()) << after.error_message();
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0) << daemon.Log();
+}
+
+// A client that sends and does not read its answers holds itself back: the
+// server stops reading the stream once server.stream_max_in_flight answers
+// wait to be written, so what the server runs and buffers stays bounded.
+// Once the client reads, every request is answered.
+TEST(StreamTest, AClientThatStopsReadingIsHeldBack) {
+  std::string config = TestConfigYaml("  - id: streamer\n"
+                                      "    api_keys: [\"" + HashApiKey(kStreamerKey) + "\"]\n"
+                                      "    models: [mlp_large]\n");
+  const std::string server_end = "drain_timeout_s: 10}";
+  config.replace(config.find(server_end), server_end.size(),
+                 "drain_timeout_s: 10, stream_max_in_flight: 4}");
+  DaemonProcess daemon(config);
+  ASSERT_TRUE(daemon.serving()) << daemon.Log();
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = grpc::CreateCustomChannel(daemon.grpc_address(),
+                                           grpc::InsecureChannelCredentials(), args);
+  auto stub = GRPCInferenceService::NewStub(channel);
+  grpc::ClientContext ctx;
+  SetTestDeadline(&ctx, 120);
+  ctx.AddMetadata("x-api-key", kStreamerKey);
+  auto stream = stub->ModelStreamInfer(&ctx);
+  // 64 KiB answers: a few fill every window between the server and us.
+  constexpr int kRows = 16, kRequests = 300;
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int i = 0; i < kRequests; ++i) {
+      ModelInferRequest req =
+          FloatRequest("mlp_large", std::vector<float>(kRows * 1024, 0.5f), {kRows, 1024});
+      req.set_id(std::to_string(i));
+      if (!stream->Write(req)) return;
+      written.fetch_add(1);
+    }
+    stream->WritesDone();
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const std::string served = "tenant_requests_total{status=\"ok\",tenant_id=\"streamer\"}";
+  double ran = Metric(daemon, served);
+  // Answers run: at most the 4 unwritten plus what the transport windows
+  // took; the writer is blocked by flow control long before 300.
+  EXPECT_LT(ran, 100) << "the server kept reading a stream nobody reads";
+  EXPECT_LT(written.load(), kRequests);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(Metric(daemon, served), ran) << "still running requests for a client that reads nothing";
+  int answered = 0;
+  ModelStreamInferResponse resp;
+  while (stream->Read(&resp)) {
+    EXPECT_EQ(resp.error_message(), "");
+    ++answered;
+  }
+  writer.join();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(answered, kRequests);
   EXPECT_EQ(daemon.Stop(SIGTERM), 0) << daemon.Log();
 }
 

@@ -175,9 +175,10 @@ TEST(StreamTest, AClientThatStopsReadingIsHeldBack) {
   const std::string served = "tenant_requests_total{status=\"ok\",tenant_id=\"streamer\"}";
   double ran = Metric(daemon, served);
   // Answers run: at most the 4 unwritten plus what the transport windows
-  // took; the writer is blocked by flow control long before 300.
-  EXPECT_LT(ran, 100) << "the server kept reading a stream nobody reads";
-  EXPECT_LT(written.load(), kRequests);
+  // took. (How many requests the client could hand over meanwhile depends
+  // on socket and HTTP/2 buffers; they wait there, unread.)
+  EXPECT_LT(ran, 100) << "the server kept reading a stream nobody reads (" << written.load()
+                      << " requests sent)";
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(Metric(daemon, served), ran) << "still running requests for a client that reads nothing";
   int answered = 0;

@@ -68,17 +68,25 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int http_por
   return absl::OkStatus();
 }
 
+int Cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+// scheduler.workers, or by default one per core for the cpu device and one
+// per GPU: on CPU, one single-threaded worker per core ran mlp_large at
+// 1.28x the samples/s of one worker with every core as intra-op threads,
+// because a parallel region waits for its slowest thread and gRPC's threads
+// keep taking one of the cores (bench/overhead.sh, docs/scheduling.md).
 int Workers(const Config& config) {
-  int workers = static_cast<int>(config.scheduler.workers);
-  return workers == 0 ? static_cast<int>(config.devices.size()) : workers;
+  if (config.scheduler.workers > 0) return static_cast<int>(config.scheduler.workers);
+  int workers = 0;
+  for (const DeviceConfig& d : config.devices) workers += d.name == "cpu" ? Cores() : 1;
+  return std::max(1, workers);
 }
 
 // libtorch intra-op threads per worker: scheduler.intra_op_threads, or the
 // cores shared out among the workers.
 int IntraOpThreads(const Config& config) {
   if (config.scheduler.intra_op_threads > 0) return static_cast<int>(config.scheduler.intra_op_threads);
-  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / Workers(config));
+  return std::max(1, Cores() / Workers(config));
 }
 
 AuthThrottle::Options ThrottleOptions(const Config& config) {

@@ -97,9 +97,11 @@ struct ServerConfig {
 struct SchedulerConfig {
   // fair (weighted fair queuing on measured cost) or fifo (one global queue).
   SchedulingPolicy policy = SchedulingPolicy::kFair;
-  // Worker threads that run batches; 0 = one per device.
+  // Worker threads that run batches; 0 = one per core for the cpu device
+  // and one per GPU.
   int64_t workers = 0;
-  // libtorch intra-op threads per worker; 0 = cores / workers.
+  // libtorch intra-op threads per worker; 0 = cores / workers (1 by default
+  // on CPU).
   int64_t intra_op_threads = 0;
   // Longest a request may wait in a queue before it is answered DEADLINE_EXCEEDED.
   double max_queue_wait_s = 30.0;

@@ -1,0 +1,173 @@
+"""What fairserve's per-request work costs against the two limits a server
+cannot beat (issue 16), measured in one run, interleaved, --reps times:
+
+- the floor: build/bin/floor_server, a do-nothing KServe v2 server on the
+  same gRPC build and callback API, answering inline;
+- libtorch in-process: build/bin/inprocess_throughput at batch 32.
+
+Every load comes from the same fairserve-loadgen. The daemon runs with its
+defaults (access log on). Writes build/bench-results/overhead.{json,md}.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from noisy_neighbor import ROOT, key_hash, loadgen  # noqa: E402
+
+
+class Server:
+    """A binary that writes --ready-file {"grpc_port": N, ...} once serving."""
+
+    def __init__(self, argv, workdir):
+        ready = os.path.join(workdir, "ready.json")
+        self.log = open(os.path.join(workdir, "server.log"), "a")
+        self.proc = subprocess.Popen(argv + ["--ready-file", ready], stdout=self.log,
+                                     stderr=self.log)
+        deadline = time.time() + 60
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.time() > deadline:
+                sys.exit(f"{argv[0]} did not start; see {self.log.name}")
+            time.sleep(0.02)
+        self.ports = json.load(open(ready))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def daemon(args, workdir):
+    cfg = os.path.join(workdir, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write("server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, "
+                "data_dir: data}\n"
+                f"model_repository: {args.models}\n"
+                + (f"scheduler: {{{args.scheduler}}}\n" if args.scheduler else "") +
+                "tenants:\n"
+                f"  - id: bench\n    api_keys: [\"{key_hash('bench-key')}\"]\n"
+                "    rate_limit: {requests_per_second: 0}\n"
+                "    max_inflight: 0\n    max_queue: 1000000\n")
+    return Server([args.fairserve, "--config", cfg, "--log-level", "warn"], workdir)
+
+
+def spec(model, rows, outstanding):
+    return (f"name=t,key=bench-key,model={model},batch={rows},mode=closed,"
+            f"concurrency={outstanding}")
+
+
+def measure(args, server, model, rows, outstanding, workdir):
+    return loadgen(args, server, [spec(model, rows, outstanding)], workdir)["t"]
+
+
+def stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}
+
+
+def fmt(s, digits=3):
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}..{s['max']:.{digits}f})"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--duration", type=float, default=5)
+    p.add_argument("--warmup", type=float, default=1)
+    p.add_argument("--scheduler", default="",
+                   help='daemon scheduler settings, e.g. "workers: 2, intra_op_threads: 1" '
+                        "(default: the daemon's defaults)")
+    args = p.parse_args()
+    args.fairserve = os.path.join(args.build, "bin", "fairserve")
+    args.floor = os.path.join(args.build, "bin", "floor_server")
+    args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
+    args.inprocess = os.path.join(args.build, "bin", "inprocess_throughput")
+    args.models = os.path.join(args.build, "demo-models")
+    out_dir = os.path.join(args.build, "bench-results")
+    os.makedirs(out_dir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="fs-overhead-", dir=out_dir)
+    print(f"overhead: {os.cpu_count()} cores; {args.reps} runs of {args.duration:g} s each, "
+          f"interleaved; scheduler: {args.scheduler or 'defaults'}")
+
+    r = {k: [] for k in ("floor_p50", "fs_p50", "p50_ratio", "floor_cps", "fs_cps", "cps_ratio",
+                         "inproc", "floor_4k", "rows32", "rows8", "rows1", "rows32_ratio",
+                         "rows8_ratio", "rows1_ratio_inproc", "rows1_ratio_limit")}
+    for rep in range(args.reps):
+        wd = tempfile.mkdtemp(prefix=f"rep{rep}-", dir=work)
+        floor = Server([args.floor], tempfile.mkdtemp(prefix="floor-", dir=wd))
+        fs = daemon(args, tempfile.mkdtemp(prefix="daemon-", dir=wd))
+        try:
+            for name, server in (("floor", floor), ("fs", fs)):
+                one = measure(args, server, "add_one", 1, 1, wd)
+                many = measure(args, server, "add_one", 1, 32, wd)
+                r[f"{name}_p50"].append(one["p50_ms"])
+                r[f"{name}_cps"].append(many["ok_per_s"])
+            r["p50_ratio"].append(r["fs_p50"][-1] / r["floor_p50"][-1])
+            r["cps_ratio"].append(r["fs_cps"][-1] / r["floor_cps"][-1])
+            # The floor for a 4 KiB-in, 4 KiB-out request (one mlp_large row).
+            r["floor_4k"].append(measure(args, floor, "echo_1024", 1, 64, wd)["ok_per_s"])
+            for rows in (32, 8, 1):
+                r[f"rows{rows}"].append(
+                    measure(args, fs, "mlp_large", rows, 64, wd)["samples_per_s"])
+        finally:
+            floor.stop()
+            fs.stop()
+        inproc = subprocess.run(
+            [args.inprocess, "--model-dir", os.path.join(args.models, "mlp_large"), "--batch",
+             "32", "--seconds", str(args.duration)],
+            capture_output=True, text=True, check=True).stdout
+        r["inproc"].append(json.loads(inproc.strip().splitlines()[-1])["samples_per_s"])
+        for rows in (32, 8):
+            r[f"rows{rows}_ratio"].append(r[f"rows{rows}"][-1] / r["inproc"][-1])
+        limit = 1 / (1 / r["inproc"][-1] + 1 / r["floor_4k"][-1])
+        r["rows1_ratio_inproc"].append(r["rows1"][-1] / r["inproc"][-1])
+        r["rows1_ratio_limit"].append(r["rows1"][-1] / limit)
+        print(f"  run {rep + 1}: add_one p50 {r['fs_p50'][-1]:.3f} vs {r['floor_p50'][-1]:.3f} ms; "
+              f"32 outstanding {r['fs_cps'][-1]:.0f} vs {r['floor_cps'][-1]:.0f} calls/s; "
+              f"mlp_large 32/8/1 rows {r['rows32'][-1]:.0f}/{r['rows8'][-1]:.0f}/"
+              f"{r['rows1'][-1]:.0f} vs in-process {r['inproc'][-1]:.0f} samples/s")
+
+    s = {k: stats(v) for k, v in r.items()}
+    verdict = lambda ok: "met" if ok else "missed"  # noqa: E731
+    md = [
+        f"# fairserve overhead ({os.cpu_count()} cores, {args.reps} runs, medians (range))",
+        "",
+        "| workload | floor server | fairserve | ratio | target |",
+        "| --- | --- | --- | --- | --- |",
+        f"| `add_one`, 1 row, one call at a time, p50 ms | {fmt(s['floor_p50'])} | "
+        f"{fmt(s['fs_p50'])} | {fmt(s['p50_ratio'], 2)} | <= 1.3 "
+        f"({verdict(s['p50_ratio']['median'] <= 1.3)}) |",
+        f"| `add_one`, 1 row, 32 outstanding, calls/s | {fmt(s['floor_cps'], 0)} | "
+        f"{fmt(s['fs_cps'], 0)} | {fmt(s['cps_ratio'], 2)} | >= 0.9 "
+        f"({verdict(s['cps_ratio']['median'] >= 0.9)}) |",
+        "",
+        "| `mlp_large`, 64 outstanding | in-process, batch 32 (samples/s) | fairserve (samples/s) "
+        "| ratio | target |",
+        "| --- | --- | --- | --- | --- |",
+        f"| 32-row requests | {fmt(s['inproc'], 0)} | {fmt(s['rows32'], 0)} | "
+        f"{fmt(s['rows32_ratio'], 2)} | >= 0.95 ({verdict(s['rows32_ratio']['median'] >= 0.95)}) |",
+        f"| 8-row requests | | {fmt(s['rows8'], 0)} | {fmt(s['rows8_ratio'], 2)} | |",
+        f"| 1-row requests | | {fmt(s['rows1'], 0)} | {fmt(s['rows1_ratio_inproc'], 2)} "
+        f"(of the combined limit: {fmt(s['rows1_ratio_limit'], 2)}) | >= 0.85 of the limit "
+        f"({verdict(s['rows1_ratio_limit']['median'] >= 0.85)}) |",
+        "",
+        f"Floor server, 4 KiB in and out (one `mlp_large` row), 64 outstanding: "
+        f"{fmt(s['floor_4k'], 0)} calls/s. Combined limit for 1-row requests: "
+        "1 / (1/R_inproc + 1/R_floor).",
+    ]
+    with open(os.path.join(out_dir, "overhead.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    with open(os.path.join(out_dir, "overhead.json"), "w") as f:
+        json.dump(s, f, indent=1)
+    print("\n".join(md))
+    print(f"\nwritten: {out_dir}/overhead.md, overhead.json")
+
+
+if __name__ == "__main__":
+    main()

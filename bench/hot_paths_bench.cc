@@ -14,6 +14,7 @@
 #include "fairserve/metering/metrics.h"
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/scheduling/queue_policy.h"
+#include "fairserve/server/collectors.h"
 #include "fairserve/server/runtime.h"
 #include "fairserve/server/tensor_codec.h"
 #include "fairserve/tenancy/api_key.h"
@@ -155,7 +156,41 @@ void BM_AuthenticateAndReject(benchmark::State& state) {
   }
   state.SetLabel(std::to_string(state.range(0)) + " tenants");
 }
-BENCHMARK(BM_AuthenticateAndReject)->Arg(10)->Arg(10000);
+BENCHMARK(BM_AuthenticateAndReject)->Arg(10)->Arg(10000);  // target at 10,000: <= 1 us
+
+// /metrics as the daemon renders it, at tenant scale: 10,000 configured
+// tenants (their admission and settings families, collected at scrape
+// time) of which `range(0)` have served 3 models each. Target for 1,000
+// active: <= 50 ms.
+void BM_MetricsPageAtScale(benchmark::State& state) {
+  auto config = TenantsConfig(10000);
+  Admission admission(SteadyClock::Get());
+  auto table = admission.BuildTable(*config, nullptr);
+  auto tenants = std::make_shared<TenantRegistry>(config);
+  Registry registry;
+  ServerMetrics metrics(registry);
+  registry.AddCollectable([&table] { return CollectAdmissionMetrics(*table); });
+  registry.AddCollectable([&tenants] { return CollectTenantSettings(*tenants); });
+  for (int t = 0; t < state.range(0); ++t) {
+    for (const char* model : {"mlp", "mlp_large", "add_one"}) {
+      BatchRecord b = MakeBatch(1);
+      b.model_name = model;
+      b.items[0].tenant_id = "tenant-" + std::to_string(t);
+      metrics.OnBatch(b);
+      metrics.RequestDone(b.items[0].tenant_id, model, absl::StatusCode::kOk,
+                          std::chrono::milliseconds(3));
+    }
+  }
+  size_t bytes = 0;
+  for (auto _ : state) {
+    std::string page = SerializeText(registry.Collect());
+    bytes = page.size();
+    benchmark::DoNotOptimize(page);
+  }
+  state.SetLabel(std::to_string(state.range(0)) + " active of 10000 tenants x 3 models, " +
+                 std::to_string(bytes >> 10) + " KiB");
+}
+BENCHMARK(BM_MetricsPageAtScale)->Arg(1000)->Unit(benchmark::kMillisecond);
 
 // The per-call failed-authentication throttle check, with no peer tracked
 // (the usual case) and with N peers tracked (an ongoing guessing attack).
@@ -221,7 +256,7 @@ void BM_FairPolicyCycle(benchmark::State& state) {
   }
   state.SetLabel(std::to_string(tenants) + " backlogged tenants");
 }
-BENCHMARK(BM_FairPolicyCycle)->Arg(2)->Arg(100);
+BENCHMARK(BM_FairPolicyCycle)->Arg(2)->Arg(100)->Arg(1000);  // target at 1,000: <= 2 us
 
 class NullExecutor : public Executor {
  public:

@@ -87,6 +87,12 @@ Daemon StartDaemon(const std::string& bin, const std::string& dir, const std::st
   return d;
 }
 
+void ReportRange(const char* what, std::vector<double> v, const char* unit) {
+  std::sort(v.begin(), v.end());
+  std::printf("%-44s median %9.3f %s (runs %.3f..%.3f)\n", what, Median(v), unit, v.front(),
+              v.back());
+}
+
 std::vector<double> TimeConcurrent(const std::function<std::function<bool()>()>& make_caller,
                                    int threads, int calls) {
   std::mutex mu;

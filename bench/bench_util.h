@@ -50,6 +50,9 @@ std::function<grpc::Status()> AddOneCaller(int port, const std::string& key = "b
 std::function<grpc::Status()> ModelCaller(int port, const std::string& model, int width,
                                           const std::string& key = "bench-key", int rows = 1);
 
+// "<what> median X <unit> (runs a..b)" over the values of several runs.
+void ReportRange(const char* what, std::vector<double> values, const char* unit);
+
 // --models DIR (made absolute), --reps N, --calls N.
 struct BenchFlags {
   std::string models = "build/demo-models";

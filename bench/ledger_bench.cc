@@ -62,11 +62,6 @@ double ThreadCpuSeconds(pid_t pid, const std::string& name) {
   return total;
 }
 
-void Range(const char* what, std::vector<double> v, const char* unit) {
-  std::sort(v.begin(), v.end());
-  std::printf("%s: median %.3f %s (runs %.3f..%.3f)\n", what, fs::Median(v), unit, v.front(),
-              v.back());
-}
 
 }  // namespace
 
@@ -125,7 +120,7 @@ int main(int argc, char** argv) {
     rows_per_s.push_back(static_cast<double>(shipper.rows_shipped()) / seconds);
   }
   std::printf("shipping 10000 rows (200 windows) in batches of 5000, %d runs\n", reps);
-  Range("  rows/s one replica ships", rows_per_s, "rows/s");
+  fs::ReportRange("  rows/s one replica ships", rows_per_s, "rows/s");
 
   // 2 and 3: daemons, interleaved.
   const std::string sink = "ledger: {sink: {type: postgres, dsn: \"" + pg.dsn() +
@@ -186,13 +181,13 @@ int main(int argc, char** argv) {
 
   std::printf("daemon CPU per served add_one request, 8 closed-loop clients, %d calls x %d runs\n",
               cpu_calls, reps);
-  Range("  sink off", cpu_off, "us");
-  Range("  sink on (PostgreSQL)", cpu_on, "us");
-  Range("  on / off (whole process; noisy)", cpu_ratio, "x");
-  Range("  usage-sink thread per request", shipper_us, "us");
-  Range("  ledger thread per request, sink off", ledger_off_us, "us");
-  Range("  ledger thread per request, sink on (outbox rows)", ledger_on_us, "us");
-  Range("  added by the sink (sink thread + extra ledger work) / request CPU", added_pct, "%");
+  fs::ReportRange("  sink off", cpu_off, "us");
+  fs::ReportRange("  sink on (PostgreSQL)", cpu_on, "us");
+  fs::ReportRange("  on / off (whole process; noisy)", cpu_ratio, "x");
+  fs::ReportRange("  usage-sink thread per request", shipper_us, "us");
+  fs::ReportRange("  ledger thread per request, sink off", ledger_off_us, "us");
+  fs::ReportRange("  ledger thread per request, sink on (outbox rows)", ledger_on_us, "us");
+  fs::ReportRange("  added by the sink (sink thread + extra ledger work) / request CPU", added_pct, "%");
   std::printf("  target: <= 2%%\n");
   std::printf("latency, ledger.durability async vs reply_after_commit (%d runs)\n", reps);
   fs::Report("  add_one sequential, async", lat.async_seq);

@@ -82,11 +82,6 @@ double Throughput(const std::function<std::function<bool()>()>& make, int thread
   return calls * rows / s;
 }
 
-void Range(const char* what, std::vector<double> v, const char* unit) {
-  std::sort(v.begin(), v.end());
-  std::printf("%-44s median %9.3f %s (runs %.3f..%.3f)\n", what, fs::Median(v), unit, v.front(),
-              v.back());
-}
 
 }  // namespace
 
@@ -143,11 +138,11 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(dir);
   fs::Report("add_one gRPC, one at a time", grpc_p);
   fs::Report("add_one REST JSON, one at a time", rest_p);
-  Range("add_one p50 REST / gRPC (target <= 1.5)", p50_ratio, "x");
-  Range("mlp_large gRPC, 8 rows x 8 clients", grpc_tput, "samples/s");
-  Range("mlp_large REST binary, 8 rows x 8 clients", bin_tput, "samples/s");
-  Range("mlp_large REST JSON, 8 rows x 8 clients", json_tput, "samples/s");
-  Range("REST binary / gRPC (target >= 0.8)", bin_ratio, "x");
-  Range("REST JSON / gRPC", json_ratio, "x");
+  fs::ReportRange("add_one p50 REST / gRPC (target <= 1.5)", p50_ratio, "x");
+  fs::ReportRange("mlp_large gRPC, 8 rows x 8 clients", grpc_tput, "samples/s");
+  fs::ReportRange("mlp_large REST binary, 8 rows x 8 clients", bin_tput, "samples/s");
+  fs::ReportRange("mlp_large REST JSON, 8 rows x 8 clients", json_tput, "samples/s");
+  fs::ReportRange("REST binary / gRPC (target >= 0.8)", bin_ratio, "x");
+  fs::ReportRange("REST JSON / gRPC", json_ratio, "x");
   return 0;
 }

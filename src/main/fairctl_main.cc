@@ -151,11 +151,9 @@ int UsageOrInvoice(bool invoice, const LedgerFlags& f) {
 }
 
 int Validate(const std::string& path) {
-  auto config = fairserve::LoadConfigFile(path);
-  absl::Status status = config.status();
-  if (status.ok()) status = fairserve::CheckConfigModels(**config);
-  if (!status.ok()) {
-    std::cerr << status.message() << "\n";
+  auto config = fairserve::LoadAndCheckConfig(path);
+  if (!config.ok()) {
+    std::cerr << config.status().message() << "\n";
     return 1;
   }
   std::cout << path << ": OK (" << (*config)->tenants.size() << " tenants)\n";

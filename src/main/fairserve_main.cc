@@ -102,11 +102,9 @@ int main(int argc, char** argv) {
   std::string check_config;
   if (int code = ParseFlags(argc, argv, &flags, &check_config); code >= 0) return code;
   if (!check_config.empty()) {
-    auto config = fairserve::LoadConfigFile(check_config);
-    absl::Status status = config.status();
-    if (status.ok()) status = fairserve::CheckConfigModels(**config);
-    if (!status.ok()) {
-      std::cerr << status.message() << "\n";
+    auto config = fairserve::LoadAndCheckConfig(check_config);
+    if (!config.ok()) {
+      std::cerr << config.status().message() << "\n";
       return 1;
     }
     std::cout << check_config << ": OK (" << (*config)->tenants.size() << " tenants)\n";

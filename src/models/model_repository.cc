@@ -105,4 +105,11 @@ absl::Status CheckConfigModels(const Config& config) {
   return CheckTenantModels(config, ModelNames(*models));
 }
 
+absl::StatusOr<std::shared_ptr<const Config>> LoadAndCheckConfig(const std::string& path) {
+  absl::StatusOr<std::shared_ptr<const Config>> config = LoadConfigFile(path);
+  if (!config.ok()) return config.status();
+  if (absl::Status known = CheckConfigModels(**config); !known.ok()) return known;
+  return config;
+}
+
 }  // namespace fairserve

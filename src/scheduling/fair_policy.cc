@@ -2,6 +2,8 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "fairserve/scheduling/queue_policy.h"
@@ -29,10 +31,22 @@ struct FairPolicy::TenantState {
   double running_estimate = 0;  // weighted estimates charged for batches still running
   uint64_t last_dispatch = 0;   // dispatch sequence number, for round-robin ties
   std::map<const Servable*, RequestQueue> queues;
+  // Where this tenant stands in Impl's indexes (set by Index(), used by Unindex()).
+  bool in_order = false, in_active = false;
+  std::tuple<double, uint64_t, TenantState*> order_key;
+  std::pair<double, TenantState*> active_key;
 };
 
 struct FairPolicy::Impl {
+  // Element references stay valid as the map grows; tenants are never erased.
   std::unordered_map<std::string, TenantState> tenants;
+  // Tenants with queued requests, least service first (ties: served longest
+  // ago): Pop walks it from the front and stops at the first tenant with a
+  // batch ready, so a cycle costs O(log tenants), not a scan of them all.
+  std::set<std::tuple<double, uint64_t, TenantState*>> order;
+  // Tenants queued or running, by service not counting running batches:
+  // the front is where a tenant back from idle starts.
+  std::set<std::pair<double, TenantState*>> active;
   // The least service among backlogged tenants at the last dispatch: where a
   // tenant returning from idle starts when nobody else is backlogged.
   double virtual_time = 0;
@@ -45,14 +59,27 @@ struct FairPolicy::Impl {
   // are still running: a tenant returning from idle starts level with the
   // others' completed service, so it goes before their next batch (it waits
   // for at most the batch in progress) and still banks no credit.
-  double MinBackloggedService(const TenantState* except) const {
-    double best = std::numeric_limits<double>::infinity();
-    for (const auto& [id, t] : tenants) {
-      if (&t != except && (t.queued > 0 || t.running > 0)) {
-        best = std::min(best, t.service - t.running_estimate);
-      }
+  // REQUIRES: `t` is not indexed (Unindex first).
+  double MinBackloggedService() const {
+    return active.empty() ? virtual_time : active.begin()->first;
+  }
+
+  // Every change to a tenant's service, dispatch number, queued or running
+  // count happens between Unindex(t) and Index(t).
+  void Unindex(TenantState& t) {
+    if (t.in_order) order.erase(t.order_key);
+    if (t.in_active) active.erase(t.active_key);
+    t.in_order = t.in_active = false;
+  }
+  void Index(TenantState& t) {
+    if (t.queued > 0) {
+      t.order_key = {t.service, t.last_dispatch, &t};
+      t.in_order = order.insert(t.order_key).second;
     }
-    return std::isinf(best) ? virtual_time : best;
+    if (t.queued > 0 || t.running > 0) {
+      t.active_key = {t.service - t.running_estimate, &t};
+      t.in_active = active.insert(t.active_key).second;
+    }
   }
 };
 
@@ -61,26 +88,29 @@ FairPolicy::~FairPolicy() = default;
 
 void FairPolicy::Push(std::unique_ptr<InferenceRequest> request, Clock::TimePoint) {
   TenantState& t = impl_->tenants[request->tenant_id];
+  impl_->Unindex(t);
   t.weight = request->tenant_weight > 0 ? request->tenant_weight : 1.0;
   if (t.queued == 0 && t.running == 0) {
     // Back from idle: no credit for the time away.
-    t.service = std::max(t.service, impl_->MinBackloggedService(&t));
+    t.service = std::max(t.service, impl_->MinBackloggedService());
   }
   t.queues[request->servable.get()].Push(std::move(request));
   ++t.queued;
   ++size_;
+  impl_->Index(t);
 }
 
 bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
                      Clock::TimePoint* wake_at) {
   *wake_at = Clock::TimePoint::max();
   TenantState* best = nullptr;
-  const std::string* best_id = nullptr;
   RequestQueue* best_queue = nullptr;
-  for (auto& [id, t] : impl_->tenants) {
-    if (t.queued == 0) continue;
+  // Least service first, ties to the tenant served longest ago (round
+  // robin): the first tenant with a batch ready now goes. A tenant whose
+  // batches still wait for company is skipped, and tells when to look again.
+  for (const auto& [service, dispatched, t] : impl_->order) {
     RequestQueue* ready = nullptr;
-    for (auto& [servable, q] : t.queues) {
+    for (auto& [servable, q] : t->queues) {
       if (q.empty()) continue;
       Clock::TimePoint at = BatchReadyAt(q, flush);
       if (at > now) {
@@ -89,17 +119,14 @@ bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
         ready = &q;
       }
     }
-    if (!ready) continue;
-    // Ties go to the tenant served longest ago (round robin).
-    bool better = !best || t.service < best->service ||
-                  (t.service == best->service && t.last_dispatch < best->last_dispatch);
-    if (better) {
-      best = &t;
-      best_id = &id;
+    if (ready) {
+      best = t;
       best_queue = ready;
+      break;
     }
   }
   if (!best) return false;
+  impl_->Unindex(*best);
 
   impl_->virtual_time = std::max(impl_->virtual_time, best->service);
   const Servable* servable = best_queue->front().servable.get();
@@ -111,7 +138,7 @@ bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
   size_ -= static_cast<int64_t>(out->requests.size());
   ++best->running;
   best->last_dispatch = ++impl_->dispatches;
-  out->tenant_id = *best_id;
+  out->tenant_id = out->requests.front()->tenant_id;
   out->weight = best->weight;
   auto cost = impl_->per_sample_cost.find(servable);
   out->servable = servable;
@@ -119,6 +146,7 @@ bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
   out->estimate_seconds = cost == impl_->per_sample_cost.end() ? 0 : cost->second * samples;
   best->service += out->estimate_seconds / best->weight;
   best->running_estimate += out->estimate_seconds / best->weight;
+  impl_->Index(*best);
   return true;
 }
 
@@ -126,10 +154,12 @@ void FairPolicy::Done(const Dispatch& dispatch, const BatchRecord& record) {
   auto it = impl_->tenants.find(dispatch.tenant_id);
   if (it == impl_->tenants.end()) return;
   TenantState& t = it->second;
+  impl_->Unindex(t);
   --t.running;
   t.running_estimate -= dispatch.estimate_seconds / dispatch.weight;
   if (t.running == 0) t.running_estimate = 0;  // no drift from rounding
   t.service += (record.device_seconds - dispatch.estimate_seconds) / dispatch.weight;
+  impl_->Index(t);
   if (record.samples > 0 && record.compute_seconds > 0) {
     double per_sample = record.compute_seconds / record.samples;
     double& smoothed = impl_->per_sample_cost[dispatch.servable];
@@ -140,22 +170,30 @@ void FairPolicy::Done(const Dispatch& dispatch, const BatchRecord& record) {
 void FairPolicy::TakeDead(Clock::TimePoint now,
                           std::vector<std::unique_ptr<InferenceRequest>>* out) {
   for (auto& [id, t] : impl_->tenants) {
+    if (t.queues.empty()) continue;
+    int64_t removed = 0;
     for (auto it = t.queues.begin(); it != t.queues.end();) {
       size_t before = out->size();
       it->second.TakeDead(now, out);
-      int64_t removed = static_cast<int64_t>(out->size() - before);
-      t.queued -= removed;
-      size_ -= removed;
+      removed += static_cast<int64_t>(out->size() - before);
       it = it->second.empty() ? t.queues.erase(it) : std::next(it);
     }
+    if (removed == 0) continue;
+    // The index keys are the stored ones, so re-index after the change.
+    impl_->Unindex(t);
+    t.queued -= removed;
+    size_ -= removed;
+    impl_->Index(t);
   }
 }
 
 void FairPolicy::TakeAll(std::vector<std::unique_ptr<InferenceRequest>>* out) {
   for (auto& [id, t] : impl_->tenants) {
+    impl_->Unindex(t);
     for (auto& [servable, q] : t.queues) q.TakeAll(out);
     t.queues.clear();
     t.queued = 0;
+    impl_->Index(t);
   }
   size_ = 0;
 }

@@ -1,5 +1,7 @@
 #include "fairserve/scheduling/scheduler.h"
 
+#include <pthread.h>
+
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -55,6 +57,7 @@ class ThreadedScheduler final : public Scheduler {
     for (int i = 0; i < std::max(1, options_.workers); ++i) {
       workers_.emplace_back([this] { WorkerLoop(); });
     }
+    reaper_ = std::thread([this] { ReaperLoop(); });
   }
 
   ~ThreadedScheduler() override { Shutdown(std::chrono::milliseconds(0)); }
@@ -81,12 +84,16 @@ class ThreadedScheduler final : public Scheduler {
       }
     }
     cv_.notify_all();
+    reaper_cv_.notify_all();
     std::vector<std::thread> workers;
+    std::thread reaper;
     {
       std::lock_guard<std::mutex> lock(join_mu_);
       workers.swap(workers_);
+      reaper.swap(reaper_);
     }
     for (std::thread& t : workers) t.join();
+    if (reaper.joinable()) reaper.join();
     std::vector<std::unique_ptr<InferenceRequest>> left;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -103,6 +110,30 @@ class ThreadedScheduler final : public Scheduler {
   }
 
  private:
+  // Every kSweepInterval, answers the queued requests that were cancelled or
+  // whose deadline passed (CANCELLED / DEADLINE_EXCEEDED, without running),
+  // so their admission slots come back at once even while every worker is
+  // busy with a long batch. Workers sweep too when they look for work. Runs
+  // until Shutdown; the answers are cheap and never run a model.
+  void ReaperLoop() {
+    pthread_setname_np(pthread_self(), "fs-reaper");
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      reaper_cv_.wait_for(lock, kSweepInterval, [this] { return stopping_; });
+      if (stopping_) break;
+      std::vector<std::unique_ptr<InferenceRequest>> dead;
+      policy_->TakeDead(clock_.Now(), &dead);
+      if (dead.empty()) continue;
+      lock.unlock();
+      for (auto& r : dead) {
+        std::vector<std::unique_ptr<InferenceRequest>> one;
+        one.push_back(std::move(r));
+        runner_.Run(std::move(one));
+      }
+      lock.lock();
+    }
+  }
+
   void WorkerLoop() {
     if (options_.thread_init) options_.thread_init();
     std::unique_lock<std::mutex> lock(mu_);
@@ -147,11 +178,13 @@ class ThreadedScheduler final : public Scheduler {
   BatchRunner& runner_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable reaper_cv_;  // wakes the reaper early, for Shutdown
   std::unique_ptr<QueuePolicy> policy_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Clock::TimePoint drain_until_ ABSL_GUARDED_BY(mu_);
   std::mutex join_mu_;
   std::vector<std::thread> workers_;
+  std::thread reaper_;
 };
 
 }  // namespace

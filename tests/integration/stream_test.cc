@@ -27,11 +27,17 @@ using ::testing::HasSubstr;
 
 constexpr char kStreamerKey[] = "streamer-demo-key";
 
+// The test config plus tenant "streamer" (key kStreamerKey) with `limits`
+// (YAML lines of its entry).
+std::string StreamerConfig(const std::string& models, const std::string& limits) {
+  return TestConfigYaml("  - id: streamer\n"
+                        "    api_keys: [\"" + HashApiKey(kStreamerKey) + "\"]\n"
+                        "    models: [" + models + "]\n" + limits);
+}
+
 TEST(StreamTest, EveryRequestIsAnsweredOnTheStreamAndItSurvivesRefusals) {
-  DaemonProcess daemon(TestConfigYaml("  - id: streamer\n"
-                                      "    api_keys: [\"" + HashApiKey(kStreamerKey) + "\"]\n"
-                                      "    models: [add_one, slow]\n"
-                                      "    rate_limit: {requests_per_second: 100, burst: 20}\n"));
+  DaemonProcess daemon(
+      StreamerConfig("add_one, slow", "    rate_limit: {requests_per_second: 100, burst: 20}\n"));
   ASSERT_TRUE(daemon.serving()) << daemon.Log();
   auto stub = GRPCInferenceService::NewStub(OwnConnection(daemon.grpc_address()));
   grpc::ClientContext ctx;
@@ -89,10 +95,7 @@ TEST(StreamTest, EveryRequestIsAnsweredOnTheStreamAndItSurvivesRefusals) {
 // at once: the same tenant's next call is admitted while the request that
 // was already running still runs.
 TEST(StreamTest, CancellingAStreamReleasesItsQueuedRequests) {
-  DaemonProcess daemon(TestConfigYaml("  - id: streamer\n"
-                                      "    api_keys: [\"" + HashApiKey(kStreamerKey) + "\"]\n"
-                                      "    models: [add_one, slow]\n"
-                                      "    max_inflight: 3\n"));
+  DaemonProcess daemon(StreamerConfig("add_one, slow", "    max_inflight: 3\n"));
   ASSERT_TRUE(daemon.serving()) << daemon.Log();
   auto stub = GRPCInferenceService::NewStub(OwnConnection(daemon.grpc_address()));
   {
@@ -107,9 +110,14 @@ TEST(StreamTest, CancellingAStreamReleasesItsQueuedRequests) {
   SetTestDeadline(ctx.get(), 60);
   ctx->AddMetadata("x-api-key", kStreamerKey);
   auto stream = stub->ModelStreamInfer(ctx.get());
-  // One long request runs (seconds of matrix products), two wait behind it.
-  for (int n : {3000, 1, 1}) {
-    ASSERT_TRUE(stream->Write(FloatRequest("slow", {static_cast<float>(n), 0, 0, 0}, {1, 4})));
+  // One long request runs (seconds of matrix products) on the one worker;
+  // then two requests of another model (never in its batch) wait behind it.
+  const std::string inflight = "fairserve_inflight_requests{tenant_id=\"streamer\"}";
+  ASSERT_TRUE(stream->Write(FloatRequest("slow", {20000, 0, 0, 0}, {1, 4})));
+  ASSERT_TRUE(WaitFor([&] { return Metric(daemon, inflight) == 1; }, 20)) << daemon.Log();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // it is running now
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(stream->Write(FloatRequest("add_one", std::vector<float>(16, 0), {1, 16})));
   }
   auto admitted = [&] {
     grpc::ClientContext c;
@@ -118,9 +126,8 @@ TEST(StreamTest, CancellingAStreamReleasesItsQueuedRequests) {
     inference::ModelInferResponse r;
     return stub->ModelInfer(&c, FloatRequest("add_one", std::vector<float>(16, 0), {1, 16}), &r);
   };
-  // All three slots are taken: the tenant is at its cap (the long request
-  // runs for seconds; a second is ample for the server to read all three).
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // All three slots are taken: the tenant is at its cap.
+  ASSERT_TRUE(WaitFor([&] { return Metric(daemon, inflight) == 3; }, 20)) << daemon.Log();
   grpc::Status full = admitted();
   EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << full.error_message() << "\n" << daemon.Log();
@@ -128,7 +135,7 @@ TEST(StreamTest, CancellingAStreamReleasesItsQueuedRequests) {
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
   // The two queued requests are dropped; the running one holds one slot.
   grpc::Status after = grpc::Status(grpc::StatusCode::UNKNOWN, "not tried");
-  for (int i = 0; i < 50 && !after.ok(); ++i) {
+  for (int i = 0; i < 150 && !after.ok(); ++i) {
     after = admitted();
     if (!after.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -141,9 +148,7 @@ TEST(StreamTest, CancellingAStreamReleasesItsQueuedRequests) {
 // wait to be written, so what the server runs and buffers stays bounded.
 // Once the client reads, every request is answered.
 TEST(StreamTest, AClientThatStopsReadingIsHeldBack) {
-  std::string config = TestConfigYaml("  - id: streamer\n"
-                                      "    api_keys: [\"" + HashApiKey(kStreamerKey) + "\"]\n"
-                                      "    models: [mlp_large]\n");
+  std::string config = StreamerConfig("mlp_large", "");
   const std::string server_end = "drain_timeout_s: 10}";
   config.replace(config.find(server_end), server_end.size(),
                  "drain_timeout_s: 10, stream_max_in_flight: 4}");

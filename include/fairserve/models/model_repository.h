@@ -9,6 +9,7 @@
 // Knows nothing of loading; the ModelCache keeps the state of what it read.
 
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -47,6 +48,10 @@ std::set<std::string> ModelNames(const std::vector<RepositoryModel>& models);
 // there (yet) is not an error here. The daemon applies the same rule to
 // the models it scanned (CheckTenantModels).
 absl::Status CheckConfigModels(const Config& config);
+
+// What `fairctl validate FILE` and `fairserve --check-config FILE` check: the
+// file parses and validates, and its tenants name known models.
+absl::StatusOr<std::shared_ptr<const Config>> LoadAndCheckConfig(const std::string& path);
 
 }  // namespace fairserve
 

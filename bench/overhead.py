@@ -56,6 +56,25 @@ def daemon(args, workdir):
     return Server([args.fairserve, "--config", cfg, "--log-level", "warn"], workdir)
 
 
+def idle_rss_mib(args, tenants, workdir):
+    """RSS of the daemon, idle after start-up, with `tenants` configured."""
+    cfg = os.path.join(workdir, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write("server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, "
+                "data_dir: data}\n"
+                f"model_repository: {args.models}\ntenants:\n")
+        for i in range(tenants):
+            f.write(f"  - id: t{i}\n    api_keys: [\"{key_hash(f'key-{i}')}\"]\n")
+    server = Server([args.fairserve, "--config", cfg, "--log-level", "warn"], workdir)
+    try:
+        time.sleep(3)
+        with open(f"/proc/{server.proc.pid}/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        return kib / 1024
+    finally:
+        server.stop()
+
+
 def spec(model, rows, outstanding):
     return (f"name=t,key=bench-key,model={model},batch={rows},mode=closed,"
             f"concurrency={outstanding}")
@@ -80,6 +99,8 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--duration", type=float, default=5)
     p.add_argument("--warmup", type=float, default=1)
+    p.add_argument("--scale", action="store_true",
+                   help="only the daemon's idle RSS with 2 and with 10,000 tenants (target <= 300 MiB)")
     p.add_argument("--scheduler", default="",
                    help='daemon scheduler settings, e.g. "workers: 2, intra_op_threads: 1" '
                         "(default: the daemon's defaults)")
@@ -92,6 +113,12 @@ def main():
     out_dir = os.path.join(args.build, "bench-results")
     os.makedirs(out_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="fs-overhead-", dir=out_dir)
+    if args.scale:
+        for n in (2, 10000):
+            rss = [idle_rss_mib(args, n, tempfile.mkdtemp(prefix=f"rss{n}-", dir=work))
+                   for _ in range(args.reps)]
+            print(f"idle RSS with {n} tenants: {fmt(stats(rss), 1)} MiB (target <= 300 MiB)")
+        return
     print(f"overhead: {os.cpu_count()} cores; {args.reps} runs of {args.duration:g} s each, "
           f"interleaved; scheduler: {args.scheduler or 'defaults'}")
 

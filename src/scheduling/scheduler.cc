@@ -125,12 +125,18 @@ class ThreadedScheduler final : public Scheduler {
       policy_->TakeDead(clock_.Now(), &dead);
       if (dead.empty()) continue;
       lock.unlock();
-      for (auto& r : dead) {
-        std::vector<std::unique_ptr<InferenceRequest>> one;
-        one.push_back(std::move(r));
-        runner_.Run(std::move(one));
-      }
+      AnswerDead(std::move(dead));
       lock.lock();
+    }
+  }
+
+  // Answers requests taken out as dead (DEADLINE_EXCEEDED / CANCELLED); the
+  // runner sees each is dead and never runs it. Call without mu_ held.
+  void AnswerDead(std::vector<std::unique_ptr<InferenceRequest>> dead) {
+    for (auto& r : dead) {
+      std::vector<std::unique_ptr<InferenceRequest>> one;
+      one.push_back(std::move(r));
+      runner_.Run(std::move(one));
     }
   }
 
@@ -146,11 +152,7 @@ class ThreadedScheduler final : public Scheduler {
         policy_->TakeDead(now, &dead);
         if (!dead.empty()) {
           lock.unlock();
-          for (auto& r : dead) {
-            std::vector<std::unique_ptr<InferenceRequest>> one;
-            one.push_back(std::move(r));
-            runner_.Run(std::move(one));  // answers DEADLINE_EXCEEDED / CANCELLED
-          }
+          AnswerDead(std::move(dead));
           lock.lock();
           continue;
         }

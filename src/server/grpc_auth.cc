@@ -38,6 +38,21 @@ GrpcCredentials::GrpcCredentials(const grpc::ServerContextBase* ctx) : peer_(ctx
   credentials_.certificate_names = [ctx] { return CertificateNames(ctx); };
 }
 
+absl::StatusOr<Principal> AuthenticateAs(const Authenticator& authenticator,
+                                         const Authenticator::Registry& registry,
+                                         const Credentials& credentials, CallerKind kind,
+                                         absl::string_view what, Clock::Duration* retry_after) {
+  switch (kind) {
+    case CallerKind::kAdmin:
+      return authenticator.AuthenticateAdmin(registry, credentials, what, retry_after);
+    case CallerKind::kTenant:
+      return authenticator.AuthenticateTenant(registry, credentials, retry_after);
+    case CallerKind::kAny:
+      break;
+  }
+  return authenticator.Authenticate(registry, credentials, retry_after);
+}
+
 absl::StatusOr<Principal> AuthenticateGrpcCall(const Authenticator& authenticator,
                                                const Authenticator::Registry& registry,
                                                grpc::ServerContextBase* ctx, CallerKind kind,
@@ -45,11 +60,8 @@ absl::StatusOr<Principal> AuthenticateGrpcCall(const Authenticator& authenticato
   GrpcCredentials credentials(ctx);
   const Credentials& c = credentials.get();
   Clock::Duration retry_after{0};
-  absl::StatusOr<Principal> p =
-      kind == CallerKind::kAdmin
-          ? authenticator.AuthenticateAdmin(registry, c, what, &retry_after)
-      : kind == CallerKind::kTenant ? authenticator.AuthenticateTenant(registry, c, &retry_after)
-                                    : authenticator.Authenticate(registry, c, &retry_after);
+  absl::StatusOr<Principal> p = AuthenticateAs(authenticator, registry, c, kind, what,
+                                               &retry_after);
   if (retry_after > Clock::Duration(0)) {
     ctx->AddTrailingMetadata(
         "retry-after-ms",

@@ -101,13 +101,8 @@ void RestApi::Install(httplib::Server& s) const {
     HttpCredentials credentials(req);
     const Authenticator::Registry& registry = deps_.runtime->Get()->tenants;
     Clock::Duration retry_after{0};
-    absl::StatusOr<Principal> p =
-        kind == CallerKind::kAdmin
-            ? deps_.authenticator->AuthenticateAdmin(registry, credentials.get(), what,
-                                                     &retry_after)
-        : kind == CallerKind::kTenant
-            ? deps_.authenticator->AuthenticateTenant(registry, credentials.get(), &retry_after)
-            : deps_.authenticator->Authenticate(registry, credentials.get(), &retry_after);
+    absl::StatusOr<Principal> p = AuthenticateAs(*deps_.authenticator, registry,
+                                                 credentials.get(), kind, what, &retry_after);
     if (!p.ok()) {
       Send(RestError(p.status(), retry_after), res);
       return std::nullopt;

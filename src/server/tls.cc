@@ -213,13 +213,10 @@ int HttpsContext::OnClientHello(SSL* ssl, int* /*alert*/, void* arg) {
 }
 
 bool HttpsContext::Install(SSL_CTX& ctx) {
-  std::string error;
-  SSL_CTX* first = Current();
-  // The listener's own context starts as a copy of the current files (the
-  // handshake switches to whatever is current then).
+  // The listener's own context holds the files as Create() checked them;
+  // each handshake switches to whatever is current then.
   bool ok = SSL_CTX_use_certificate_chain_file(&ctx, tls_.cert_file.c_str()) == 1 &&
             SSL_CTX_use_PrivateKey_file(&ctx, tls_.key_file.c_str(), SSL_FILETYPE_PEM) == 1;
-  SSL_CTX_free(first);
   if (!ok) return false;
   SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
   SSL_CTX_set_verify(&ctx, VerifyMode(tls_), nullptr);

@@ -26,6 +26,14 @@ class GrpcCredentials {
 // What a gRPC call must be.
 enum class CallerKind { kAny, kTenant, kAdmin };
 
+// The Authenticator's entry point for `kind`, for every front end (gRPC
+// here, REST in rest_api.cc): the same credentials give the same answer on
+// both ports. `*retry_after` is set when a throttled peer should wait.
+absl::StatusOr<Principal> AuthenticateAs(const Authenticator& authenticator,
+                                         const Authenticator::Registry& registry,
+                                         const Credentials& credentials, CallerKind kind,
+                                         absl::string_view what, Clock::Duration* retry_after);
+
 // Reads a gRPC call's credentials (authorization / x-api-key metadata, the
 // verified client certificate, the peer) and hands them to the one
 // Authenticator, against `registry` (the call's runtime snapshot's). A

@@ -247,6 +247,8 @@ void ReadDevices(const YAML::Node& node, std::vector<DeviceConfig>* out, ConfigE
       }
     }
     r.GetBytes("memory_budget", &d.memory_budget);
+    r.GetInRange("workers", &d.workers, 0, 256,
+                 "(0 = scheduler.workers, else one per core on cpu and 2 per GPU)");
     r.Finish();
     out->push_back(d);
   }
@@ -414,7 +416,6 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
                                            config.server.admin_api_key_hashes.end());
   std::set<std::string> cert_names;
   double share_total = 0;
-  const uint64_t budget = config.devices.empty() ? 0 : config.devices[0].memory_budget;
   for (size_t i = 0; i < config.tenants.size(); ++i) {
     const TenantConfig& t = config.tenants[i];
     std::string path = absl::StrCat("tenants[", i, "]");
@@ -452,13 +453,18 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
     errors->Add(node.Mark(), "tenants[*].memory_share_percent",
                 absl::StrCat("shares add up to ", share_total, "%, over 100%"));
   }
-  const uint64_t quota_total = MemoryPartitions(config).reserved();
-  if (budget > 0 && quota_total > budget) {
-    errors->Add(node.Mark(), "tenants[*].memory_limit",
-                absl::StrCat("tenants' memory partitions (memory_limit, memory_share_percent) "
-                             "add up to ", FormatBytes(quota_total),
-                             ", over devices[0].memory_budget of ",
-                             FormatBytes(budget), "; lower some limits or raise the budget"));
+  // Every tenant with a quota has a partition of that size on every device.
+  for (size_t d = 0; d < config.devices.size(); ++d) {
+    const uint64_t budget = config.devices[d].memory_budget;
+    const uint64_t quota_total = MemoryPartitions(config, d).reserved();
+    if (budget > 0 && quota_total > budget) {
+      errors->Add(node.Mark(), "tenants[*].memory_limit",
+                  absl::StrCat("tenants' memory partitions (memory_limit, memory_share_percent) "
+                               "add up to ", FormatBytes(quota_total), ", over devices[", d,
+                               "].memory_budget of ", FormatBytes(budget), " (",
+                               config.devices[d].name, "); lower some limits or raise the "
+                               "budget"));
+    }
   }
 }
 
@@ -541,6 +547,11 @@ std::vector<std::string> DeviceNames(const Config& c) {
   for (const DeviceConfig& d : c.devices) out.push_back(d.name);
   return out;
 }
+std::vector<int64_t> DeviceWorkers(const Config& c) {
+  std::vector<int64_t> out;
+  for (const DeviceConfig& d : c.devices) out.push_back(d.workers);
+  return out;
+}
 
 const Setting kSettings[] = {
     // Listeners, files and threads are set up once at start.
@@ -593,6 +604,8 @@ const Setting kSettings[] = {
     FAIRSERVE_RESTART("ledger.sink.flush_interval_ms", ledger.sink.flush_interval_ms),
     {"devices[].name", ReloadEffect::kRestart,
      [](const Config& a, const Config& b) { return DeviceNames(a) == DeviceNames(b); }},
+    {"devices[].workers", ReloadEffect::kRestart,
+     [](const Config& a, const Config& b) { return DeviceWorkers(a) == DeviceWorkers(b); }},
     // The model cache re-reads budgets and partitions on reload.
     {"devices[].memory_budget", ReloadEffect::kLive,
      [](const Config& a, const Config& b) { return DeviceBudgets(a) == DeviceBudgets(b); }},

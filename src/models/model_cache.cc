@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "fairserve/common/status_macros.h"
 #include "fairserve/common/units.h"
 #include "fairserve/models/model_repository.h"
 #include "spdlog/spdlog.h"
@@ -29,6 +30,10 @@ const char* StateName(int s) {
 
 std::string PartitionName(const std::string& p) {
   return p.empty() ? "the shared pool" : absl::StrCat("tenant '", p, "''s memory quota");
+}
+
+std::string PartitionName(const std::string& device, const std::string& p) {
+  return absl::StrCat(PartitionName(p), " on ", device);
 }
 
 }  // namespace
@@ -145,7 +150,14 @@ void ModelCache::RemoveVersions(const std::string& name, Model& model,
 void ModelCache::SetLimits(const Config& config) {
   std::vector<std::shared_ptr<const Servable>> evicted;  // destroyed after the lock
   std::lock_guard<std::mutex> lock(mu_);
-  partitions_ = MemoryPartitions(config);
+  // Device names only change with a restart (devices[].name); budgets and
+  // quotas change live.
+  std::vector<Device> devices;
+  for (size_t d = 0; d < config.devices.size(); ++d) {
+    devices.push_back({config.devices[d].name, MemoryPartitions(config, d)});
+  }
+  if (devices.empty()) devices.push_back({"cpu", {}});
+  devices_ = std::move(devices);
   // Re-home resident models: a model's partition follows its owner's quota
   // (a tenant that lost its quota leaves its models in the shared pool),
   // then every partition over its new capacity sheds idle models.
@@ -153,34 +165,38 @@ void ModelCache::SetLimits(const Config& config) {
     if (!model.config.ok()) continue;
     for (auto& [v, e] : model.versions) {
       if (e.state == State::kReady || e.state == State::kLoading) {
-        e.partition = PartitionOf(*model.config);
+        if (e.device >= devices_.size()) e.device = 0;
+        e.partition = PartitionOf(e.device, *model.config);
       }
     }
   }
-  std::vector<std::string> partitions = {""};
-  for (const auto& [tenant, q] : partitions_.quotas()) partitions.push_back(tenant);
-  for (const std::string& p : partitions) {
-    const uint64_t cap = Capacity(p);
-    if (cap == 0) continue;
-    if (!EvictIdleUntil(p, cap, nullptr, "the new limits", &evicted)) {
-      spdlog::warn("{} holds {} over its new size {} in models that are in use or pinned; "
-                   "they are evicted as they go idle and other loads wait",
-                   PartitionName(p), FormatBytes(Used(p)), FormatBytes(cap));
+  for (size_t d = 0; d < devices_.size(); ++d) {
+    std::vector<std::string> partitions = {""};
+    for (const auto& [tenant, q] : devices_[d].partitions.quotas()) partitions.push_back(tenant);
+    for (const std::string& p : partitions) {
+      const uint64_t cap = Capacity(d, p);
+      if (cap == 0) continue;
+      if (!EvictIdleUntil(d, p, cap, nullptr, "the new limits", &evicted)) {
+        spdlog::warn("{} holds {} over its new size {} in models that are in use or pinned; "
+                     "they are evicted as they go idle and other loads wait",
+                     PartitionName(devices_[d].name, p), FormatBytes(Used(d, p)),
+                     FormatBytes(cap));
+      }
     }
   }
 }
 
-bool ModelCache::EvictIdleUntil(const std::string& partition, uint64_t limit, const Entry* keep,
-                                const std::string& reason,
+bool ModelCache::EvictIdleUntil(size_t device, const std::string& partition, uint64_t limit,
+                                const Entry* keep, const std::string& reason,
                                 std::vector<std::shared_ptr<const Servable>>* evicted) {
-  while (Used(partition) > limit) {
+  while (Used(device, partition) > limit) {
     // The least recently used idle model of the partition goes first.
     Entry* victim = nullptr;
     for (auto& [name, model] : models_) {
       for (auto& [v, other] : model.versions) {
         bool idle = other.state == State::kReady && !other.pinned &&
                     other.servable.use_count() == 1 && &other != keep;
-        if (idle && other.partition == partition &&
+        if (idle && other.device == device && other.partition == partition &&
             (!victim || other.last_used < victim->last_used)) {
           victim = &other;
         }
@@ -188,8 +204,8 @@ bool ModelCache::EvictIdleUntil(const std::string& partition, uint64_t limit, co
     }
     if (!victim) return false;
     spdlog::info("evicting model '{}' version {} ({}) from {} to make room for {}", victim->name,
-                 victim->version, FormatBytes(victim->charge), PartitionName(victim->partition),
-                 reason);
+                 victim->version, FormatBytes(victim->charge),
+                 PartitionName(devices_[device].name, victim->partition), reason);
     // Freed by the caller once the lock is released: tearing down a large
     // module takes milliseconds that other requests' lookups must not wait.
     evicted->push_back(std::move(victim->servable));
@@ -200,24 +216,52 @@ bool ModelCache::EvictIdleUntil(const std::string& partition, uint64_t limit, co
   return true;
 }
 
-std::string ModelCache::PartitionOf(const ModelConfig& config) const {
-  return partitions_.PartitionOf(config.owner);
+std::string ModelCache::PartitionOf(size_t device, const ModelConfig& config) const {
+  return devices_[device].partitions.PartitionOf(config.owner);
 }
 
-uint64_t ModelCache::Capacity(const std::string& partition) const {
-  return partitions_.Capacity(partition);
+uint64_t ModelCache::Capacity(size_t device, const std::string& partition) const {
+  return devices_[device].partitions.Capacity(partition);
 }
 
-uint64_t ModelCache::Used(const std::string& partition) const {
+uint64_t ModelCache::Used(size_t device, const std::string& partition) const {
   uint64_t used = 0;
   for (const auto& [name, model] : models_) {
     for (const auto& [v, e] : model.versions) {
-      if ((e.state == State::kReady || e.state == State::kLoading) && e.partition == partition) {
+      if ((e.state == State::kReady || e.state == State::kLoading) && e.device == device &&
+          e.partition == partition) {
         used += e.charge;
       }
     }
   }
   return used;
+}
+
+uint64_t ModelCache::Free(size_t device, const ModelConfig& config) const {
+  const std::string partition = PartitionOf(device, config);
+  const uint64_t cap = Capacity(device, partition);
+  if (cap == 0) return UINT64_MAX;
+  const uint64_t used = Used(device, partition);
+  return cap > used ? cap - used : 0;
+}
+
+absl::StatusOr<size_t> ModelCache::Place(const ModelConfig& config) const {
+  if (!config.device.empty()) {
+    for (size_t d = 0; d < devices_.size(); ++d) {
+      if (devices_[d].name == config.device) return d;
+    }
+    std::string names;
+    for (const Device& d : devices_) absl::StrAppend(&names, names.empty() ? "" : ", ", d.name);
+    return absl::UnavailableError(absl::StrCat(
+        "model '", config.name, "' asks for device ", config.device,
+        ", which is not in the server's devices (", names,
+        "); change the model's device or add it to devices"));
+  }
+  size_t best = 0;
+  for (size_t d = 1; d < devices_.size(); ++d) {
+    if (Free(d, config) > Free(best, config)) best = d;
+  }
+  return best;
 }
 
 absl::StatusOr<ModelCache::Entry*> ModelCache::Resolve(const std::string& name,
@@ -246,32 +290,48 @@ absl::StatusOr<ModelCache::Entry*> ModelCache::Resolve(const std::string& name,
   return &v->second;
 }
 
+absl::Status ModelCache::MakeRoom(Entry& e, uint64_t size,
+                                  std::vector<std::shared_ptr<const Servable>>* evicted) {
+  const Device& device = devices_[e.device];
+  const uint64_t cap = Capacity(e.device, e.partition);
+  std::string what = absl::StrCat("model '", e.name, "' version ", e.version, " needs ",
+                                  FormatBytes(size));
+  const uint64_t budget = device.partitions.budget();
+  if (budget > 0 && size > budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, ", more than the memory budget of ", device.name, " (", FormatBytes(budget),
+        ", devices[].memory_budget)"));
+  }
+  const std::string where = PartitionName(device.name, e.partition);
+  if (cap > 0 && size > cap) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what, ", more than ", where, " (", FormatBytes(cap), ")"));
+  }
+  if (cap > 0 &&
+      !EvictIdleUntil(e.device, e.partition, cap - size, &e, absl::StrCat("'", e.name, "'"),
+                      evicted)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, " but ", where, " (", FormatBytes(cap), ") holds ",
+        FormatBytes(Used(e.device, e.partition)),
+        " of models that are in use or pinned; retry later"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ModelCache::Reserve(Entry& e, const ModelConfig& config,
                                  std::vector<std::shared_ptr<const Servable>>* evicted) {
   std::error_code ec;
   uint64_t size = config.memory_estimate;
   if (size == 0) size = static_cast<uint64_t>(fs::file_size(e.file, ec));
   if (ec) size = 0;
-  e.partition = PartitionOf(config);
-  uint64_t cap = Capacity(e.partition);
-  std::string what = absl::StrCat("model '", e.name, "' version ", e.version, " needs ",
-                                  FormatBytes(size));
-  const uint64_t budget = partitions_.budget();
-  if (budget > 0 && size > budget) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        what, ", more than the device memory budget of ", FormatBytes(budget),
-        " (devices[0].memory_budget)"));
-  }
-  if (cap > 0 && size > cap) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(what, ", more than ", PartitionName(e.partition), " (", FormatBytes(cap), ")"));
-  }
-  if (cap > 0 &&
-      !EvictIdleUntil(e.partition, cap - size, &e, absl::StrCat("'", e.name, "'"), evicted)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        what, " but ", PartitionName(e.partition), " (", FormatBytes(cap), ") holds ",
-        FormatBytes(Used(e.partition)), " of models that are in use or pinned; retry later"));
-  }
+  // A model measured before is charged what it measured: a quota it
+  // overflowed then refuses it now, before another load.
+  size = std::max(size, e.measured);
+  absl::StatusOr<size_t> device = Place(config);
+  if (!device.ok()) return device.status();
+  e.device = *device;
+  e.partition = PartitionOf(e.device, config);
+  RETURN_IF_ERROR(MakeRoom(e, size, evicted));
   e.charge = size;
   e.state = State::kLoading;
   return absl::OkStatus();
@@ -351,6 +411,7 @@ void ModelCache::LoaderLoop() {
     Entry* e = jobs_.front();
     jobs_.pop_front();
     ModelConfig config = *models_[e->name].config;
+    config.device = devices_[e->device].name;  // the placement
     std::string file = e->file;
     lock.unlock();
     auto start = std::chrono::steady_clock::now();
@@ -360,19 +421,44 @@ void ModelCache::LoaderLoop() {
     std::vector<Callback> waiters;
     waiters.swap(e->waiters);
     absl::StatusOr<std::shared_ptr<const Servable>> result;
+    std::vector<std::shared_ptr<const Servable>> evicted;  // destroyed after the lock
+    std::unique_ptr<Executor> refused;                      // likewise
+    absl::Status fits = absl::OkStatus();
     if (executor.ok()) {
+      if (uint64_t measured = (*executor)->memory_bytes(); measured > 0) {
+        e->measured = measured;
+        if (measured > e->charge) {
+          e->charge = 0;  // room for the measured size in place of the estimate
+          fits = MakeRoom(*e, measured, &evicted);
+        }
+        if (fits.ok()) e->charge = measured;
+      }
+    }
+    if (executor.ok() && !fits.ok()) {
+      // Quotas hold on what was measured: the load is dropped, and the next
+      // request is refused up front from e->measured (Reserve).
+      refused = std::move(*executor);
+      e->state = State::kUnloaded;
+      e->charge = 0;
+      ++counters_.load_failures;
+      spdlog::warn("model '{}' version {} measured {} once loaded on {}: {}", e->name, e->version,
+                   FormatBytes(e->measured), devices_[e->device].name,
+                   std::string(fits.message()));
+      result = absl::ResourceExhaustedError(
+          absl::StrCat("model '", e->name, "' version ", e->version, " measured ",
+                       FormatBytes(e->measured), " once loaded: ", fits.message()));
+    } else if (executor.ok()) {
       auto servable = std::make_shared<Servable>();
       servable->config = config;
       servable->version = absl::StrCat(e->version);
       servable->executor = std::move(*executor);
-      uint64_t measured = servable->executor->memory_bytes();
-      if (measured > 0) e->charge = measured;
       e->servable = servable;
       e->state = State::kReady;
       e->last_used = clock_.Now();
       ++counters_.loads;
       spdlog::info("model '{}' version {} loaded in {:.3f} s ({} in {})", e->name, e->version,
-                   seconds, FormatBytes(e->charge), PartitionName(e->partition));
+                   seconds, FormatBytes(e->charge),
+                   PartitionName(devices_[e->device].name, e->partition));
       result = std::shared_ptr<const Servable>(servable);
     } else {
       e->state = State::kFailed;
@@ -384,6 +470,8 @@ void ModelCache::LoaderLoop() {
                                                    " is unavailable: ", e->reason));
     }
     lock.unlock();
+    evicted.clear();
+    refused.reset();
     // The last waiter gets our reference itself, so once the waiters are done
     // nothing here still holds the model (which would look "in use" to
     // eviction).
@@ -481,15 +569,16 @@ std::vector<ModelState> ModelCache::Index() const {
   std::vector<ModelState> out;
   for (const auto& [name, model] : models_) {
     if (!model.config.ok()) {
-      out.push_back({name, "", "UNAVAILABLE", std::string(model.config.status().message()), "", 0});
+      out.push_back({name, "", "UNAVAILABLE", std::string(model.config.status().message()), "", 0, ""});
       continue;
     }
     if (model.versions.empty()) {
-      out.push_back({name, "", "UNAVAILABLE", "no version directory with its model file", "", 0});
+      out.push_back({name, "", "UNAVAILABLE", "no version directory with its model file", "", 0, ""});
     }
     for (const auto& [version, e] : model.versions) {
+      const bool placed = e.state == State::kReady || e.state == State::kLoading;
       out.push_back({name, absl::StrCat(version), StateName(static_cast<int>(e.state)), e.reason,
-                     model.config->owner, e.charge});
+                     model.config->owner, e.charge, placed ? devices_[e.device].name : ""});
     }
   }
   return out;
@@ -498,8 +587,13 @@ std::vector<ModelState> ModelCache::Index() const {
 std::vector<PartitionUsage> ModelCache::Partitions() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<PartitionUsage> out;
-  out.push_back({"", Used(""), Capacity("")});
-  for (const auto& [tenant, q] : partitions_.quotas()) out.push_back({tenant, Used(tenant), q});
+  for (size_t d = 0; d < devices_.size(); ++d) {
+    const std::string& device = devices_[d].name;
+    out.push_back({device, "", Used(d, ""), Capacity(d, "")});
+    for (const auto& [tenant, q] : devices_[d].partitions.quotas()) {
+      out.push_back({device, tenant, Used(d, tenant), q});
+    }
+  }
   return out;
 }
 

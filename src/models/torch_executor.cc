@@ -7,12 +7,20 @@
 #include <torch/csrc/jit/runtime/jit_exception.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "fairserve/common/units.h"
 #include "fairserve/models/executor.h"
 #include "spdlog/spdlog.h"
+
+#if FAIRSERVE_WITH_CUDA
+#include "cuda_backend.h"
+#endif
 
 namespace fairserve {
 namespace {
@@ -35,17 +43,56 @@ absl::StatusOr<at::ScalarType> ToTorch(DataType t) {
   }
 }
 
+// Where a model runs: the CPU, or CUDA device `cuda_index`.
+struct Placement {
+  torch::Device device = torch::kCPU;
+  int cuda_index = -1;  // -1 on the CPU
+  bool cuda() const { return cuda_index >= 0; }
+};
+
+std::string NoCudaReason() {
+#if FAIRSERVE_WITH_CUDA
+  return "the CUDA runtime sees no device";
+#else
+  return absl::StrCat("this fairserve was built against a CPU-only libtorch (", TORCH_VERSION,
+                      "); build it against a CUDA libtorch (docs/gpu.md)");
+#endif
+}
+
+absl::StatusOr<Placement> ParseDevice(const std::string& name) {
+  if (name.empty() || name == "cpu") return Placement{};
+  int index = -1;
+  if (!absl::StartsWith(name, "cuda:") || !absl::SimpleAtoi(name.substr(5), &index) ||
+      index < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown device '", name, "'; use cpu or cuda:N"));
+  }
+  int count = CudaDeviceCount();
+  if (index >= count) {
+    return absl::FailedPreconditionError(
+        count == 0 ? absl::StrCat("device ", name, " is not available: ", NoCudaReason())
+                   : absl::StrCat("device ", name, " is not available: this machine has ", count,
+                                  " CUDA device(s), cuda:0 to cuda:", count - 1));
+  }
+  return Placement{torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index)), index};
+}
+
 class TorchExecutor final : public Executor {
  public:
   TorchExecutor(ModelConfig config, torch::jit::Module module, std::vector<at::ScalarType> in,
-                std::vector<at::ScalarType> out)
+                std::vector<at::ScalarType> out, Placement placement)
       : config_(std::move(config)), module_(std::move(module)), in_types_(std::move(in)),
-        out_types_(std::move(out)) {
-    for (const auto& p : module_.parameters(/*recurse=*/true)) memory_bytes_ += p.nbytes();
-    for (const auto& b : module_.buffers(/*recurse=*/true)) memory_bytes_ += b.nbytes();
+        out_types_(std::move(out)), placement_(placement) {
+    for (const auto& p : module_.parameters(/*recurse=*/true)) parameter_bytes_ += p.nbytes();
+    for (const auto& b : module_.buffers(/*recurse=*/true)) parameter_bytes_ += b.nbytes();
+    memory_bytes_ = parameter_bytes_;
   }
 
   absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>& inputs) override {
+    return RunTimed(inputs, nullptr);
+  }
+
+  absl::StatusOr<std::vector<Tensor>> RunTimed(const std::vector<BatchInput>& inputs,
+                                               RunTiming* timing) override {
     if (inputs.size() != config_.inputs.size()) {
       return absl::InternalError(absl::StrCat("model '", config_.name, "' takes ",
                                               config_.inputs.size(), " inputs, got ",
@@ -53,14 +100,24 @@ class TorchExecutor final : public Executor {
     }
     try {
       c10::InferenceMode guard;
+      if (placement_.cuda()) return RunOnCuda(inputs, timing);
       std::vector<c10::IValue> args;
       args.reserve(inputs.size());
       for (size_t i = 0; i < inputs.size(); ++i) args.emplace_back(MakeInput(inputs[i], i));
       c10::IValue result = module_.forward(std::move(args));
-      return CollectOutputs(result);
+      absl::StatusOr<std::vector<at::Tensor>> tensors = CheckedOutputs(result);
+      if (!tensors.ok()) return tensors.status();
+      for (at::Tensor& t : *tensors) t = t.to(at::kCPU).contiguous();
+      return ToOwned(*tensors);
     } catch (const c10::OutOfMemoryError& e) {
+#if FAIRSERVE_WITH_CUDA
+      // Cached blocks go back to the driver so the next batch (another
+      // tenant's, likely smaller) finds room; the server serves on.
+      if (placement_.cuda()) cuda::ReleaseCached();
+#endif
       return absl::ResourceExhaustedError(
-          absl::StrCat("model '", config_.name, "' ran out of memory: ", FirstLine(e.what())));
+          absl::StrCat("model '", config_.name, "' ran out of memory for this batch: ",
+                       FirstLine(e.what())));
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(
           absl::StrCat("model '", config_.name, "' ran out of host memory"));
@@ -76,12 +133,40 @@ class TorchExecutor final : public Executor {
     }
   }
 
+  // Measures what the model holds on its GPU (see Load) and records it as
+  // its charge. The caller holds no other load on this device.
+  void MeasureCudaCharge(uint64_t loaded_bytes) {
+#if FAIRSERVE_WITH_CUDA
+    const int device = placement_.cuda_index;
+    cuda::ResetPeak(device);
+    const uint64_t base = cuda::MemoryOf(device).allocated;
+    Warmup();
+    const uint64_t peak = cuda::MemoryOf(device).peak_allocated;
+    activation_bytes_ = peak > base ? peak - base : 0;
+    memory_bytes_ = loaded_bytes + activation_bytes_;
+    if (memory_bytes_ < parameter_bytes_) {
+      // Another model's batch freed memory between the readings: never
+      // charge less than the weights themselves.
+      spdlog::warn("model '{}': measured {} on {}, under its {} of parameters; charging the "
+                   "parameters", config_.name, FormatBytes(memory_bytes_), config_.device,
+                   FormatBytes(parameter_bytes_));
+      memory_bytes_ = parameter_bytes_;
+    }
+#else
+    (void)loaded_bytes;
+#endif
+  }
+
   uint64_t memory_bytes() const override { return memory_bytes_; }
+  uint64_t parameter_bytes() const override { return parameter_bytes_; }
+  uint64_t activation_bytes() const override { return activation_bytes_; }
 
   // TorchScript profiles a graph's first run and optimizes it on the next:
-  // run both here, on the loading thread (background priority), with zeros
-  // of batch 1, so no worker pays for it in the middle of other tenants'
-  // batches. A model that rejects zeros is simply not warmed up.
+  // run both here, on the loading thread (background priority), with zeros,
+  // so no worker pays for it in the middle of other tenants' batches. On the
+  // CPU a batch of 1 does; on a GPU it is the model's max batch, so the
+  // peak measured around it includes the largest activations a batch can
+  // need. A model that rejects zeros is simply not warmed up.
   void Warmup() {
     std::vector<std::string> storage;
     std::vector<BatchInput> inputs;
@@ -90,6 +175,9 @@ class TorchExecutor final : public Executor {
       if (ElementSize(spec.dtype) == 0) return;
       std::vector<int64_t> shape = spec.shape;
       for (int64_t& d : shape) d = d < 0 ? 1 : d;
+      if (placement_.cuda() && config_.batched() && !shape.empty()) {
+        shape[0] = config_.max_batch_size;
+      }
       int64_t count = 0;
       if (!ElementCount(shape, &count) || count > (int64_t{1} << 24)) return;
       storage.emplace_back(static_cast<size_t>(count) * ElementSize(spec.dtype), '\0');
@@ -146,7 +234,8 @@ class TorchExecutor final : public Executor {
     return t;
   }
 
-  absl::StatusOr<std::vector<Tensor>> CollectOutputs(const c10::IValue& result) {
+  // The model's outputs, checked against the config (count and types).
+  absl::StatusOr<std::vector<at::Tensor>> CheckedOutputs(const c10::IValue& result) {
     std::vector<at::Tensor> tensors;
     if (result.isTensor()) {
       tensors.push_back(result.toTensor());
@@ -173,20 +262,58 @@ class TorchExecutor final : public Executor {
       return BadOutput(absl::StrCat(tensors.size(), " tensors where the config declares ",
                                     config_.outputs.size()));
     }
-    std::vector<Tensor> out(tensors.size());
     for (size_t i = 0; i < tensors.size(); ++i) {
-      at::Tensor t = tensors[i];
-      if (t.scalar_type() != out_types_[i]) {
+      if (tensors[i].scalar_type() != out_types_[i]) {
         return BadOutput(absl::StrCat("output '", config_.outputs[i].name, "' of type ",
-                                      c10::toString(t.scalar_type()), " where the config declares ",
+                                      c10::toString(tensors[i].scalar_type()),
+                                      " where the config declares ",
                                       DataTypeName(config_.outputs[i].dtype)));
       }
-      t = t.to(at::kCPU).contiguous();
+    }
+    return tensors;
+  }
+
+  // Host tensors (contiguous, on the CPU) to owned outputs.
+  std::vector<Tensor> ToOwned(const std::vector<at::Tensor>& host) const {
+    std::vector<Tensor> out(host.size());
+    for (size_t i = 0; i < host.size(); ++i) {
       out[i].dtype = config_.outputs[i].dtype;
-      out[i].shape.assign(t.sizes().begin(), t.sizes().end());
-      out[i].bytes.assign(static_cast<const char*>(t.data_ptr()), t.nbytes());
+      out[i].shape.assign(host[i].sizes().begin(), host[i].sizes().end());
+      out[i].bytes.assign(static_cast<const char*>(host[i].data_ptr()), host[i].nbytes());
     }
     return out;
+  }
+
+  // One batch on this model's GPU, on the calling worker's own stream:
+  // inputs through pinned staging buffers, the forward pass between two
+  // timing events, outputs back through pinned buffers, then a wait on this
+  // stream only. The events' interval is the batch's compute time.
+  absl::StatusOr<std::vector<Tensor>> RunOnCuda(const std::vector<BatchInput>& inputs,
+                                                RunTiming* timing) {
+#if FAIRSERVE_WITH_CUDA
+    cuda::Batch batch(placement_.cuda_index);
+    std::vector<c10::IValue> args;
+    args.reserve(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      args.emplace_back(batch.Upload(inputs[i].parts, inputs[i].shape, in_types_[i]));
+    }
+    batch.StartTiming();
+    c10::IValue result = module_.forward(std::move(args));
+    batch.StopTiming();
+    absl::StatusOr<std::vector<at::Tensor>> tensors = CheckedOutputs(result);
+    if (!tensors.ok()) {
+      batch.Finish();
+      return tensors.status();
+    }
+    for (at::Tensor& t : *tensors) t = batch.Download(t);
+    double seconds = batch.Finish();
+    if (timing != nullptr) timing->device_seconds = seconds;
+    return ToOwned(*tensors);
+#else
+    (void)inputs;
+    (void)timing;
+    return absl::FailedPreconditionError(NoCudaReason());
+#endif
   }
 
   absl::Status BadOutput(const std::string& what) {
@@ -199,6 +326,9 @@ class TorchExecutor final : public Executor {
   torch::jit::Module module_;
   const std::vector<at::ScalarType> in_types_;
   const std::vector<at::ScalarType> out_types_;
+  const Placement placement_;
+  uint64_t parameter_bytes_ = 0;
+  uint64_t activation_bytes_ = 0;
   uint64_t memory_bytes_ = 0;
 };
 
@@ -217,12 +347,38 @@ class TorchModelLoader final : public ModelLoader {
       if (!t.ok()) return Annotate(config, s, t.status());
       out.push_back(*t);
     }
+    absl::StatusOr<Placement> placement = ParseDevice(config.device);
+    if (!placement.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", config.name, "': ", placement.status().message()));
+    }
     try {
-      torch::jit::Module module = torch::jit::load(model_file, torch::kCPU);
+      // On a GPU the charge is measured, not computed: the caching
+      // allocator's bytes after the load minus before it (weights, buffers
+      // and whatever the load left allocated), plus the peak above that
+      // during a warm-up at the max batch (activations). Loads run one at a
+      // time on the cache's loader thread; batches of other models running
+      // meanwhile can only raise the peak, so the charge errs high.
+#if FAIRSERVE_WITH_CUDA
+      uint64_t before = 0;
+      if (placement->cuda()) before = cuda::MemoryOf(placement->cuda_index).allocated;
+#endif
+      torch::jit::Module module = torch::jit::load(model_file, placement->device);
       module.eval();
+      uint64_t loaded = 0;
+#if FAIRSERVE_WITH_CUDA
+      if (placement->cuda()) {
+        uint64_t after = cuda::MemoryOf(placement->cuda_index).allocated;
+        loaded = after > before ? after - before : 0;
+      }
+#endif
       auto executor = std::make_unique<TorchExecutor>(config, std::move(module), std::move(in),
-                                                      std::move(out));
-      executor->Warmup();
+                                                      std::move(out), *placement);
+      if (placement->cuda()) {
+        executor->MeasureCudaCharge(loaded);
+      } else {
+        executor->Warmup();
+      }
       return std::unique_ptr<Executor>(std::move(executor));
     } catch (const c10::Error& e) {
       std::string what = e.what_without_backtrace();
@@ -265,6 +421,75 @@ void ConfigureTorchRuntime(const TorchRuntimeOptions& options) {
 }
 
 void PrepareTorchWorkerThread() { at::init_num_threads(); }
+
+bool BuiltWithCuda() {
+#if FAIRSERVE_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int CudaDeviceCount() {
+#if FAIRSERVE_WITH_CUDA
+  static const int count = [] {
+    try {
+      return cuda::DeviceCount();
+    } catch (const c10::Error& e) {
+      spdlog::warn("CUDA: no devices ({})", e.what_without_backtrace());
+      return 0;
+    }
+  }();
+  return count;
+#else
+  return 0;
+#endif
+}
+
+absl::Status CheckDevice(const std::string& device) {
+  absl::StatusOr<Placement> p = ParseDevice(device);
+  return p.ok() ? absl::OkStatus() : p.status();
+}
+
+absl::Status PrepareDevices(const std::vector<DeviceConfig>& devices) {
+  for (const DeviceConfig& d : devices) {
+    absl::StatusOr<Placement> p = ParseDevice(d.name);
+    if (!p.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          p.status().message(), "; remove it from devices or run where it exists"));
+    }
+#if FAIRSERVE_WITH_CUDA
+    if (p->cuda()) {
+      cuda::Memory m = cuda::MemoryOf(p->cuda_index);
+      if (d.memory_budget > 0 && m.total > 0) {
+        // The allocator refuses to grow past the budget: one process
+        // cannot take the card, and a batch over it fails alone with an
+        // out-of-memory (RESOURCE_EXHAUSTED).
+        double fraction = std::min(1.0, static_cast<double>(d.memory_budget) / m.total);
+        cuda::SetMemoryFraction(p->cuda_index, fraction);
+        spdlog::info("{}: {} of {} for this process ({:.1f}%)", d.name,
+                     FormatBytes(d.memory_budget), FormatBytes(m.total), fraction * 100);
+      } else {
+        spdlog::info("{}: {} total, no budget set (devices[].memory_budget)", d.name,
+                     FormatBytes(m.total));
+      }
+    }
+#endif
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeviceMemoryStats> DeviceMemory(const std::string& device) {
+  absl::StatusOr<Placement> p = ParseDevice(device);
+  if (!p.ok()) return p.status();
+  if (!p->cuda()) return absl::NotFoundError("the cpu device has no allocator statistics");
+#if FAIRSERVE_WITH_CUDA
+  cuda::Memory m = cuda::MemoryOf(p->cuda_index);
+  return DeviceMemoryStats{m.allocated, m.reserved, m.total};
+#else
+  return absl::FailedPreconditionError(NoCudaReason());
+#endif
+}
 
 std::unique_ptr<ModelLoader> MakeTorchModelLoader() {
   return std::make_unique<TorchModelLoader>();

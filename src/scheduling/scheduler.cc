@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "fairserve/scheduling/queue_policy.h"
 #include "fairserve/scheduling/request_queue.h"
 
@@ -189,7 +190,47 @@ class ThreadedScheduler final : public Scheduler {
   std::thread reaper_;
 };
 
+class DeviceScheduler final : public Scheduler {
+ public:
+  explicit DeviceScheduler(std::map<std::string, std::unique_ptr<Scheduler>> per_device)
+      : per_device_(std::move(per_device)) {}
+
+  absl::Status Submit(std::unique_ptr<InferenceRequest> request) override {
+    const std::string& device = request->servable->config.device;
+    auto it = device.empty() ? per_device_.begin() : per_device_.find(device);
+    if (it == per_device_.end()) {
+      return absl::InternalError(
+          absl::StrCat("no scheduler for device '", device, "' (the model cache placed a model "
+                       "on a device the server does not run)"));
+    }
+    return it->second->Submit(std::move(request));
+  }
+
+  void Shutdown(std::chrono::milliseconds drain) override {
+    // Each device drains at once, not one after another.
+    std::vector<std::thread> threads;
+    for (auto& [name, s] : per_device_) {
+      threads.emplace_back([&s = s, drain] { s->Shutdown(drain); });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+
+  int64_t QueueDepth() const override {
+    int64_t depth = 0;
+    for (const auto& [name, s] : per_device_) depth += s->QueueDepth();
+    return depth;
+  }
+
+ private:
+  std::map<std::string, std::unique_ptr<Scheduler>> per_device_;
+};
+
 }  // namespace
+
+std::unique_ptr<Scheduler> MakeDeviceScheduler(
+    std::map<std::string, std::unique_ptr<Scheduler>> per_device) {
+  return std::make_unique<DeviceScheduler>(std::move(per_device));
+}
 
 std::unique_ptr<QueuePolicy> MakeFifoPolicy() { return std::make_unique<FifoPolicy>(); }
 

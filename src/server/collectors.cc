@@ -1,6 +1,7 @@
 #include "fairserve/server/collectors.h"
 
 #include <map>
+#include <set>
 
 namespace fairserve {
 namespace {
@@ -65,12 +66,20 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
       GaugeFamily("fairserve_model_memory_bytes", "Bytes charged for a resident model version");
   CollectedFamily states = GaugeFamily("fairserve_models", "Model versions by state");
   std::map<std::string, double> by_state;
+  CollectedFamily resident = GaugeFamily(
+      "fairserve_tenant_resident_bytes",
+      "Bytes of a tenant's private models resident on a device (measured on GPUs)");
+  std::map<std::pair<std::string, std::string>, double> by_owner;
   for (const ModelState& m : cache.Index()) {
     by_state[m.state] += 1;
     if (m.state == "READY") {
-      AddSample(&memory, {{"model_name", m.name}, {"version", m.version}},
+      AddSample(&memory, {{"model_name", m.name}, {"version", m.version}, {"device", m.device}},
                 static_cast<double>(m.bytes));
+      if (!m.owner.empty()) by_owner[{m.owner, m.device}] += static_cast<double>(m.bytes);
     }
+  }
+  for (const auto& [key, bytes] : by_owner) {
+    AddSample(&resident, {{"tenant_id", key.first}, {"device", key.second}}, bytes);
   }
   for (const auto& [state, n] : by_state) AddSample(&states, {{"state", state}}, n);
   CollectedFamily used = GaugeFamily(
@@ -78,16 +87,33 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
       "Model bytes charged to a memory partition (tenant quota or shared pool)");
   CollectedFamily capacity = GaugeFamily("fairserve_memory_capacity_bytes",
                                          "Size of a memory partition (0 = unlimited)");
+  CollectedFamily device_memory = GaugeFamily(
+      "fairserve_device_memory_bytes",
+      "A GPU's memory: allocated (live tensors) and reserved (held by the caching allocator) "
+      "by this process, and the device's total");
+  std::set<std::string> devices;
   for (const PartitionUsage& p : cache.Partitions()) {
-    Labels labels{{"partition", p.partition.empty() ? "shared" : p.partition}};
+    Labels labels{{"device", p.device}, {"partition", p.partition.empty() ? "shared" : p.partition}};
     AddSample(&used, labels, static_cast<double>(p.used));
     AddSample(&capacity, labels, static_cast<double>(p.capacity));
+    devices.insert(p.device);
+  }
+  for (const std::string& d : devices) {
+    absl::StatusOr<DeviceMemoryStats> m = DeviceMemory(d);
+    if (!m.ok()) continue;  // the cpu has no allocator statistics
+    AddSample(&device_memory, {{"device", d}, {"kind", "allocated"}},
+              static_cast<double>(m->allocated));
+    AddSample(&device_memory, {{"device", d}, {"kind", "reserved"}},
+              static_cast<double>(m->reserved));
+    AddSample(&device_memory, {{"device", d}, {"kind", "total"}}, static_cast<double>(m->total));
   }
   ModelCache::Counters c = cache.counters();
   return {memory,
           states,
+          resident,
           used,
           capacity,
+          device_memory,
           One(CounterFamily("fairserve_model_loads_total", "Model loads that succeeded"), c.loads),
           One(CounterFamily("fairserve_model_load_failures_total", "Model loads that failed"),
               c.load_failures),

@@ -70,23 +70,28 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int http_por
 
 int Cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
-// scheduler.workers, or by default one per core for the cpu device and one
-// per GPU: on CPU, one single-threaded worker per core ran mlp_large at
-// 1.28x the samples/s of one worker with every core as intra-op threads,
-// because a parallel region waits for its slowest thread and gRPC's threads
-// keep taking one of the cores (bench/overhead.sh, docs/scheduling.md).
-int Workers(const Config& config) {
+// A device's workers: devices[].workers, else scheduler.workers, else one
+// per core for the cpu and 2 per GPU. On CPU, one single-threaded worker
+// per core ran mlp_large at 1.28x the samples/s of one worker with every
+// core as intra-op threads, because a parallel region waits for its
+// slowest thread and gRPC's threads keep taking one of the cores
+// (bench/overhead.sh, docs/scheduling.md). On a GPU, two workers (two
+// streams) let one batch's copies overlap another's kernels.
+int Workers(const Config& config, const DeviceConfig& device) {
+  if (device.workers > 0) return static_cast<int>(device.workers);
   if (config.scheduler.workers > 0) return static_cast<int>(config.scheduler.workers);
-  int workers = 0;
-  for (const DeviceConfig& d : config.devices) workers += d.name == "cpu" ? Cores() : 1;
-  return std::max(1, workers);
+  return device.name == "cpu" ? Cores() : 2;
 }
 
 // libtorch intra-op threads per worker: scheduler.intra_op_threads, or the
-// cores shared out among the workers.
+// cores shared out among the cpu device's workers (GPU workers spend their
+// time launching kernels, not in parallel regions).
 int IntraOpThreads(const Config& config) {
   if (config.scheduler.intra_op_threads > 0) return static_cast<int>(config.scheduler.intra_op_threads);
-  return std::max(1, Cores() / Workers(config));
+  for (const DeviceConfig& d : config.devices) {
+    if (d.name == "cpu") return std::max(1, Cores() / Workers(config, d));
+  }
+  return 1;
 }
 
 AuthThrottle::Options ThrottleOptions(const Config& config) {
@@ -253,6 +258,7 @@ absl::Status Daemon::BuildAccessControl(const std::shared_ptr<const Config>& con
 
 absl::Status Daemon::BuildModels(const Config& config) {
   ConfigureTorchRuntime({IntraOpThreads(config)});
+  RETURN_IF_ERROR(PrepareDevices(config.devices));
   models_ = std::make_unique<ModelCache>(MakeTorchModelLoader(), SteadyClock::Get());
   RETURN_IF_ERROR(models_->Scan(config.model_repository));
   models_->SetLimits(config);
@@ -270,15 +276,24 @@ void Daemon::BuildScheduling(const Config& config) {
   runner_ = std::make_unique<BatchRunner>(
       SteadyClock::Get(), std::vector<BatchObserver*>{metrics_.get(), ledger_.get(), stats_.get()},
       ledger_.get());
-  SchedulerOptions options;
-  options.policy = std::string(Name(config.scheduler.policy));
-  options.workers = Workers(config);
-  options.max_queue_wait = std::chrono::microseconds(
-      static_cast<int64_t>(config.scheduler.max_queue_wait_s * 1e6));
-  options.thread_init = [] { PrepareTorchWorkerThread(); };
-  scheduler_ = MakeScheduler(options, SteadyClock::Get(), *runner_);
-  spdlog::info("scheduler: policy {}, {} worker(s), {} intra-op thread(s) each", options.policy,
-               options.workers, IntraOpThreads(config));
+  std::map<std::string, std::unique_ptr<Scheduler>> per_device;
+  for (const DeviceConfig& device : config.devices) {
+    SchedulerOptions options;
+    options.policy = std::string(Name(config.scheduler.policy));
+    options.workers = Workers(config, device);
+    options.max_queue_wait = std::chrono::microseconds(
+        static_cast<int64_t>(config.scheduler.max_queue_wait_s * 1e6));
+    options.thread_init = [] { PrepareTorchWorkerThread(); };
+    per_device[device.name] = MakeScheduler(options, SteadyClock::Get(), *runner_);
+    if (device.name == "cpu") {
+      spdlog::info("scheduler on cpu: policy {}, {} worker(s), {} intra-op thread(s) each",
+                   options.policy, options.workers, IntraOpThreads(config));
+    } else {
+      spdlog::info("scheduler on {}: policy {}, {} worker(s), one CUDA stream each", device.name,
+                   options.policy, options.workers);
+    }
+  }
+  scheduler_ = MakeDeviceScheduler(std::move(per_device));
   executor_ = std::make_unique<TaskExecutor>(2, "fs-calls");
 }
 

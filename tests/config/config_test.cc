@@ -337,6 +337,26 @@ TEST(ConfigTest, MemoryPartitionsMustFitTheBudget) {
   EXPECT_TRUE(Parse("tenants:\n" + Tenant("    memory_limit: 1TiB\n")).ok());
 }
 
+// Every device gets every quota: the partitions must fit each device's
+// budget, and the error names the device that is too small.
+TEST(ConfigTest, MemoryPartitionsMustFitEveryDevice) {
+  std::string e = Error("devices: [{name: cpu, memory_budget: 4GiB}, "
+                        "{name: cuda:0, memory_budget: 512MiB}]\ntenants:\n" +
+                        Tenant("    memory_limit: 768MiB\n"));
+  EXPECT_THAT(e, HasSubstr("add up to 768.0 MiB, over devices[1].memory_budget of 512.0 MiB "
+                           "(cuda:0)"));
+  EXPECT_THAT(e, ::testing::Not(HasSubstr("devices[0]")));
+}
+
+TEST(ConfigTest, DeviceWorkers) {
+  auto c = Parse("devices: [{name: cpu, workers: 3}, {name: cuda:0}]\ntenants:\n" + Tenant());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->devices[0].workers, 3);
+  EXPECT_EQ((*c)->devices[1].workers, 0);
+  EXPECT_THAT(Error("devices: [{name: cuda:0, workers: -1}]\ntenants:\n" + Tenant()),
+              HasSubstr("devices[0].workers"));
+}
+
 TEST(ConfigTest, OneQuotaFormula) {
   TenantConfig t;
   t.memory_limit = 100;

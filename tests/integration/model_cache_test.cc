@@ -122,7 +122,7 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
   // A model bigger than the whole budget.
   grpc::Status huge = acme.Infer("huge");
   EXPECT_EQ(huge.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_THAT(huge.error_message(), HasSubstr("more than the device memory budget of 100.0 MiB"));
+  EXPECT_THAT(huge.error_message(), HasSubstr("more than the memory budget of cpu (100.0 MiB, devices[].memory_budget)"));
   // The accounting matches the resident models exactly.
   httplib::Client http("127.0.0.1", d.http_port());
   auto metrics = http.Get("/metrics");
@@ -140,7 +140,7 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
   }
   EXPECT_GT(resident, 0);
   EXPECT_EQ(resident, charged);
-  EXPECT_THAT(body, HasSubstr("fairserve_memory_used_bytes{partition=\"acme\"} 33587200"));
+  EXPECT_THAT(body, HasSubstr("fairserve_memory_used_bytes{device=\"cpu\",partition=\"acme\"} 33587200"));
   EXPECT_THAT(d.Log(), HasSubstr("evicting model 'a"));
   EXPECT_THAT(d.Log(), ::testing::Not(HasSubstr("evicting model 'g1'")));
 

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "fairserve/models/executor.h"
 #include "fairserve/admin/v1/admin.grpc.pb.h"
 #include "inference/grpc_service.grpc.pb.h"
 #include "fairserve/tenancy/api_key.h"
@@ -544,6 +545,19 @@ TEST(DaemonStartupTest, PortInUseFailsWithMessage) {
   EXPECT_EQ(second.WaitExit(30), 1);
   EXPECT_THAT(second.Log(), HasSubstr("port in use"));
   EXPECT_EQ(first.Stop(SIGTERM), 0);
+}
+
+// A configured GPU this build or machine cannot use is a start-up error
+// naming the device and why, never a silent fallback to the CPU.
+TEST(DaemonStartupTest, UnavailableGpuDeviceFailsWithMessage) {
+  DaemonProcess d(TestConfigYaml("", "devices: [{name: cpu}, {name: cuda:99, memory_budget: 1GiB}]\n"));
+  EXPECT_FALSE(d.serving());
+  EXPECT_EQ(d.WaitExit(30), 1);
+  EXPECT_THAT(d.Log(), HasSubstr("device cuda:99 is not available: "));
+  if (!BuiltWithCuda()) {
+    EXPECT_THAT(d.Log(), HasSubstr("built against a CPU-only libtorch"));
+  }
+  EXPECT_THAT(d.Log(), HasSubstr("remove it from devices or run where it exists"));
 }
 
 TEST(DaemonStartupTest, MissingRepositoryFails) {

@@ -42,7 +42,21 @@ class FakeLoader : public ModelLoader {
     std::string content((std::istreambuf_iterator<char>(in)), {});
     if (!in.good() && content.empty()) return absl::NotFoundError(file + ": missing");
     if (content == "broken") return absl::FailedPreconditionError(file + ": corrupt");
-    return std::unique_ptr<Executor>(new FakeExecutor(config.memory_estimate));
+    std::lock_guard<std::mutex> lock(mu_);
+    devices_[config.name] = config.device;
+    auto measured = measured_.find(config.name);
+    return std::unique_ptr<Executor>(
+        new FakeExecutor(measured != measured_.end() ? measured->second : config.memory_estimate));
+  }
+  // Makes `model` measure `bytes` once loaded, whatever its estimate says.
+  void Measure(const std::string& model, uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    measured_[model] = bytes;
+  }
+  // The device the last load of `model` was asked to use.
+  std::string DeviceOf(const std::string& model) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return devices_[model];
   }
   void Hold(bool hold) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -59,6 +73,8 @@ class FakeLoader : public ModelLoader {
   std::condition_variable cv_;
   bool hold_ = false;
   int loads_ = 0;
+  std::map<std::string, uint64_t> measured_;
+  std::map<std::string, std::string> devices_;
 };
 
 std::string ModelYaml(uint64_t mib, const std::string& owner = "", bool preload = false) {
@@ -86,11 +102,20 @@ class ModelCacheTest : public ::testing::Test {
       std::ofstream(root_ / name / v / "model.pt") << content;
     }
   }
-  // Budget in MiB; tenants: id -> quota MiB.
-  void Start(uint64_t budget_mib, std::map<std::string, uint64_t> quotas = {}) {
+  // Budget in MiB; tenants: id -> quota MiB. `devices`: name -> budget MiB,
+  // in place of one cpu device of `budget_mib`.
+  void Start(uint64_t budget_mib, std::map<std::string, uint64_t> quotas = {},
+             std::vector<std::pair<std::string, uint64_t>> devices = {}) {
     ASSERT_TRUE(cache_.Scan(root_.string()).ok());
     Config config;
     config.devices = {{"cpu", budget_mib << 20}};
+    if (!devices.empty()) config.devices.clear();
+    for (const auto& [name, mib] : devices) {
+      DeviceConfig d;
+      d.name = name;
+      d.memory_budget = mib << 20;
+      config.devices.push_back(d);
+    }
     for (const auto& [id, mib] : quotas) {
       TenantConfig t;
       t.id = id;
@@ -266,10 +291,10 @@ TEST_F(ModelCacheTest, TooBigForBudgetOrQuotaNamesTheLimit) {
   absl::Status huge = Use("huge");
   EXPECT_EQ(huge.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(huge.message()),
-              HasSubstr("needs 300.0 MiB, more than the device memory budget of 200.0 MiB"));
+              HasSubstr("needs 300.0 MiB, more than the memory budget of cpu (200.0 MiB"));
   absl::Status priv = Use("private");
   EXPECT_EQ(priv.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(priv.message()), HasSubstr("tenant 'acme''s memory quota (50.0 MiB)"));
+  EXPECT_THAT(std::string(priv.message()), HasSubstr("tenant 'acme''s memory quota on cpu (50.0 MiB)"));
 }
 
 TEST_F(ModelCacheTest, TenantQuotasIsolateTenants) {
@@ -311,6 +336,101 @@ TEST_F(ModelCacheTest, ConcurrentRequestsShareOneLoad) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), 8);
   EXPECT_EQ(loader_->loads(), 1);
+}
+
+uint64_t UsedOn(const ModelCache& cache, const std::string& device,
+                const std::string& partition) {
+  for (const PartitionUsage& p : cache.Partitions()) {
+    if (p.device == device && p.partition == partition) return p.used;
+  }
+  return UINT64_MAX;
+}
+
+std::string DeviceIn(const ModelCache& cache, const std::string& name) {
+  for (const ModelState& s : cache.Index()) {
+    if (s.name == name) return s.device;
+  }
+  return "?";
+}
+
+// A model without a device goes where its partition has the most free
+// bytes; one that names its device goes there; the loader is told.
+TEST_F(ModelCacheTest, PlacesEachModelOnTheDeviceWithTheMostFreeBudget) {
+  AddModel("big", ModelYaml(60));
+  AddModel("next", ModelYaml(30));
+  AddModel("third", ModelYaml(30));
+  AddModel("pinned_to_1", ModelYaml(10) + "device: cuda:1\n");
+  Start(0, {}, {{"cuda:0", 100}, {"cuda:1", 80}});
+  ASSERT_TRUE(Use("big").ok());  // 100 vs 80 free: cuda:0
+  EXPECT_EQ(DeviceIn(cache_, "big"), "cuda:0");
+  EXPECT_EQ(loader_->DeviceOf("big"), "cuda:0");
+  ASSERT_TRUE(Use("next").ok());  // 40 vs 80 free: cuda:1
+  EXPECT_EQ(DeviceIn(cache_, "next"), "cuda:1");
+  ASSERT_TRUE(Use("third").ok());  // 40 vs 50 free: cuda:1
+  EXPECT_EQ(DeviceIn(cache_, "third"), "cuda:1");
+  ASSERT_TRUE(Use("pinned_to_1").ok());
+  EXPECT_EQ(loader_->DeviceOf("pinned_to_1"), "cuda:1");
+  auto servable = cache_.AcquireSync("pinned_to_1", "");
+  ASSERT_TRUE(servable.ok());
+  EXPECT_EQ((*servable)->config.device, "cuda:1");  // the scheduler routes by it
+  EXPECT_EQ(UsedOn(cache_, "cuda:0", ""), 60ull << 20);
+  EXPECT_EQ(UsedOn(cache_, "cuda:1", ""), 70ull << 20);
+}
+
+TEST_F(ModelCacheTest, ModelOnADeviceTheServerLacksIsUnavailable) {
+  AddModel("m", ModelYaml(1) + "device: cuda:3\n");
+  Start(0, {}, {{"cpu", 0}, {"cuda:0", 100}});
+  absl::Status s = Use("m");
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("asks for device cuda:3"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("cpu, cuda:0"));
+  EXPECT_EQ(loader_->loads(), 0);
+}
+
+// Each device evicts only among its own models.
+TEST_F(ModelCacheTest, EvictionStaysOnItsDevice) {
+  AddModel("a0", ModelYaml(60) + "device: cuda:0\n");
+  AddModel("b0", ModelYaml(60) + "device: cuda:0\n");
+  AddModel("a1", ModelYaml(60) + "device: cuda:1\n");
+  Start(0, {}, {{"cuda:0", 100}, {"cuda:1", 100}});
+  ASSERT_TRUE(Use("a1").ok());
+  ASSERT_TRUE(Use("a0").ok());
+  ASSERT_TRUE(Use("b0").ok());  // evicts a0, not the older a1
+  EXPECT_EQ(State("a0"), "UNLOADED");
+  EXPECT_EQ(State("a1"), "READY");
+}
+
+// Quotas hold on what a load measured, not on the estimate: a model that
+// turns out bigger than its owner's quota is dropped, and the next request
+// is refused from the measurement without another load.
+TEST_F(ModelCacheTest, QuotaRefusesALoadOnItsMeasuredBytes) {
+  AddModel("private", ModelYaml(10, "acme"));
+  loader_->Measure("private", 50ull << 20);
+  Start(1000, {{"acme", 40}});
+  absl::Status s = Use("private");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("measured 50.0 MiB once loaded"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("tenant 'acme''s memory quota on cpu"));
+  EXPECT_EQ(State("private"), "UNLOADED");
+  EXPECT_EQ(UsedOf(cache_, "acme"), 0u);
+  EXPECT_EQ(loader_->loads(), 1);
+  s = Use("private");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("needs 50.0 MiB, more than"));
+  EXPECT_EQ(loader_->loads(), 1);  // refused up front
+}
+
+// A measured size over the estimate that still fits evicts idle models of
+// the same partition to make room, and is what the partition is charged.
+TEST_F(ModelCacheTest, MeasuredBytesOverTheEstimateEvictToFit) {
+  AddModel("old", ModelYaml(30, "acme"));
+  AddModel("grows", ModelYaml(10, "acme"));
+  loader_->Measure("grows", 35ull << 20);
+  Start(1000, {{"acme", 60}});
+  ASSERT_TRUE(Use("old").ok());
+  ASSERT_TRUE(Use("grows").ok());
+  EXPECT_EQ(State("old"), "UNLOADED");
+  EXPECT_EQ(UsedOf(cache_, "acme"), 35ull << 20);
 }
 
 TEST_F(ModelCacheTest, MissingRepositoryIsAnError) {

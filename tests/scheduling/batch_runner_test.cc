@@ -50,6 +50,35 @@ TEST_F(BatchRunnerTest, SplitsOutputsAndCostBySamples) {
   EXPECT_EQ(sum, record.compute_seconds);  // exactly, not approximately
 }
 
+// An executor whose device keeps its own clock (as CUDA events do): it
+// reports 3 ms per sample while the host clock says 10.
+class DeviceTimedExecutor : public DoublingExecutor {
+ public:
+  using DoublingExecutor::DoublingExecutor;
+  absl::StatusOr<std::vector<Tensor>> RunTimed(const std::vector<BatchInput>& inputs,
+                                               RunTiming* timing) override {
+    timing->device_seconds = 0.003 * static_cast<double>(inputs[0].shape[0]);
+    return Run(inputs);
+  }
+};
+
+// What is billed is the device's own timing of the batch when it has one,
+// split by samples exactly as host time is.
+TEST_F(BatchRunnerTest, BillsTheDevicesOwnTimingWhenItHasOne) {
+  auto exec = std::make_shared<DeviceTimedExecutor>(&clock_, std::chrono::milliseconds(10));
+  auto servable = MakeServable(exec);
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(servable, "acme", 1, 1.0f, a));
+  batch.push_back(MakeRequest(servable, "globex", 3, 5.0f, b));
+  BatchRecord record = runner_.Run(std::move(batch));
+  ASSERT_TRUE(a->result->ok());
+  EXPECT_DOUBLE_EQ(record.compute_seconds, 0.012);
+  EXPECT_DOUBLE_EQ(record.device_seconds, 0.012);
+  EXPECT_DOUBLE_EQ((*a->result)->compute_seconds, 0.003);
+  EXPECT_DOUBLE_EQ((*b->result)->compute_seconds, 0.009);
+}
+
 // A gate that holds the answers until the test lets them go.
 class HeldGate : public ReplyGate {
  public:

@@ -97,6 +97,43 @@ TEST_P(SchedulerTest, TenantBatchCapIsRespected) {
   EXPECT_THAT(exec->batches(), ::testing::ElementsAre(1, 2, 2));
 }
 
+// Each device has its own workers: a GPU model's request runs while every
+// cpu worker is busy, and requests land on their model's device.
+TEST(DeviceSchedulerTest, RoutesByTheModelsDeviceAndDevicesDoNotWaitOnEachOther) {
+  auto cpu_exec = std::make_shared<GateExecutor>();
+  auto gpu_exec = std::make_shared<DoublingExecutor>(nullptr, Clock::Duration(0));
+  auto cpu_model = MakeServable(cpu_exec, 4, "on_cpu");
+  auto gpu_servable = std::make_shared<Servable>(*MakeServable(gpu_exec, 4, "on_gpu"));
+  gpu_servable->config.device = "cuda:0";
+  std::shared_ptr<const Servable> gpu_model = gpu_servable;
+  BatchRunner runner(SteadyClock::Get(), {});
+  std::map<std::string, std::unique_ptr<Scheduler>> per_device;
+  SchedulerOptions one_worker;
+  per_device["cpu"] = MakeScheduler(one_worker, SteadyClock::Get(), runner);
+  per_device["cuda:0"] = MakeScheduler(one_worker, SteadyClock::Get(), runner);
+  auto scheduler = MakeDeviceScheduler(std::move(per_device));
+
+  auto blocked = std::make_shared<Outcome>(), queued = std::make_shared<Outcome>();
+  ASSERT_TRUE(scheduler->Submit(MakeRequest(cpu_model, "t", 1, 1, blocked)).ok());
+  cpu_exec->WaitStarted(1);  // the only cpu worker is now held
+  ASSERT_TRUE(scheduler->Submit(MakeRequest(cpu_model, "t", 1, 2, queued)).ok());
+  auto on_gpu = std::make_shared<Outcome>();
+  ASSERT_TRUE(scheduler->Submit(MakeRequest(gpu_model, "t", 1, 3, on_gpu)).ok());
+  WaitDone({on_gpu});
+  EXPECT_FALSE(blocked->done());
+  EXPECT_EQ(scheduler->QueueDepth(), 1);  // the queued cpu request
+  EXPECT_THAT(gpu_exec->batches(), ::testing::ElementsAre(1));
+
+  auto stray = std::make_shared<Servable>(*MakeServable(gpu_exec, 4, "stray"));
+  stray->config.device = "cuda:7";
+  absl::Status s = scheduler->Submit(MakeRequest(stray, "t", 1, 4, std::make_shared<Outcome>()));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+
+  cpu_exec->Open();
+  WaitDone({blocked, queued});
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+}
+
 TEST_P(SchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
   auto exec = std::make_shared<GateExecutor>();
   auto servable = MakeServable(exec, 1);

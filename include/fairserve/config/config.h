@@ -158,6 +158,10 @@ struct LedgerConfig {
 struct DeviceConfig {
   std::string name = "cpu";  // "cpu" or "cuda:N"
   uint64_t memory_budget = 0;  // bytes; 0 = unlimited
+  // Worker threads running this device's batches; 0 = scheduler.workers
+  // when set, else one per core on cpu and 2 per GPU (two streams, so one
+  // batch's copies overlap another's compute).
+  int64_t workers = 0;
 };
 
 struct RateLimitConfig {

@@ -40,10 +40,13 @@ struct ModelState {
   std::string reason;  // why it is unavailable
   std::string owner;   // tenant of a private model; empty = shared
   uint64_t bytes = 0;  // charged bytes (resident or loading)
+  std::string device;  // where it is placed (resident or loading); empty otherwise
 };
 
-// Memory of one partition: a tenant's quota, or the shared pool ("").
+// Memory of one partition of one device: a tenant's quota, or the shared
+// pool ("").
 struct PartitionUsage {
+  std::string device;
   std::string partition;
   uint64_t used = 0;
   uint64_t capacity = 0;  // 0 = unlimited
@@ -56,17 +59,29 @@ struct PartitionUsage {
 // - Models load on first use (or at start with `preload: true`, which also
 //   pins them); concurrent requests for a model being loaded wait for that
 //   one load (single flight); loads run on the cache's own thread.
-// - The device budget (devices[0].memory_budget) is split into strict
-//   partitions: each tenant with a memory_limit / memory_share_percent owns
-//   a partition holding its private models (config `owner`); every other
-//   model lives in the shared pool (budget minus all tenant partitions). A
-//   load only ever evicts from its own partition, least recently used idle
-//   model first, so no tenant can push out another tenant's models.
+// - Every configured device (cpu, cuda:N) has its own budget
+//   (devices[].memory_budget), split into strict partitions: each tenant
+//   with a memory_limit / memory_share_percent owns a partition on every
+//   device holding its private models (config `owner`); every other model
+//   lives in that device's shared pool (budget minus all tenant
+//   partitions). A load only ever evicts from its own partition on its own
+//   device, least recently used idle model first, so no tenant can push
+//   out another tenant's models.
+// - Placement: a model version goes to its config's `device`, or else to
+//   the device whose partition for it has the most free bytes (ties: the
+//   first listed). The loader gets the config with `device` set to the
+//   placement; a rescan or an eviction forgets it, and the next load
+//   places the model again.
 // - A model with queued or running work, or a pinned one, is never evicted.
 // - A load that cannot fit even after evicting every idle model of its
 //   partition fails with RESOURCE_EXHAUSTED naming the limit and the size.
-// - A model's charge is its measured size after load (parameters and
-//   buffers); before that, its memory_estimate or its file size.
+// - A model's charge is what the loaded executor measured (memory_bytes():
+//   parameters and buffers on the CPU; allocator bytes plus the warm-up's
+//   activation peak on a GPU); before that, the larger of its
+//   memory_estimate (or file size) and what its last load measured. A load
+//   whose measured charge does not fit its partition (after evicting idle
+//   models) or its device's budget is dropped and fails RESOURCE_EXHAUSTED,
+//   so quotas hold on measured bytes, not on estimates.
 // Thread-safe.
 class ModelCache {
  public:
@@ -93,8 +108,9 @@ class ModelCache {
   // Scans the root of the last Scan again.
   absl::Status Rescan();
 
-  // Sets the budget and tenant partitions from `config` (at start and on
-  // every reload). Resident models are re-homed into the new partitions (a
+  // Sets the devices, their budgets and tenant partitions from `config` (at
+  // start and on every reload; before the first call there is one
+  // unlimited cpu device). Resident models are re-homed into the new partitions (a
   // model whose owner lost its quota moves to the shared pool), and a
   // partition over its new size evicts idle models, least recently used
   // first, until it fits. Models in use or pinned stay until they are idle.
@@ -151,6 +167,8 @@ class ModelCache {
     std::string reason;
     std::shared_ptr<const Servable> servable;
     uint64_t charge = 0;
+    uint64_t measured = 0;  // what the last load measured (kept across evictions)
+    size_t device = 0;      // index into devices_, while loading or resident
     std::string partition;
     Clock::TimePoint last_used{};
     bool pinned = false;
@@ -170,9 +188,21 @@ class ModelCache {
 
   absl::StatusOr<Entry*> Resolve(const std::string& name, const std::string& version)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string PartitionOf(const ModelConfig& config) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t Capacity(const std::string& partition) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t Used(const std::string& partition) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string PartitionOf(size_t device, const ModelConfig& config) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t Capacity(size_t device, const std::string& partition) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t Used(size_t device, const std::string& partition) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Free bytes of `config`'s partition on `device` (UINT64_MAX: unlimited).
+  uint64_t Free(size_t device, const ModelConfig& config) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The device `config` is placed on, or why it cannot be.
+  absl::StatusOr<size_t> Place(const ModelConfig& config) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `bytes` fit e's partition and device budget, evicting idle
+  // models of the partition (never `e`) if needed; else RESOURCE_EXHAUSTED.
+  absl::Status MakeRoom(Entry& e, uint64_t bytes,
+                        std::vector<std::shared_ptr<const Servable>>* evicted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes room for `e` in its partition (evicting idle models) and marks it
   // loading, or says why it cannot fit.
   // Evicted servables are moved to *evicted for the caller to free unlocked.
@@ -183,7 +213,8 @@ class ModelCache {
   // first, until it uses at most `limit` bytes; false when only busy or
   // pinned models are left. Evicted servables go to *evicted, to be freed
   // by the caller outside the lock. `reason` is for the log.
-  bool EvictIdleUntil(const std::string& partition, uint64_t limit, const Entry* keep,
+  bool EvictIdleUntil(size_t device, const std::string& partition, uint64_t limit,
+                      const Entry* keep,
                       const std::string& reason,
                       std::vector<std::shared_ptr<const Servable>>* evicted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -194,7 +225,11 @@ class ModelCache {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Model> models_ ABSL_GUARDED_BY(mu_);
-  MemoryPartitions partitions_ ABSL_GUARDED_BY(mu_);
+  struct Device {
+    std::string name;
+    MemoryPartitions partitions;
+  };
+  std::vector<Device> devices_ ABSL_GUARDED_BY(mu_) = {Device{"cpu", {}}};
   std::deque<Entry*> jobs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool scanned_ ABSL_GUARDED_BY(mu_) = false;  // a first scan happened

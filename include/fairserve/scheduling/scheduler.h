@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -48,6 +49,16 @@ struct SchedulerOptions {
 // requests leave their queue within 10 ms and are answered then.
 std::unique_ptr<Scheduler> MakeScheduler(const SchedulerOptions& options, Clock& clock,
                                          BatchRunner& runner);
+
+// One scheduler per device (cpu, cuda:N), each with its own policy and
+// worker threads, behind one Submit(): a request goes to the scheduler of
+// the device its model version was placed on (servable->config.device; an
+// empty device, as test fakes leave it, goes to the first). A GPU's workers
+// thus never wait behind CPU batches, or another GPU's. Fairness holds per
+// device: each device is its own resource, and a tenant's service on one
+// does not count on another. REQUIRES: `per_device` is not empty.
+std::unique_ptr<Scheduler> MakeDeviceScheduler(
+    std::map<std::string, std::unique_ptr<Scheduler>> per_device);
 
 }  // namespace fairserve
 

@@ -26,12 +26,12 @@ class Faulty(torch.nn.Module):
 
 
 class MemoryHog(torch.nn.Module):
-    """Asks for 16 TiB when an input exceeds 1000: an out-of-memory that only
-    some requests trigger."""
+    """Asks for 16 TiB, on the input's device, when an input exceeds 1000: an
+    out-of-memory that only some requests trigger."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool((x > 1000).any()):
-            return x + torch.zeros(1 << 42)[0]
+            return x + torch.zeros(1 << 42, device=x.device)[0]
         return x * 2.0
 
 

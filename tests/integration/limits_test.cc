@@ -147,7 +147,7 @@ TEST(LimitsTest, DeadlineAndCancelWhileQueuedNeverRun) {
 TEST(LimitsTest, FifoAndMaxQueueWait) {
   DaemonProcess d(LimitsConfig(", policy: fifo, max_queue_wait_s: 0.3", "", ""));
   ASSERT_TRUE(d.serving()) << d.Log();
-  EXPECT_THAT(d.Log(), HasSubstr("scheduler: policy fifo"));
+  EXPECT_THAT(d.Log(), HasSubstr("scheduler on cpu: policy fifo"));
   // add_one resident first: otherwise its cold load (slow under ASan) can
   // outlast the held worker, and the request queues too late to expire.
   ASSERT_TRUE(Call(d, kGlobexKey, AddOne()).status.ok());

@@ -3,7 +3,14 @@
 // ceiling that served throughput is compared against.
 //
 //   build/bin/inprocess_throughput --model-dir build/demo-models/mlp_large --batch 32 --seconds 5
+//       [--threads N] [--device cpu|cuda:N]
+//
+// Besides throughput it prints the median time per batch (p50_ms), the
+// model's charged, parameter and activation bytes, and the sum of the
+// batches' compute time by the device's clock (CUDA events; absent on the
+// CPU) and by the host's steady clock, per 1000 batches.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -16,6 +23,7 @@
 
 int main(int argc, char** argv) {
   std::string dir;
+  std::string device;
   int64_t batch = 32;
   double seconds = 5;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -25,10 +33,11 @@ int main(int argc, char** argv) {
     if (a == "--batch") batch = std::stoll(argv[i + 1]);
     if (a == "--seconds") seconds = std::stod(argv[i + 1]);
     if (a == "--threads") threads = std::stoi(argv[i + 1]);
+    if (a == "--device") device = argv[i + 1];
   }
   if (dir.empty()) {
     std::fprintf(stderr, "usage: inprocess_throughput --model-dir DIR [--batch N] [--seconds S] "
-                         "[--threads N]\n");
+                         "[--threads N] [--device cpu|cuda:N]\n");
     return 2;
   }
   std::string name = dir.substr(dir.find_last_of('/') + 1);
@@ -37,6 +46,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", config.status().ToString().c_str());
     return 1;
   }
+  config->device = device;
   fairserve::ConfigureTorchRuntime({threads});
   fairserve::PrepareTorchWorkerThread();
   auto exec = fairserve::MakeTorchModelLoader()->Load(*config, dir + "/1/model.pt");
@@ -55,18 +65,38 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 20; ++i) (*exec)->Run({input}).IgnoreError();
   auto start = std::chrono::steady_clock::now();
   int64_t runs = 0;
+  double device_total = 0, host_total = 0;
+  bool device_clock = false;
+  std::vector<double> per_batch;
   while (std::chrono::steady_clock::now() - start < std::chrono::duration<double>(seconds)) {
-    if (!(*exec)->Run({input}).ok()) return 1;
+    fairserve::RunTiming timing;
+    auto t0 = std::chrono::steady_clock::now();
+    if (!(*exec)->RunTimed({input}, &timing).ok()) return 1;
+    double host = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    host_total += host;
+    per_batch.push_back(host);
+    if (timing.device_seconds >= 0) {
+      device_clock = true;
+      device_total += timing.device_seconds;
+    }
     ++runs;
   }
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%s\n", nlohmann::ordered_json{{"model", name},
-                                             {"batch", batch},
-                                             {"threads", threads},
-                                             {"batches_per_s", runs / elapsed},
-                                             {"samples_per_s", runs * batch / elapsed},
-                                             {"ms_per_batch", 1e3 * elapsed / runs}}
-                           .dump()
-                           .c_str());
+  std::sort(per_batch.begin(), per_batch.end());
+  nlohmann::ordered_json out{{"model", name},
+                             {"device", device.empty() ? "cpu" : device},
+                             {"batch", batch},
+                             {"threads", threads},
+                             {"batches_per_s", runs / elapsed},
+                             {"samples_per_s", runs * batch / elapsed},
+                             {"ms_per_batch", 1e3 * elapsed / runs},
+                             {"p50_ms", 1e3 * per_batch[per_batch.size() / 2]},
+                             {"memory_bytes", (*exec)->memory_bytes()},
+                             {"parameter_bytes", (*exec)->parameter_bytes()},
+                             {"activation_bytes", (*exec)->activation_bytes()},
+                             {"host_seconds_per_1000", 1000 * host_total / runs}};
+  out["device_seconds_per_1000"] =
+      device_clock ? nlohmann::ordered_json(1000 * device_total / runs) : nlohmann::ordered_json();
+  std::printf("%s\n", out.dump().c_str());
   return 0;
 }

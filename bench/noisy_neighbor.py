@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,9 @@ class Daemon:
             f.write("server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, "
                     "data_dir: data, log_format: off}\n"
                     f"model_repository: {models or args.models}\n"
-                    f"scheduler: {{policy: {policy}, workers: 1{args.scheduler_extra}}}\n" + extra +
+                    f"scheduler: {{policy: {policy}, workers: 1{args.scheduler_extra}}}\n" +
+                    (f"devices: [{{name: {args.device}}}]\n" if args.device != "cpu" else "") +
+                    extra +
                     "tenants:\n" + "".join(tenants))
         ready = os.path.join(workdir, "ready.json")
         if os.path.exists(ready):
@@ -164,6 +167,9 @@ def noisy_neighbour(args, summary):
             for i, v in enumerate(lat):
                 f.write(f"{v} {(i + 1) / len(lat)}\n")
         files.append((n, path))
+    if not shutil.which("gnuplot"):
+        print("  (no gnuplot here: latency CDFs left in victim_*.dat)")
+        return
     png = os.path.join(plot_dir, "noisy_neighbor.png")
     plot = ", ".join(f"'{p}' using 1:2 with lines lw 2 title 'victim, {n}'" for n, p in files)
     subprocess.run(["gnuplot", "-e",
@@ -327,13 +333,16 @@ def main():
     p.add_argument("--intra-op-threads", type=int, default=0,
                    help="scheduler.intra_op_threads for every run (0 = the daemon's default)")
     p.add_argument("--only", default="noisy,weighted,conservation,rejections,cache")
+    p.add_argument("--device", default="cpu",
+                   help="the daemon's one device (cuda:0 on a GPU machine; scripts/gpu-check.sh)")
+    p.add_argument("--models", default=None, help="model repository (default BUILD/demo-models)")
     args = p.parse_args()
     args.scheduler_extra = (f", intra_op_threads: {args.intra_op_threads}"
                             if args.intra_op_threads else "")
     args.fairserve = os.path.join(args.build, "bin", "fairserve")
     args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
     args.inprocess = os.path.join(args.build, "bin", "inprocess_throughput")
-    args.models = os.path.join(args.build, "demo-models")
+    args.models = args.models or os.path.join(args.build, "demo-models")
     args.out = args.out or os.path.join(args.build, "bench-results")
     os.makedirs(args.out, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores; {args.reps} runs of {args.duration:g} s "

@@ -23,7 +23,7 @@ done
 [[ ${#targets[@]} -gt 0 ]] || targets=(decode_request_fuzzer config_fuzzer model_config_fuzzer)
 
 CC=clang CXX=clang++ cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release \
-  -DFAIRSERVE_FUZZ=ON -DFAIRSERVE_BUILD_BENCH=OFF >/dev/null
+  -DFAIRSERVE_FUZZ=ON -DFAIRSERVE_BUILD_BENCH=OFF -DFAIRSERVE_CUDA_CHECK=OFF >/dev/null
 cmake --build "$build_dir" -j"$(nproc)" --target "${targets[@]}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}

@@ -8,8 +8,9 @@ if [ $# -lt 1 ]; then
   exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
-# The pyenv python3 on PATH has no torch; Debian's has python3-torch.
-PY=/usr/bin/python3
+# The pyenv python3 on PATH has no torch; Debian's has python3-torch. PYTHON=
+# overrides (scripts/gpu-check.sh: the GPU machine's python3 with PyTorch).
+PY=${PYTHON:-/usr/bin/python3}
 if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "make-demo-models: $PY cannot import torch; run scripts/setup.sh first" >&2
   exit 1

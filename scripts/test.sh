@@ -2,12 +2,14 @@
 # Set-up, build, and run every test. This is what .ci/run calls.
 #
 #   scripts/test.sh                      everything, in this order:
-#     1. the normal build (build/): every unit and integration test (ctest)
+#     1. the normal build (build/): every unit and integration test (ctest),
+#        and the CUDA sources compiled against Debian's c10/cuda headers
+#     1b. the GPU build rehearsal (scripts/gpu-check.sh --rehearse)
 #     2. ASan + UBSan build (build-asan/): the same tests again
 #     3. TSan build (build-tsan/): admission, rate limiter, scheduler, cache, ledger tests
 #     4. libFuzzer (build-fuzz/, clang): each fuzz target briefly (FUZZ_SECONDS, 20)
 #   scripts/test.sh --sanitize=address   only step 2    (--sanitize=thread: only 3)
-#   scripts/test.sh --only=plain|fuzz    only step 1 / only step 4
+#   scripts/test.sh --only=plain|gpu-rehearsal|fuzz    only step 1 / 1b / 4
 # Other arguments go to every ctest run (e.g. -R ServingTest).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,8 +20,9 @@ for a in "$@"; do
     --sanitize=address) only=address ;;
     --sanitize=thread) only=thread ;;
     --sanitize=*) echo "unknown sanitizer '${a#*=}': use address or thread" >&2; exit 2 ;;
-    --only=plain|--only=fuzz|--only=address|--only=thread) only=${a#*=} ;;
-    --only=*) echo "unknown part '${a#*=}': use plain, address, thread or fuzz" >&2; exit 2 ;;
+    --only=plain|--only=fuzz|--only=address|--only=thread|--only=gpu-rehearsal) only=${a#*=} ;;
+    --only=*) echo "unknown part '${a#*=}': use plain, gpu-rehearsal, address, thread or fuzz" >&2
+              exit 2 ;;
     *) ctest_args+=("$a") ;;
   esac
 done
@@ -37,9 +40,18 @@ export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
 run_ctest() { (cd "$1" && shift && ctest --output-on-failure -j"$jobs" --timeout 900 "$@"); }
 
 if want plain; then
-  step "plain build and tests"
+  step "plain build and tests (the build includes the CUDA compile check)"
   "$root/scripts/build.sh"
   run_ctest "${BUILD_DIR:-$root/build}" "${ctest_args[@]}"
+fi
+
+if want gpu-rehearsal; then
+  # The GPU machine's build path (scripts/gpu-check.sh) on this machine: the
+  # bundle's Debian packages unpacked into a prefix, CMake limited to it,
+  # Debian's CPU libtorch standing in for the GPU machine's, C++20 as there.
+  step "GPU build rehearsal (docs/gpu.md)"
+  "$root/scripts/gpu-bundle.sh" >/dev/null
+  "$root/scripts/gpu-check.sh" --rehearse "$root/build-rehearsal-results"
 fi
 
 if want address; then
@@ -49,7 +61,7 @@ if want address; then
   export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   BUILD_DIR=$root/build-asan "$root/scripts/build.sh" -DFAIRSERVE_SANITIZE=address \
-    -DFAIRSERVE_BUILD_BENCH=OFF
+    -DFAIRSERVE_BUILD_BENCH=OFF -DFAIRSERVE_CUDA_CHECK=OFF
   run_ctest "$root/build-asan" "${ctest_args[@]}"
   unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
@@ -57,7 +69,7 @@ fi
 if want thread; then
   step "TSan build and tests (admission, rate limiter, scheduler, model cache, ledger, usage sink)"
   cmake -S "$root" -B "$root/build-tsan" -DCMAKE_BUILD_TYPE=Release -DFAIRSERVE_SANITIZE=thread \
-    -DFAIRSERVE_BUILD_BENCH=OFF >/dev/null
+    -DFAIRSERVE_BUILD_BENCH=OFF -DFAIRSERVE_CUDA_CHECK=OFF >/dev/null
   cmake --build "$root/build-tsan" -j"$jobs" --target admission_test scheduling_test models_test \
     tenancy_test common_test metering_test postgres_usage_test
   "$root/scripts/make-demo-models.sh" --with-test-models "$root/build-tsan/test-models" >/dev/null

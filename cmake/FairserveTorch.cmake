@@ -46,8 +46,10 @@ if(TORCH_CXX_FLAGS MATCHES "_GLIBCXX_USE_CXX11_ABI=0")
     "_GLIBCXX_USE_CXX11_ABI=1 (every PyTorch wheel since 2.7 is).")
 endif()
 
-if(TORCH_CUDA_LIBRARIES OR CAFFE2_USE_CUDA)
+if(TORCH_CUDA_LIBRARIES OR CAFFE2_USE_CUDA OR TARGET torch_cuda OR TARGET c10_cuda)
   set(FAIRSERVE_WITH_CUDA ON)
+  # cuda_backend.cc includes the CUDA runtime's header and calls it.
+  find_package(CUDAToolkit REQUIRED)
 else()
   set(FAIRSERVE_WITH_CUDA OFF)
 endif()

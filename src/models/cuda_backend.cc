@@ -62,6 +62,10 @@ void SetMemoryFraction(int device, double fraction) {
   c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, device);
 }
 
+void SyncCurrentStream(int device) {
+  c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).synchronize();
+}
+
 struct Batch::Impl {
   explicit Impl(int d)
       : device(static_cast<c10::DeviceIndex>(d)), stream(ThreadStream(d)), guard(stream),

@@ -34,6 +34,10 @@ void ResetPeak(int device);
 void ReleaseCached();
 // Caps what this process's caching allocator may take of `device`.
 void SetMemoryFraction(int device, double fraction);
+// Waits for the calling thread's current stream on `device`: the loader
+// calls it once a model's weights are copied (on its own stream), so a
+// worker's stream never reads weights still in flight.
+void SyncCurrentStream(int device);
 
 // One batch on one device, run by the calling (worker) thread. Construction
 // makes this thread's own stream for `device` current: each worker thread

@@ -368,6 +368,7 @@ class TorchModelLoader final : public ModelLoader {
       uint64_t loaded = 0;
 #if FAIRSERVE_WITH_CUDA
       if (placement->cuda()) {
+        cuda::SyncCurrentStream(placement->cuda_index);
         uint64_t after = cuda::MemoryOf(placement->cuda_index).allocated;
         loaded = after > before ? after - before : 0;
       }

@@ -148,7 +148,11 @@ std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
     snap.models.push_back({m.name, m.version, m.state, m.owner, m.bytes});
     if (!m.owner.empty()) owned_bytes[m.owner] += m.bytes;
   }
-  const MemoryPartitions partitions(config);
+  // Used and quota over every device (a tenant's quota applies on each).
+  std::vector<MemoryPartitions> partitions;
+  for (size_t d = 0; d < std::max<size_t>(1, config.devices.size()); ++d) {
+    partitions.emplace_back(config, d);
+  }
   for (const TenantConfig& t : config.tenants) {
     TenantStatus ts;
     ts.id = t.id;
@@ -162,7 +166,10 @@ std::pair<int, std::string> StatusPage::Respond(const std::string& remote_addr,
       ts.requests_total += static_cast<double>(state->rejected_total());
     }
     ts.memory_used = owned_bytes[t.id];
-    ts.memory_quota = partitions.quotas().count(t.id) ? partitions.Capacity(t.id) : 0;
+    ts.memory_quota = 0;
+    for (const MemoryPartitions& p : partitions) {
+      if (p.quotas().count(t.id)) ts.memory_quota += p.Capacity(t.id);
+    }
     Invoice inv = MakeInvoice(usage, config.pricing, t.id, query.from, query.to);
     ts.compute_seconds = inv.compute_seconds;
     ts.cost_cents = inv.total_cents;

@@ -38,9 +38,11 @@ class Daemon:
         cfg = os.path.join(workdir, "config.yaml")
         with open(cfg, "w") as f:
             f.write("server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, "
-                    "data_dir: data, log_format: off}\n"
+                    f"data_dir: data, log_format: {getattr(args, 'log_format', 'off')}, "
+                    f"rejection_hold_per_tenant: {getattr(args, 'hold', 0)}}}\n"
                     f"model_repository: {models or args.models}\n"
-                    f"scheduler: {{policy: {policy}, workers: 1{args.scheduler_extra}}}\n" +
+                    f"scheduler: {{policy: {policy}, "
+                    f"workers: {getattr(args, 'workers', 1)}{args.scheduler_extra}}}\n" +
                     (f"devices: [{{name: {args.device}}}]\n" if args.device != "cpu" else "") +
                     extra +
                     "tenants:\n" + "".join(tenants))
@@ -267,7 +269,7 @@ def rejections(args, summary):
         bound = json.load(open(previous)).get("noisy_neighbour", {}).get("bound_ms")
     bound = float("nan") if bound is None else bound
     print(f"\n== Rate-limited flood: {args.flood_outstanding} outstanding requests against a 10/s "
-          "limit ==")
+          f"limit; refusals held: {args.hold or 'no'} per tenant ==")
     print(f"  rejections answered: {spread(rates)} /s (>= 20000) -> "
           f"{'MET' if statistics.median(rates) >= 20000 else 'MISSED'}")
     print(f"  victim p99 meanwhile: {spread(p99)} ms (bound {bound:.3f} ms) -> "
@@ -333,6 +335,9 @@ def main():
     p.add_argument("--intra-op-threads", type=int, default=0,
                    help="scheduler.intra_op_threads for every run (0 = the daemon's default)")
     p.add_argument("--only", default="noisy,weighted,conservation,rejections,cache")
+    p.add_argument("--hold", type=int, default=0,
+                   help="server.rejection_hold_per_tenant for every run (0 = refusals answered "
+                        "at once)")
     p.add_argument("--device", default="cpu",
                    help="the daemon's one device (cuda:0 on a GPU machine; scripts/gpu-check.sh)")
     p.add_argument("--models", default=None, help="model repository (default BUILD/demo-models)")

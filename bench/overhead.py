@@ -104,8 +104,10 @@ def main():
     p.add_argument("--scheduler", default="",
                    help='daemon scheduler settings, e.g. "workers: 2, intra_op_threads: 1" '
                         "(default: the daemon's defaults)")
+    p.add_argument("--fairserve", default=None,
+                   help="the daemon binary (default BUILD/bin/fairserve), to compare builds")
     args = p.parse_args()
-    args.fairserve = os.path.join(args.build, "bin", "fairserve")
+    args.fairserve = args.fairserve or os.path.join(args.build, "bin", "fairserve")
     args.floor = os.path.join(args.build, "bin", "floor_server")
     args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
     args.inprocess = os.path.join(args.build, "bin", "inprocess_throughput")

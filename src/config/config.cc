@@ -131,6 +131,9 @@ void ReadServer(const YAML::Node& node, ServerConfig* out, ConfigErrors* errors)
   }
   r.GetInRange("max_concurrent_streams", &out->max_concurrent_streams, 1, 1000000);
   r.GetInRange("stream_max_in_flight", &out->stream_max_in_flight, 1, 100000);
+  r.GetInRange("rejection_hold_per_tenant", &out->rejection_hold_per_tenant, 0, 100000,
+               "(0 = refusals are answered at once)");
+  r.GetInRange("rejection_hold_max_ms", &out->rejection_hold_max_ms, 1, 60000);
   r.GetInRange("drain_timeout_s", &out->drain_timeout_s, 0, 3600);
   r.GetInRange("shutdown_grace_s", &out->shutdown_grace_s, 0, 60);
   r.Finish();
@@ -579,6 +582,8 @@ const Setting kSettings[] = {
     FAIRSERVE_RESTART("server.grpc_memory_limit", server.grpc_memory_limit),
     FAIRSERVE_RESTART("server.max_concurrent_streams", server.max_concurrent_streams),
     FAIRSERVE_RESTART("server.stream_max_in_flight", server.stream_max_in_flight),
+    FAIRSERVE_RESTART("server.rejection_hold_per_tenant", server.rejection_hold_per_tenant),
+    FAIRSERVE_RESTART("server.rejection_hold_max_ms", server.rejection_hold_max_ms),
     // Read when a drain starts.
     FAIRSERVE_LIVE("server.drain_timeout_s", server.drain_timeout_s),
     FAIRSERVE_LIVE("server.shutdown_grace_s", server.shutdown_grace_s),

@@ -3,12 +3,14 @@
 #include <pthread.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
-#include "spdlog/async.h"
-#include "spdlog/async_logger.h"
+#include "spdlog/details/console_globals.h"
+#include "spdlog/details/null_mutex.h"
+#include "spdlog/sinks/base_sink.h"
 #include "spdlog/spdlog.h"
 
 namespace fairserve {
@@ -29,29 +31,98 @@ double Micros(double ms) { return std::round(ms * 1000) / 1000; }
 
 }  // namespace
 
-AccessLog::AccessLog(size_t queue_lines, std::vector<std::shared_ptr<spdlog::sinks::sink>> sinks) {
-  if (sinks.empty()) sinks = spdlog::default_logger()->sinks();
-  pool_ = std::make_shared<spdlog::details::thread_pool>(
-      std::max<size_t>(queue_lines, 1), 1,
-      [] { pthread_setname_np(pthread_self(), "fs-access-log"); });
-  logger_ = std::make_shared<spdlog::async_logger>(
-      "access", sinks.begin(), sinks.end(), pool_, spdlog::async_overflow_policy::overrun_oldest);
-  logger_->set_level(spdlog::level::info);
+namespace {
+
+// Standard error, written a chunk at a time: lines are formatted into a
+// buffer as they come and flush() writes the buffer with one fwrite and
+// fflush, holding spdlog's console mutex (which the process logger's
+// stderr sink holds for each of its lines), so the two never interleave.
+// Only the access log's writer thread uses it.
+class ChunkedStderrSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override { formatter_->format(msg, buffer_); }
+  void flush_() override {
+    if (buffer_.size() == 0) return;
+    {
+      std::lock_guard<std::mutex> lock(spdlog::details::console_mutex::mutex());
+      std::fwrite(buffer_.data(), 1, buffer_.size(), stderr);
+      std::fflush(stderr);
+    }
+    buffer_.clear();
+  }
+
+ private:
+  spdlog::memory_buf_t buffer_;
+};
+
+}  // namespace
+
+AccessLog::AccessLog(size_t queue_lines, std::vector<std::shared_ptr<spdlog::sinks::sink>> sinks,
+                     std::chrono::milliseconds gather)
+    : capacity_(std::max<size_t>(queue_lines, 1)), gather_(gather),
+      sinks_(sinks.empty() ? std::vector<std::shared_ptr<spdlog::sinks::sink>>{
+                                 std::make_shared<ChunkedStderrSink>()}
+                           : std::move(sinks)) {
+  writer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "fs-access-log");
+    WriterLoop();
+  });
 }
 
 AccessLog::~AccessLog() {
-  // The pool's thread writes what is queued, then exits.
-  logger_.reset();
-  pool_.reset();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();  // writes what is pending, then exits
 }
 
-void AccessLog::Log(const AccessRecord& r) const {
+void AccessLog::Log(const AccessRecord& r) {
   Format f = format_.load(std::memory_order_relaxed);
   if (f == Format::kOff) return;
-  logger_->info("{}", Render(r, f));
+  Line line{std::chrono::system_clock::now(), Render(r, f)};
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pending_.size() >= capacity_) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    wake = pending_.empty();
+    pending_.push_back(std::move(line));
+  }
+  if (wake) cv_.notify_one();
 }
 
-uint64_t AccessLog::dropped() const { return pool_->overrun_counter(); }
+void AccessLog::WriterLoop() {
+  std::vector<Line> chunk;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    // Gather: the lines of the next `gather_` go out with this one.
+    if (!stopping_) cv_.wait_for(lock, gather_, [this] { return stopping_; });
+    chunk.swap(pending_);
+    const bool last = stopping_;
+    lock.unlock();
+    if (!chunk.empty()) Write(chunk);
+    chunk.clear();
+    lock.lock();
+    if (last && pending_.empty()) break;
+  }
+}
+
+void AccessLog::Write(const std::vector<Line>& lines) {
+  for (const auto& sink : sinks_) {
+    for (const Line& line : lines) {
+      spdlog::details::log_msg msg(line.time, spdlog::source_loc{}, "access", spdlog::level::info,
+                                   line.text);
+      sink->log(msg);
+    }
+    sink->flush();
+  }
+  chunks_.fetch_add(1, std::memory_order_relaxed);
+}
 
 std::string AccessLog::Render(const AccessRecord& r, Format f) {
   std::string status = absl::AsciiStrToLower(absl::StatusCodeToString(r.code));

@@ -35,6 +35,7 @@
 #include "fairserve/scheduling/batch_runner.h"
 #include "fairserve/scheduling/scheduler.h"
 #include "fairserve/server/access_log.h"
+#include "fairserve/server/rejection_holder.h"
 #include "fairserve/server/admin_service.h"
 #include "fairserve/server/status_page.h"
 #include "fairserve/metering/invoice.h"
@@ -170,6 +171,11 @@ absl::Status Daemon::BuildMetering(const Config& config) {
   ApplyLogging(config);
   registry_ = std::make_unique<Registry>();
   registry_->AddCollectable([this] { return CollectAccessLogMetrics(*access_log_); });
+  RejectionHolder::Options hold;
+  hold.per_tenant = static_cast<size_t>(config.server.rejection_hold_per_tenant);
+  hold.max_hold = std::chrono::milliseconds(config.server.rejection_hold_max_ms);
+  rejection_holder_ = std::make_unique<RejectionHolder>(hold, SteadyClock::Get());
+  registry_->AddCollectable([this] { return CollectRejectionHoldMetrics(*rejection_holder_); });
   metrics_ = std::make_unique<ServerMetrics>(*registry_);
   registry_->AddGauge("fairserve_build_info", "Always 1; labels name the build")
       .Add({{"version", kFairserveVersion}})
@@ -306,6 +312,7 @@ void Daemon::BuildServices(const Config& config) {
   deps.call.scheduler = scheduler_.get();
   deps.call.metrics = metrics_.get();
   deps.call.access_log = access_log_.get();
+  deps.call.rejection_holder = rejection_holder_.get();
   deps.call.clock = &SteadyClock::Get();
   deps.call.executor = executor_.get();
   deps.call.ready = &ready_;
@@ -591,6 +598,8 @@ void Daemon::Shutdown() {
   // Stopping the scheduler first would cut off calls that gRPC had received
   // but not yet handed to us.
   auto drain_for = std::chrono::milliseconds(static_cast<int64_t>(drain * 1000));
+  // Held refusals are answered now, not at their retry point.
+  if (rejection_holder_) rejection_holder_->Stop();
   if (grpc_server_) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + drain_for);
     grpc_server_->Wait();

@@ -226,6 +226,22 @@ void InferCall::Reject(const absl::Status& status, Clock::Duration retry_after, 
     record.code = status.code();
     deps_.access_log->Log(record);
   }
+  // A closed-loop client that retries at once gets its refusal at the retry
+  // point instead of now, so it refuses itself no faster than its limit
+  // refills (RejectionHolder); the hint then says how much is left.
+  if (retry_after > Clock::Duration(0) && deps_.rejection_holder != nullptr &&
+      principal_.tenant != nullptr && reply_->Holdable()) {
+    const Clock::TimePoint retry_at = deps_.clock->Now() + retry_after;
+    auto self = shared_from_this();
+    if (deps_.rejection_holder->Hold(
+            principal_.tenant->id, std::min({retry_at, deadline_, transport_deadline_}),
+            [self, status, retry_at] {
+              Clock::Duration left = retry_at - self->deps_.clock->Now();
+              self->reply_->Reject(status, std::max(left, Clock::Duration(0)));
+            })) {
+      return;
+    }
+  }
   reply_->Reject(status, retry_after);
 }
 

@@ -190,6 +190,7 @@ class GrpcInferReply final : public InferReply {
     AddRetryAfter(ctx_, retry_after);
     reactor_->Finish(ToGrpcStatus(status, retry_after));
   }
+  bool Holdable() const override { return true; }
   void Finish(InferenceResult result, const std::string& model_name, const std::string& version,
               const std::string& id) override {
     EncodeInferResponse(std::move(result), model_name, version, id, resp_);
@@ -341,6 +342,7 @@ class StreamReactor final
     Reply(std::weak_ptr<StreamReactor> stream,
           std::unique_ptr<inference::ModelInferRequest> request)
         : stream_(std::move(stream)), request_(std::move(request)) {}
+    bool Holdable() const override { return true; }
     void Reject(const absl::Status& status, Clock::Duration retry_after) override {
       auto out = std::make_unique<inference::ModelStreamInferResponse>();
       out->set_error_message(std::string(status.message()));

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <future>
@@ -144,6 +145,61 @@ TEST(LimitsTest, DeadlineAndCancelWhileQueuedNeverRun) {
 
 // scheduler.policy fifo end to end, and max_queue_wait_s: a request that
 // waits longer than that is answered DEADLINE_EXCEEDED without running.
+// With server.rejection_hold_per_tenant, a rate-limited gRPC call is
+// answered at its retry point instead of at once, up to the tenant's cap;
+// past it, and on REST (whose handler thread would wait), at once.
+TEST(LimitsTest, RefusalsAreHeldUntilTheirRetryPointUpToTheCap) {
+  std::string config =
+      "server: {listen_address: 127.0.0.1, grpc_port: 0, http_port: 0, data_dir: data, "
+      "rejection_hold_per_tenant: 2, rejection_hold_max_ms: 5000}\n"
+      "model_repository: " TEST_MODELS_DIR "\n"
+      "scheduler: {workers: 1, intra_op_threads: 1}\n"
+      "tenants:\n"
+      "  - id: acme\n"
+      "    api_keys: [\"" + HashApiKey(kAcmeKey) + "\"]\n"
+      "    rate_limit: {requests_per_second: 1, burst: 1}\n";
+  DaemonProcess d(config);
+  ASSERT_TRUE(d.serving()) << d.Log();
+  ASSERT_TRUE(Call(d, kAcmeKey, AddOne()).status.ok());  // the burst; the next token is 1 s away
+  std::vector<std::thread> calls;
+  std::vector<Answer> answers(4);
+  std::vector<double> seconds(4);
+  for (int i = 0; i < 4; ++i) {
+    calls.emplace_back([&, i] {
+      auto start = std::chrono::steady_clock::now();
+      answers[i] = Call(d, kAcmeKey, AddOne());
+      seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    });
+  }
+  for (std::thread& t : calls) t.join();
+  int held = 0;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(answers[i].status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    // A held answer cannot leave before the retry point (about 1 s after the
+    // first call; the calls started at most a few ms later).
+    if (seconds[i] >= 0.8) ++held;
+  }
+  EXPECT_EQ(Metric(d, "fairserve_rejections_held_total"), 2);
+  EXPECT_EQ(Metric(d, "fairserve_rejections_hold_overflow_total"), 2);
+  EXPECT_GE(held, 2);  // the two held ones waited for the retry point
+  EXPECT_EQ(Metric(d, "fairserve_rejections_held"), 0);
+  // REST: refused at once, never held.
+  httplib::Client http("127.0.0.1", d.http_port());
+  httplib::Headers auth{{"Authorization", std::string("Bearer ") + kAcmeKey}};
+  bool refused = false;
+  for (int i = 0; i < 3 && !refused; ++i) {
+    auto r = http.Post("/v2/models/add_one/infer", auth,
+                       R"({"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,16],)"
+                       R"("data":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]})",
+                       "application/json");
+    ASSERT_TRUE(r);
+    refused = r->status == 429;
+  }
+  EXPECT_TRUE(refused);
+  EXPECT_EQ(Metric(d, "fairserve_rejections_held_total"), 2);
+  EXPECT_EQ(d.Stop(SIGTERM), 0);
+}
+
 TEST(LimitsTest, FifoAndMaxQueueWait) {
   DaemonProcess d(LimitsConfig(", policy: fifo, max_queue_wait_s: 0.3", "", ""));
   ASSERT_TRUE(d.serving()) << d.Log();

@@ -77,6 +77,36 @@ TEST(AccessLogTest, NeverLosesALineWhenNotOverloaded) {
   }
 }
 
+// Under load the writer wakes once per gathering window, not per line, and
+// each sink is flushed once per chunk: 200 lines logged within one window
+// reach the sink in one or two chunks, all of them, in order per caller.
+TEST(AccessLogTest, WritesInChunksNotLineByLine) {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  uint64_t chunks = 0;
+  {
+    AccessLog log(4096, {sink}, std::chrono::milliseconds(500));
+    for (int i = 0; i < 200; ++i) log.Log(Record("acme", std::to_string(i)));
+    chunks = log.chunks();
+    EXPECT_EQ(chunks, 0u);  // still gathering: nothing written per line
+  }
+  EXPECT_EQ(CountLines(out.str(), "access tenant=acme"), 200);
+  EXPECT_LT(out.str().find(" id=0 "), out.str().find(" id=199 "));
+}
+
+// The default sink is standard error, in the process log's pattern.
+TEST(AccessLogTest, DefaultSinkIsStandardErrorInTheProcessLogPattern) {
+  ::testing::internal::CaptureStderr();
+  {
+    AccessLog log(64);
+    log.Log(Record("acme", "one"));
+    log.Log(Record("acme", "two"));
+  }
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(CountLines(err, "] [access] [info] access tenant=acme model=add_one"), 2);
+  EXPECT_EQ(err.back(), '\n');
+}
+
 // A sink slower than the callers: 1 ms per line.
 class SlowSink : public spdlog::sinks::base_sink<std::mutex> {
  public:

@@ -85,6 +85,11 @@ struct ServerConfig {
   // Requests one ModelStreamInfer stream may have read and not yet answered;
   // at the bound the server stops reading that stream (flow control).
   int64_t stream_max_in_flight = 64;
+  // Rate-limited refusals on gRPC are answered at their retry point instead
+  // of at once (RejectionHolder), up to this many held per tenant; 0 = off.
+  int64_t rejection_hold_per_tenant = 0;
+  // The longest a refusal is held.
+  int64_t rejection_hold_max_ms = 1000;
   // Largest gRPC message accepted, in bytes.
   uint64_t max_message_bytes = 64ull << 20;
   // Seconds that queued and running requests get to finish on SIGTERM.

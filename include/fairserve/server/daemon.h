@@ -36,6 +36,7 @@ class LedgerWriter;
 class Registry;
 class ServerMetrics;
 class AccessLog;
+class RejectionHolder;
 class ModelStats;
 class StatusPage;
 class AdminService;
@@ -143,6 +144,7 @@ class Daemon {
   std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<AccessLog> access_log_;
+  std::unique_ptr<RejectionHolder> rejection_holder_;
   std::unique_ptr<ModelStats> stats_;
   // Continuations of calls whose previous step ended on another component's
   // thread (Redis I/O, model loader).

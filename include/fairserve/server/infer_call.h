@@ -14,6 +14,7 @@
 #include "fairserve/models/model_cache.h"
 #include "fairserve/scheduling/scheduler.h"
 #include "fairserve/server/access_log.h"
+#include "fairserve/server/rejection_holder.h"
 #include "fairserve/server/runtime.h"
 #include "fairserve/tenancy/authenticator.h"
 #include "inference/grpc_service.pb.h"
@@ -32,7 +33,9 @@ struct InferCallDeps {
   ModelCache* models = nullptr;
   Scheduler* scheduler = nullptr;
   ServerMetrics* metrics = nullptr;
-  const AccessLog* access_log = nullptr;
+  AccessLog* access_log = nullptr;
+  // Holds rate-limited refusals' answers until their retry point; null = off.
+  RejectionHolder* rejection_holder = nullptr;
   Clock* clock = nullptr;
   TaskExecutor* executor = nullptr;
   // False before start-up completes and once draining starts.
@@ -53,6 +56,10 @@ class InferReply {
   virtual void Reject(const absl::Status& status, Clock::Duration retry_after) = 0;
   virtual void Finish(InferenceResult result, const std::string& model_name,
                       const std::string& version, const std::string& id) = 0;
+  // Whether a refusal's answer may be held back (RejectionHolder) without
+  // holding a thread: true where answering is a hand-off to an async
+  // transport (gRPC), false where a handler thread waits for it (REST).
+  virtual bool Holdable() const { return false; }
 };
 
 // One inference call, whatever front end brought it (gRPC unary today; the

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Where the daemon's CPU time goes on the tiny-call path (issue 16).
+
+Starts the daemon on the demo models with its default thread layout, drives
+add_one (1 row) with N calls outstanding from fairserve-loadgen, and records
+the daemon alone with `perf record -e cpu-clock -g` (Debian's linux-perf;
+cpu-clock works in a VM) for the middle of the run. Prints self time by
+group (kernel, malloc, Abseil synchronisation, protobuf, gRPC, torch,
+fairserve) and the top entries, and writes OUT/profile.{txt,json}.
+
+  bench/profile.py [--build build] [--outstanding 32] [--seconds 8] [--out DIR]
+"""
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import noisy_neighbor as nn  # noqa: E402
+
+GROUPS = [
+    ("kernel", lambda s, d: d.startswith("[kernel")),
+    ("malloc/free", lambda s, d: any(k in s for k in ("malloc", "free", "_int_", "operator new",
+                                                       "operator delete", "tcache"))),
+    ("abseil synchronisation", lambda s, d: "absl" in d and any(
+        k in s for k in ("Mutex", "GraphCycles", "synchronization", "CondVar", "Synch", "Spin"))),
+    ("protobuf", lambda s, d: "protobuf" in d),
+    ("grpc", lambda s, d: "grpc" in d or "gpr" in d),
+    ("torch", lambda s, d: "torch" in d or "c10" in d or "blas" in d or "gomp" in d),
+    ("libc/libstdc++ other", lambda s, d: "libc.so" in d or "libstdc++" in d),
+    ("fairserve", lambda s, d: "fairserve" in d),
+]
+
+
+def entries(data, limit):
+    out = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
+                          "--sort", "dso,sym", "--percent-limit", str(limit)],
+                         check=True, capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split()
+        if not parts or line.lstrip().startswith("#") or not parts[0].endswith("%"):
+            continue
+        rows.append((float(parts[0][:-1]), parts[1], " ".join(parts[3:])))
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", default=os.path.join(nn.ROOT, "build"))
+    p.add_argument("--outstanding", type=int, default=32)
+    p.add_argument("--seconds", type=float, default=8)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    args.out = args.out or os.path.join(args.build, "bench-results", "profile")
+    os.makedirs(args.out, exist_ok=True)
+    args.fairserve = os.path.join(args.build, "bin", "fairserve")
+    args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
+    args.models = os.path.join(args.build, "demo-models")
+    args.scheduler_extra = ""
+    args.device = "cpu"
+    args.workers = 0  # the daemon's default layout
+    args.log_format = "plain"  # the access log on, its default
+    args.duration, args.warmup = args.seconds, 1
+    workdir = tempfile.mkdtemp(prefix="fs-profile-", dir=args.out)
+    d = nn.Daemon(args, "fair", [nn.tenant_yaml("t")], workdir)
+    data = os.path.join(workdir, "perf.data")
+    spec = f"name=t,key=t-key,model=add_one,batch=1,mode=closed,concurrency={args.outstanding}"
+    result = {}
+    try:
+        load = threading.Thread(target=lambda: result.update(nn.loadgen(args, d, [spec], workdir)))
+        load.start()
+        time.sleep(1.5)
+        subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p", str(d.proc.pid),
+                        "-o", data, "--", "sleep", str(max(1.0, args.seconds - 2))],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        load.join()
+    finally:
+        d.stop()
+    groups = collections.OrderedDict((g, 0.0) for g, _ in GROUPS)
+    groups["other"] = 0.0
+    for pct, dso, sym in entries(data, 0):
+        for g, match in GROUPS:
+            if match(sym, dso):
+                groups[g] += pct
+                break
+        else:
+            groups["other"] += pct
+    top = entries(data, 0.5)
+    calls = result.get("t", {})
+    lines = [f"add_one, 1 row, {args.outstanding} outstanding, {os.cpu_count()} cores: "
+             f"{calls.get('ok_per_s', 0):.0f} calls/s, p50 {calls.get('p50_ms', 0):.3f} ms "
+             "(while profiled)", "", "daemon self time by group:"]
+    lines += [f"  {g:24s} {v:5.1f}%" for g, v in groups.items()]
+    lines += ["", "top entries (self time, dso, symbol):"]
+    lines += [f"  {pct:5.2f}%  {dso:30s} {sym[:100]}" for pct, dso, sym in top[:25]]
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(args.out, "profile.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, "profile.json"), "w") as f:
+        json.dump({"groups": groups, "top": top[:40],
+                   "calls": {k: v for k, v in calls.items() if k != "latencies"}}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -52,7 +52,8 @@ mode=gpu
 [ $rehearse -eq 1 ] && mode=rehearsal
 prefix=/tmp/fairserve-$mode-prefix
 build=$root/build-$mode
-arch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+arch=$(gcc -print-multiarch 2>/dev/null || true)
+arch=${arch:-x86_64-linux-gnu}
 
 # Unpacks one .deb into $2 without dpkg when the machine has none.
 unpack() {
@@ -100,11 +101,18 @@ if [ $rehearse -eq 1 ]; then
   torch_root=$torch_prefix
   python=/usr/bin/python3
   std=(-DFAIRSERVE_CXX_STANDARD=20)
+  extra_roots=""
+  cuda=()
 else
   python=python3
   torch_dir=$("$python" -c 'import torch,os; print(os.path.join(torch.utils.cmake_prefix_path,"Torch"))')
   torch_root=$("$python" -c 'import torch,os; print(os.path.dirname(torch.__file__))')
   std=()
+  # The CUDA toolkit, and the wheel's own nvidia-* libraries (cuDNN, ...).
+  cuda_home=${CUDA_HOME:-/usr/local/cuda}
+  extra_roots="$cuda_home;$(dirname "$torch_root")/nvidia"
+  cuda=(-DCUDAToolkit_ROOT="$cuda_home")
+  command -v nvcc >/dev/null && cuda+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
   "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())'
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
@@ -119,16 +127,22 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 # The C library is the system's, never the bundle's: its headers and the
 # dl and rt stubs that prometheus-cpp's civetweb asks CMake to find.
 libc_include=$(echo '#include <dlfcn.h>' | gcc -E -x c - | grep -m1 -o '"/[^"]*dlfcn.h"' | tr -d '"')
-libc=(-DLIBDL_INCLUDE_DIRS="$(dirname "$libc_include")"
-      -DLIBDL_LIBRARIES="$(realpath "$(gcc -print-file-name=libdl.a)")"
-      -DLIBRT_INCLUDE_DIRS="$(dirname "$libc_include")"
-      -DLIBRT_LIBRARIES="$(realpath "$(gcc -print-file-name=librt.a)")")
+libc_lib() {  # the C library's own libNAME, wherever this compiler finds it
+  local f
+  for f in "lib$1.a" "lib$1.so" "lib$1.so.1" "lib$1.so.2"; do
+    f=$(gcc -print-file-name="$f")
+    if [ -e "$f" ]; then realpath "$f"; return; fi
+  done
+  echo "$1"
+}
+libc=(-DLIBDL_INCLUDE_DIRS="$(dirname "$libc_include")" -DLIBDL_LIBRARIES="$(libc_lib dl)"
+      -DLIBRT_INCLUDE_DIRS="$(dirname "$libc_include")" -DLIBRT_LIBRARIES="$(libc_lib rt)")
 
 configure() {
   rm -rf "$build"
   cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DTorch_DIR="$torch_dir" "${std[@]}" "${libc[@]}" -DFAIRSERVE_CUDA_CHECK=OFF \
-    -DCMAKE_FIND_ROOT_PATH="$prefix;$torch_root;${CUDA_HOME:-/usr/local/cuda}" \
+    -DTorch_DIR="$torch_dir" "${std[@]}" "${libc[@]}" "${cuda[@]}" -DFAIRSERVE_CUDA_CHECK=OFF \
+    -DCMAKE_FIND_ROOT_PATH="$prefix;$torch_root${extra_roots:+;$extra_roots}" \
     -DCMAKE_FIND_ROOT_PATH_MODE_PACKAGE="$1" -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE="$1" \
     -DCMAKE_FIND_ROOT_PATH_MODE_LIBRARY="$1" -DCMAKE_FIND_ROOT_PATH_MODE_PROGRAM=NEVER \
     -DProtobuf_PROTOC_EXECUTABLE="$prefix/usr/bin/protoc" \

@@ -13,9 +13,10 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Our part is the registry and the scrape-time families; the text itself is
-// prometheus-cpp's TextSerializer. These tests pin what Prometheus (and the
-// promtool check in the integration tests) rely on.
+// Our part is the registry, the scrape-time families and a faster writer of
+// the text prometheus-cpp's TextSerializer writes (held equal below). These
+// tests pin what Prometheus (and the promtool check in the integration
+// tests) rely on.
 
 TEST(MetricsTest, CounterAndGaugeWithHelpAndType) {
   Registry r;
@@ -72,6 +73,55 @@ TEST(MetricsTest, HistogramBucketsSumCount) {
   // Every label set of a family gets the family's bounds.
   r.AddHistogram("other_seconds", "o", {2}).Add({{"t", "b"}}).Observe(1);
   EXPECT_THAT(SerializeText(r.Collect()), HasSubstr("other_seconds_bucket{t=\"b\",le=\"2\"} 1\n"));
+}
+
+// Our writer and prometheus-cpp's TextSerializer write the same page:
+// every kind of family, labels needing escapes, special and awkward values,
+// histograms with and without a +Inf bucket, a summary, a timestamp.
+TEST(MetricsTest, WritesWhatPrometheusCppWrites) {
+  Registry r;
+  r.AddCounter("requests_total", "Requests.\nSecond \\ line")
+      .Add({{"tenant_id", "acme"}, {"status", "ok"}})
+      .Increment(123456789);
+  auto& g = r.AddGauge("g", "");
+  for (double v : {0.0, -0.0, 1.0, 0.1, 1.0 / 3, 2.5e-9, 1e21, 33587200.0, -7.25,
+                   std::numeric_limits<double>::infinity(), std::nan("")}) {
+    g.Add({{"v", std::to_string(v)}, {"odd", "q\"uo\\te\nnl"}}).Set(v);
+  }
+  Histogram& h = r.AddHistogram("lat_seconds", "Latency", {0.005, 0.1, 2.5, 10}).Add({{"t", "a"}});
+  for (double v : {0.001, 0.1, 0.7, 3.0, 40.0}) h.Observe(v);
+  r.AddHistogram("empty_seconds", "e", {1}).Add({});
+  r.AddCollectable([] {
+    CollectedFamily s;
+    s.name = "rpc_seconds";
+    s.help = "a summary";
+    s.type = prometheus::MetricType::Summary;
+    prometheus::ClientMetric m;
+    m.label = {{"m", "x"}};
+    m.summary.sample_count = 3;
+    m.summary.sample_sum = 0.75;
+    m.summary.quantile = {{0.5, 0.2}, {0.99, 0.5}};
+    s.metric.push_back(m);
+    CollectedFamily u;
+    u.name = "untyped_thing";
+    u.type = prometheus::MetricType::Untyped;
+    prometheus::ClientMetric um;
+    um.untyped.value = 42;
+    um.timestamp_ms = 1700000000123;
+    u.metric.push_back(um);
+    CollectedFamily inf;
+    inf.name = "explicit_inf";
+    inf.help = "a histogram whose buckets end in +Inf";
+    inf.type = prometheus::MetricType::Histogram;
+    prometheus::ClientMetric hm;
+    hm.histogram.sample_count = 2;
+    hm.histogram.sample_sum = 5;
+    hm.histogram.bucket = {{1, 1.0}, {2, std::numeric_limits<double>::infinity()}};
+    inf.metric.push_back(hm);
+    return std::vector<CollectedFamily>{s, u, inf};
+  });
+  std::vector<CollectedFamily> families = r.Collect();
+  EXPECT_EQ(SerializeText(families), SerializeTextWithPrometheusCpp(families));
 }
 
 TEST(MetricsTest, EmptyFamiliesAreOmitted) {

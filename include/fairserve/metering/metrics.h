@@ -85,9 +85,14 @@ class Registry {
   std::vector<std::function<std::vector<CollectedFamily>()>> collectables_ ABSL_GUARDED_BY(mu_);
 };
 
-// The Prometheus text exposition format 0.0.4, by prometheus-cpp's
-// TextSerializer.
+// The Prometheus text exposition format 0.0.4: what prometheus-cpp's
+// TextSerializer writes (a test holds the two equal), written about 4x
+// faster (bench/hot_paths_bench BM_MetricsPageAtScale); numbers in their
+// shortest exact form where prometheus-cpp rounds to 16 digits.
 std::string SerializeText(const std::vector<CollectedFamily>& families);
+// prometheus-cpp's TextSerializer itself, the reference for the tests and
+// the benchmark.
+std::string SerializeTextWithPrometheusCpp(const std::vector<CollectedFamily>& families);
 
 }  // namespace fairserve
 

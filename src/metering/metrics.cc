@@ -198,6 +198,16 @@ const char* TypeName(prometheus::MetricType t) {
   return "untyped";
 }
 
+void AppendCountAndSum(std::string* out, const CollectedFamily& f, const prometheus::ClientMetric& m,
+                       uint64_t count, double sum) {
+  AppendHead(out, f, m, "_count");
+  AppendUint(out, count);
+  AppendTail(out, m);
+  AppendHead(out, f, m, "_sum");
+  AppendDouble(out, sum);
+  AppendTail(out, m);
+}
+
 void AppendMetric(std::string* out, const CollectedFamily& f, const prometheus::ClientMetric& m) {
   switch (f.type) {
     case prometheus::MetricType::Counter:
@@ -213,12 +223,7 @@ void AppendMetric(std::string* out, const CollectedFamily& f, const prometheus::
       AppendDouble(out, m.untyped.value);
       return AppendTail(out, m);
     case prometheus::MetricType::Summary:
-      AppendHead(out, f, m, "_count");
-      AppendUint(out, m.summary.sample_count);
-      AppendTail(out, m);
-      AppendHead(out, f, m, "_sum");
-      AppendDouble(out, m.summary.sample_sum);
-      AppendTail(out, m);
+      AppendCountAndSum(out, f, m, m.summary.sample_count, m.summary.sample_sum);
       for (const auto& q : m.summary.quantile) {
         AppendHead(out, f, m, "", "quantile", q.quantile);
         AppendDouble(out, q.value);
@@ -226,12 +231,7 @@ void AppendMetric(std::string* out, const CollectedFamily& f, const prometheus::
       }
       return;
     case prometheus::MetricType::Histogram: {
-      AppendHead(out, f, m, "_count");
-      AppendUint(out, m.histogram.sample_count);
-      AppendTail(out, m);
-      AppendHead(out, f, m, "_sum");
-      AppendDouble(out, m.histogram.sample_sum);
-      AppendTail(out, m);
+      AppendCountAndSum(out, f, m, m.histogram.sample_count, m.histogram.sample_sum);
       double last = -std::numeric_limits<double>::infinity();
       for (const auto& b : m.histogram.bucket) {
         AppendHead(out, f, m, "_bucket", "le", b.upper_bound);

@@ -68,6 +68,7 @@ absl::Status ModelCache::Scan(const std::string& root) {
     e.state = v.problem.empty() ? State::kUnloaded : State::kFailed;
     e.reason = v.problem;
     e.charge = 0;
+    e.measured = 0;  // a changed model is measured anew
     e.pinned = false;
   };
   std::set<std::string> seen;

@@ -418,6 +418,13 @@ TEST_F(ModelCacheTest, QuotaRefusesALoadOnItsMeasuredBytes) {
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(s.message()), HasSubstr("needs 50.0 MiB, more than"));
   EXPECT_EQ(loader_->loads(), 1);  // refused up front
+  // A changed model is measured anew: put right, it loads.
+  AddModel("private", ModelYaml(11, "acme"));
+  loader_->Measure("private", 30ull << 20);
+  ASSERT_TRUE(cache_.Rescan().ok());
+  EXPECT_TRUE(Use("private").ok());
+  EXPECT_EQ(loader_->loads(), 2);
+  EXPECT_EQ(UsedOf(cache_, "acme"), 30ull << 20);
 }
 
 // A measured size over the estimate that still fits evicts idle models of

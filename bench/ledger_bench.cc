@@ -62,7 +62,6 @@ double ThreadCpuSeconds(pid_t pid, const std::string& name) {
   return total;
 }
 
-
 }  // namespace
 
 int main(int argc, char** argv) {

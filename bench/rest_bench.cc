@@ -82,7 +82,6 @@ double Throughput(const std::function<std::function<bool()>()>& make, int thread
   return calls * rows / s;
 }
 
-
 }  // namespace
 
 int main(int argc, char** argv) {

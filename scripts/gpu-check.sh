@@ -92,7 +92,7 @@ if [ $rehearse -eq 1 ]; then
   mkdir -p "$debs"
   (cd "$debs" && for p in libtorch-dev libtorch1.13 libgflags-dev libgflags2.2 libgoogle-glog-dev libgoogle-glog0v6; do
      ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$p" 2>/dev/null ||
-       { echo "gpu-check: cannot download $p" >&2; exit 1; }
+       { echo "gpu-check: cannot download $p (apt-get download; run scripts/gpu-bundle.sh first, which updates the package lists)" >&2; exit 1; }
    done)
   rm -rf "$torch_prefix"
   mkdir -p "$torch_prefix"

@@ -42,6 +42,12 @@ run_ctest() { (cd "$1" && shift && ctest --output-on-failure -j"$jobs" --timeout
 if want plain; then
   step "plain build and tests (the build includes the CUDA compile check)"
   "$root/scripts/build.sh"
+  # The CUDA sources compile against /usr/local/cuda (the CUDA toolkit comes
+  # with the machine, not from apt): say so when this machine has none.
+  if ! grep -q "^FAIRSERVE_CUDA_CHECK:BOOL=ON" "${BUILD_DIR:-$root/build}/CMakeCache.txt"; then
+    echo "test.sh: the CUDA compile check did not run: no CUDA toolkit headers at /usr/local/cuda" \
+         "(or no c10/cuda headers in libtorch-dev); docs/gpu.md"
+  fi
   run_ctest "${BUILD_DIR:-$root/build}" "${ctest_args[@]}"
 fi
 

@@ -240,10 +240,9 @@ void ReadDevices(const YAML::Node& node, std::vector<DeviceConfig>* out, ConfigE
     MapReader r(node[i], path, errors);
     DeviceConfig d;
     if (r.Get("name", &d.name, /*required=*/true)) {
-      if (d.name != "cpu" && !(absl::StartsWith(d.name, "cuda:") && d.name.size() > 5 &&
-                               std::all_of(d.name.begin() + 5, d.name.end(), ::isdigit))) {
+      if (absl::StatusOr<int> index = ParseDeviceName(d.name); !index.ok()) {
         errors->Add(node[i]["name"].Mark(), r.FieldPath("name"),
-                    absl::StrCat("unknown device '", d.name, "'; use cpu or cuda:N"));
+                    std::string(index.status().message()));
       } else if (!names.insert(d.name).second) {
         errors->Add(node[i]["name"].Mark(), r.FieldPath("name"),
                     absl::StrCat("device '", d.name, "' is listed twice"));
@@ -472,6 +471,17 @@ void CheckTenantsTogether(const YAML::Node& node, const Config& config, ConfigEr
 }
 
 }  // namespace
+
+absl::StatusOr<int> ParseDeviceName(const std::string& name) {
+  if (name == "cpu") return -1;
+  int index = -1;
+  if (absl::StartsWith(name, "cuda:") && name.size() > 5 &&
+      std::all_of(name.begin() + 5, name.end(), ::isdigit) &&
+      absl::SimpleAtoi(name.substr(5), &index)) {
+    return index;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown device '", name, "'; use cpu or cuda:N"));
+}
 
 const Prices& PricingConfig::For(const std::string& tenant_id) const {
   auto it = tenants.find(tenant_id);

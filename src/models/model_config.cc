@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fairserve/common/status_macros.h"
+#include "fairserve/config/config.h"
 #include "fairserve/config/yaml_reader.h"
 #include "fairserve/models/tensor.h"
 
@@ -131,7 +132,12 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text, const std:
   r.GetBytes("memory_estimate", &config.memory_estimate);
   r.Get("owner", &config.owner);
   r.Get("preload", &config.preload);
-  r.Get("device", &config.device);
+  if (r.Get("device", &config.device)) {
+    if (absl::StatusOr<int> index = ParseDeviceName(config.device); !index.ok()) {
+      errors.Add(root["device"].Mark(), "device",
+                 absl::StrCat(index.status().message(), " (one of the server's devices)"));
+    }
+  }
   r.Finish();
   RETURN_IF_ERROR(errors.ToStatus());
   return config;

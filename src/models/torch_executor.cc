@@ -11,9 +11,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "fairserve/common/units.h"
 #include "fairserve/models/executor.h"
 #include "spdlog/spdlog.h"
@@ -60,12 +58,11 @@ std::string NoCudaReason() {
 }
 
 absl::StatusOr<Placement> ParseDevice(const std::string& name) {
-  if (name.empty() || name == "cpu") return Placement{};
-  int index = -1;
-  if (!absl::StartsWith(name, "cuda:") || !absl::SimpleAtoi(name.substr(5), &index) ||
-      index < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown device '", name, "'; use cpu or cuda:N"));
-  }
+  if (name.empty()) return Placement{};
+  absl::StatusOr<int> parsed = ParseDeviceName(name);
+  if (!parsed.ok()) return parsed.status();
+  if (*parsed < 0) return Placement{};
+  const int index = *parsed;
   int count = CudaDeviceCount();
   if (index >= count) {
     return absl::FailedPreconditionError(

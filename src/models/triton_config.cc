@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "fairserve/common/units.h"
+#include "fairserve/config/config.h"
 #include "spdlog/spdlog.h"
 
 namespace fairserve {
@@ -369,10 +370,9 @@ inference::ModelConfig ToTritonConfig(const ModelConfig& config) {
   if (!config.device.empty()) {
     inference::ModelInstanceGroup* g = out.add_instance_group();
     g->set_count(1);
-    if (absl::StartsWith(config.device, "cuda:")) {
+    if (absl::StatusOr<int> gpu = ParseDeviceName(config.device); gpu.ok() && *gpu >= 0) {
       g->set_kind(inference::ModelInstanceGroup::KIND_GPU);
-      int gpu = 0;
-      if (absl::SimpleAtoi(absl::string_view(config.device).substr(5), &gpu)) g->add_gpus(gpu);
+      g->add_gpus(*gpu);
     } else {
       g->set_kind(inference::ModelInstanceGroup::KIND_CPU);
     }

@@ -114,8 +114,9 @@ class ThreadedScheduler final : public Scheduler {
   // Every kSweepInterval, answers the queued requests that were cancelled or
   // whose deadline passed (CANCELLED / DEADLINE_EXCEEDED, without running),
   // so their admission slots come back at once even while every worker is
-  // busy with a long batch. Workers sweep too when they look for work. Runs
-  // until Shutdown; the answers are cheap and never run a model.
+  // busy with a long batch. The only sweeper: idle workers sleep until
+  // there is work. Runs until Shutdown; the answers are cheap and never run
+  // a model.
   void ReaperLoop() {
     pthread_setname_np(pthread_self(), "fs-reaper");
     std::unique_lock<std::mutex> lock(mu_);
@@ -144,20 +145,11 @@ class ThreadedScheduler final : public Scheduler {
   void WorkerLoop() {
     if (options_.thread_init) options_.thread_init();
     std::unique_lock<std::mutex> lock(mu_);
-    Clock::TimePoint next_sweep = clock_.Now();
     while (true) {
+      // Dead requests are the reaper's (a worker would only repeat its
+      // sweep); one dispatched before the reaper saw it is answered by the
+      // runner without running.
       Clock::TimePoint now = clock_.Now();
-      if (now >= next_sweep) {
-        next_sweep = now + kSweepInterval;
-        std::vector<std::unique_ptr<InferenceRequest>> dead;
-        policy_->TakeDead(now, &dead);
-        if (!dead.empty()) {
-          lock.unlock();
-          AnswerDead(std::move(dead));
-          lock.lock();
-          continue;
-        }
-      }
       if (stopping_ && (now >= drain_until_ || policy_->size() == 0)) break;
       Dispatch dispatch;
       Clock::TimePoint wake_at;
@@ -168,9 +160,13 @@ class ThreadedScheduler final : public Scheduler {
         policy_->Done(dispatch, record);
         continue;
       }
-      Clock::TimePoint until = std::min(wake_at, next_sweep);
+      Clock::TimePoint until = wake_at;
       if (stopping_) until = std::min(until, drain_until_);
-      cv_.wait_until(lock, until);
+      if (until == Clock::TimePoint::max()) {
+        cv_.wait(lock);  // nothing queued: Submit or Shutdown wakes us
+      } else {
+        cv_.wait_until(lock, until);
+      }
     }
     lock.unlock();
     cv_.notify_all();

@@ -167,15 +167,16 @@ std::vector<CollectedFamily> CollectAccessLogMetrics(const AccessLog& log) {
 
 std::vector<CollectedFamily> CollectRejectionHoldMetrics(const RejectionHolder& holder) {
   return {One(GaugeFamily("fairserve_rejections_held",
-                          "Rate-limited refusals held until their retry point now "
-                          "(server.rejection_hold_per_tenant)"),
+                          "Refusals with a retry hint (rate limit, in-flight cap) held until "
+                          "their retry point now (server.rejection_hold_per_tenant)"),
               static_cast<double>(holder.held())),
           One(CounterFamily("fairserve_rejections_held_total",
-                            "Rate-limited refusals whose answer was held until their retry point"),
+                            "Refusals with a retry hint whose answer was held until their "
+                            "retry point"),
               static_cast<double>(holder.held_total())),
           One(CounterFamily("fairserve_rejections_hold_overflow_total",
-                            "Rate-limited refusals answered at once because their tenant's or the "
-                            "server's hold bound was reached"),
+                            "Refusals with a retry hint answered at once because their tenant's "
+                            "or the server's hold bound was reached"),
               static_cast<double>(holder.overflow_total()))};
 }
 

@@ -175,9 +175,9 @@ TEST(LimitsTest, RefusalsAreHeldUntilTheirRetryPointUpToTheCap) {
   int held = 0;
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(answers[i].status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-    // A held answer cannot leave before the retry point (about 1 s after the
-    // first call; the calls started at most a few ms later).
-    if (seconds[i] >= 0.8) ++held;
+    // A held answer cannot leave before the retry point, about 1 s after
+    // the first call; the others are answered within milliseconds.
+    if (seconds[i] >= 0.5) ++held;
   }
   EXPECT_EQ(Metric(d, "fairserve_rejections_held_total"), 2);
   EXPECT_EQ(Metric(d, "fairserve_rejections_hold_overflow_total"), 2);

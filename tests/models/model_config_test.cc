@@ -45,6 +45,19 @@ outputs:
   EXPECT_THAT(e, HasSubstr("outputs[0].shape: the first dimension is the batch dimension"));
 }
 
+TEST(ModelConfigTest, DeviceIsCpuOrCudaN) {
+  const std::string signature =
+      "inputs: [{name: X, datatype: FP32, shape: [3]}]\n"
+      "outputs: [{name: Y, datatype: FP32, shape: [3]}]\n";
+  auto c = ParseModelConfig(signature + "device: gpu0\n", "m/config.yaml", "m");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("m/config.yaml:3:9: device: unknown device 'gpu0'; use cpu or cuda:N"));
+  auto ok = ParseModelConfig(signature + "device: cuda:1\n", "m/config.yaml", "m");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->device, "cuda:1");
+}
+
 TEST(ModelConfigTest, RejectsNameMismatchBytesAndBadShapes) {
   auto c = ParseModelConfig(R"(name: other
 inputs: [{name: X, datatype: BYTES, shape: [0]}]

@@ -160,6 +160,11 @@ struct LedgerConfig {
   UsageSinkConfig sink;
 };
 
+// The one reader of device names ("cpu", "cuda:N"): -1 for the cpu, N for
+// cuda:N; INVALID_ARGUMENT "unknown device 'x'; use cpu or cuda:N" else.
+// Used by the server config, model configs and the executor alike.
+absl::StatusOr<int> ParseDeviceName(const std::string& name);
+
 struct DeviceConfig {
   std::string name = "cpu";  // "cpu" or "cuda:N"
   uint64_t memory_budget = 0;  // bytes; 0 = unlimited

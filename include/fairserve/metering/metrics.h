@@ -90,8 +90,8 @@ class Registry {
 // faster (bench/hot_paths_bench BM_MetricsPageAtScale); numbers in their
 // shortest exact form where prometheus-cpp rounds to 16 digits.
 std::string SerializeText(const std::vector<CollectedFamily>& families);
-// prometheus-cpp's TextSerializer itself, the reference for the tests and
-// the benchmark.
+// prometheus-cpp's TextSerializer itself: the reference the tests compare
+// SerializeText with.
 std::string SerializeTextWithPrometheusCpp(const std::vector<CollectedFamily>& families);
 
 }  // namespace fairserve

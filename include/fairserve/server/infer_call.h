@@ -34,7 +34,8 @@ struct InferCallDeps {
   Scheduler* scheduler = nullptr;
   ServerMetrics* metrics = nullptr;
   AccessLog* access_log = nullptr;
-  // Holds rate-limited refusals' answers until their retry point; null = off.
+  // Holds the answers of refusals with a retry hint until their retry point
+  // (when server.rejection_hold_per_tenant is set); null = never.
   RejectionHolder* rejection_holder = nullptr;
   Clock* clock = nullptr;
   TaskExecutor* executor = nullptr;

@@ -16,8 +16,9 @@
 
 namespace fairserve {
 
-// Holds the answers of rate-limited calls until their retry-after point
-// (server.rejection_hold), so a closed-loop client that retries at once
+// Holds the answers of refused calls that carry a retry hint (rate limit,
+// in-flight cap) until their retry-after point
+// (server.rejection_hold_per_tenant), so a closed-loop client that retries at once
 // slows itself down instead of making the server refuse it as fast as it
 // can send: a flooder with N calls outstanding costs at most N refusals per
 // retry-after interval. A refusal is counted and decided at once; only its

@@ -104,6 +104,8 @@ def main():
     p.add_argument("--scheduler", default="",
                    help='daemon scheduler settings, e.g. "workers: 2, intra_op_threads: 1" '
                         "(default: the daemon's defaults)")
+    p.add_argument("--tiny", action="store_true",
+                   help="only the add_one rows (tiny calls), for quick comparisons")
     p.add_argument("--fairserve", default=None,
                    help="the daemon binary (default BUILD/bin/fairserve), to compare builds")
     args = p.parse_args()
@@ -139,6 +141,12 @@ def main():
                 r[f"{name}_cps"].append(many["ok_per_s"])
             r["p50_ratio"].append(r["fs_p50"][-1] / r["floor_p50"][-1])
             r["cps_ratio"].append(r["fs_cps"][-1] / r["floor_cps"][-1])
+            if args.tiny:
+                print(f"  run {rep + 1}: add_one p50 {r['fs_p50'][-1]:.3f} vs "
+                      f"{r['floor_p50'][-1]:.3f} ms ({r['p50_ratio'][-1]:.2f}x); calls/s "
+                      f"{r['fs_cps'][-1]:.0f} vs {r['floor_cps'][-1]:.0f} "
+                      f"({r['cps_ratio'][-1]:.2f})")
+                continue
             # The floor for a 4 KiB-in, 4 KiB-out request (one mlp_large row).
             r["floor_4k"].append(measure(args, floor, "echo_1024", 1, 64, wd)["ok_per_s"])
             for rows in (32, 8, 1):
@@ -162,6 +170,11 @@ def main():
               f"mlp_large 32/8/1 rows {r['rows32'][-1]:.0f}/{r['rows8'][-1]:.0f}/"
               f"{r['rows1'][-1]:.0f} vs in-process {r['inproc'][-1]:.0f} samples/s")
 
+    if args.tiny:
+        s = {k: stats(r[k]) for k in ("p50_ratio", "cps_ratio")}
+        print(f"add_one p50 vs floor: {fmt(s['p50_ratio'], 2)} (target <= 1.3); calls/s at 32 "
+              f"outstanding vs floor: {fmt(s['cps_ratio'], 2)} (target >= 0.9)")
+        return
     s = {k: stats(v) for k, v in r.items()}
     verdict = lambda ok: "met" if ok else "missed"  # noqa: E731
     md = [

@@ -144,6 +144,8 @@ void ReadScheduler(const YAML::Node& node, SchedulerConfig* out, ConfigErrors* e
   r.GetEnum("policy", &out->policy, kPolicies);
   r.GetInRange("workers", &out->workers, 0, 256, "(0 = one per device)");
   r.GetInRange("intra_op_threads", &out->intra_op_threads, 0, 256, "(0 = cores / workers)");
+  r.GetInRange("run_on_caller_below_us", &out->run_on_caller_below_us, 0, 10000,
+               "(0 = always hand a batch to a worker)");
   if (r.GetInRange("max_queue_wait_s", &out->max_queue_wait_s, 0, kMaxSeconds) &&
       out->max_queue_wait_s < 0.001) {
     errors->Add(node["max_queue_wait_s"].Mark(), "scheduler.max_queue_wait_s",
@@ -602,6 +604,7 @@ const Setting kSettings[] = {
     FAIRSERVE_RESTART("scheduler.policy", scheduler.policy),
     FAIRSERVE_RESTART("scheduler.workers", scheduler.workers),
     FAIRSERVE_RESTART("scheduler.intra_op_threads", scheduler.intra_op_threads),
+    FAIRSERVE_RESTART("scheduler.run_on_caller_below_us", scheduler.run_on_caller_below_us),
     FAIRSERVE_RESTART("scheduler.max_queue_wait_s", scheduler.max_queue_wait_s),
     FAIRSERVE_RESTART("rate_limit_backend.type", rate_limit_backend.type),
     FAIRSERVE_RESTART("rate_limit_backend.address", rate_limit_backend.address),

@@ -53,10 +53,12 @@ CollectedFamily GaugeFamily(std::string name, std::string help) {
   return f;
 }
 
-void AddSample(CollectedFamily* family, const Labels& labels, double value) {
+void AddSample(CollectedFamily* family, std::vector<SampleLabel> labels, double value) {
   prometheus::ClientMetric m;
-  m.label.reserve(labels.size());
-  for (const auto& [name, v] : labels) m.label.push_back({name, v});
+  // By name, as prometheus-cpp orders the labels of the families it holds.
+  std::sort(labels.begin(), labels.end(),
+            [](const SampleLabel& a, const SampleLabel& b) { return a.name < b.name; });
+  m.label = std::move(labels);
   if (family->type == prometheus::MetricType::Counter) {
     m.counter.value = value;
   } else {
@@ -149,27 +151,54 @@ void AppendUint(std::string* out, uint64_t v) {
   out->append(buf, result.ptr);
 }
 
+// What every line of one sample shares: its labels, rendered once as
+// name="value",... (escaped), and the family's le="..." texts, rendered once
+// per family while the bucket bounds stay the same. A histogram writes 18
+// lines per sample, so rendering per line was most of a large page's cost.
+struct SampleText {
+  std::string labels;
+  std::vector<double> le_bounds;
+  std::vector<std::string> le_text;
+
+  void Render(const prometheus::ClientMetric& m) {
+    labels.clear();
+    for (const auto& l : m.label) {
+      if (!labels.empty()) labels.push_back(',');
+      labels.append(l.name);
+      labels.append("=\"");
+      AppendLabelValue(&labels, l.value);
+      labels.push_back('"');
+    }
+  }
+  // The text of bucket i's upper bound (cached across the family's samples).
+  const std::string& Le(size_t i, double bound) {
+    if (i >= le_bounds.size()) {
+      le_bounds.resize(i + 1, std::numeric_limits<double>::quiet_NaN());
+      le_text.resize(i + 1);
+    }
+    if (!(le_bounds[i] == bound)) {  // NaN: not rendered yet
+      le_bounds[i] = bound;
+      le_text[i].clear();
+      AppendDouble(&le_text[i], bound);
+    }
+    return le_text[i];
+  }
+};
+
 // name<suffix>{labels[,extra="value"]} (the value follows).
-void AppendHead(std::string* out, const CollectedFamily& family, const prometheus::ClientMetric& m,
-                const char* suffix = "", const char* extra = nullptr, double extra_value = 0) {
+void AppendHead(std::string* out, const CollectedFamily& family, const SampleText& sample,
+                const char* suffix = "", const char* extra = nullptr,
+                const std::string* extra_value = nullptr) {
   out->append(family.name);
   out->append(suffix);
-  if (!m.label.empty() || extra != nullptr) {
+  if (!sample.labels.empty() || extra != nullptr) {
     out->push_back('{');
-    bool first = true;
-    for (const auto& l : m.label) {
-      if (!first) out->push_back(',');
-      first = false;
-      out->append(l.name);
-      out->append("=\"");
-      AppendLabelValue(out, l.value);
-      out->push_back('"');
-    }
+    out->append(sample.labels);
     if (extra != nullptr) {
-      if (!first) out->push_back(',');
+      if (!sample.labels.empty()) out->push_back(',');
       out->append(extra);
       out->append("=\"");
-      AppendDouble(out, extra_value);
+      out->append(*extra_value);
       out->push_back('"');
     }
     out->push_back('}');
@@ -198,49 +227,55 @@ const char* TypeName(prometheus::MetricType t) {
   return "untyped";
 }
 
-void AppendCountAndSum(std::string* out, const CollectedFamily& f, const prometheus::ClientMetric& m,
-                       uint64_t count, double sum) {
-  AppendHead(out, f, m, "_count");
+void AppendCountAndSum(std::string* out, const CollectedFamily& f, const SampleText& sample,
+                       const prometheus::ClientMetric& m, uint64_t count, double sum) {
+  AppendHead(out, f, sample, "_count");
   AppendUint(out, count);
   AppendTail(out, m);
-  AppendHead(out, f, m, "_sum");
+  AppendHead(out, f, sample, "_sum");
   AppendDouble(out, sum);
   AppendTail(out, m);
 }
 
-void AppendMetric(std::string* out, const CollectedFamily& f, const prometheus::ClientMetric& m) {
+void AppendMetric(std::string* out, const CollectedFamily& f, SampleText& sample,
+                  const prometheus::ClientMetric& m) {
+  sample.Render(m);
   switch (f.type) {
     case prometheus::MetricType::Counter:
-      AppendHead(out, f, m);
+      AppendHead(out, f, sample);
       AppendDouble(out, m.counter.value);
       return AppendTail(out, m);
     case prometheus::MetricType::Gauge:
-      AppendHead(out, f, m);
+      AppendHead(out, f, sample);
       AppendDouble(out, m.gauge.value);
       return AppendTail(out, m);
     case prometheus::MetricType::Untyped:
-      AppendHead(out, f, m);
+      AppendHead(out, f, sample);
       AppendDouble(out, m.untyped.value);
       return AppendTail(out, m);
     case prometheus::MetricType::Summary:
-      AppendCountAndSum(out, f, m, m.summary.sample_count, m.summary.sample_sum);
+      AppendCountAndSum(out, f, sample, m, m.summary.sample_count, m.summary.sample_sum);
       for (const auto& q : m.summary.quantile) {
-        AppendHead(out, f, m, "", "quantile", q.quantile);
+        std::string quantile;
+        AppendDouble(&quantile, q.quantile);
+        AppendHead(out, f, sample, "", "quantile", &quantile);
         AppendDouble(out, q.value);
         AppendTail(out, m);
       }
       return;
     case prometheus::MetricType::Histogram: {
-      AppendCountAndSum(out, f, m, m.histogram.sample_count, m.histogram.sample_sum);
-      double last = -std::numeric_limits<double>::infinity();
+      AppendCountAndSum(out, f, sample, m, m.histogram.sample_count, m.histogram.sample_sum);
+      constexpr double kInf = std::numeric_limits<double>::infinity();
+      double last = -kInf;
+      size_t i = 0;
       for (const auto& b : m.histogram.bucket) {
-        AppendHead(out, f, m, "_bucket", "le", b.upper_bound);
+        AppendHead(out, f, sample, "_bucket", "le", &sample.Le(i++, b.upper_bound));
         AppendUint(out, b.cumulative_count);
         AppendTail(out, m);
         last = b.upper_bound;
       }
-      if (last != std::numeric_limits<double>::infinity()) {
-        AppendHead(out, f, m, "_bucket", "le", std::numeric_limits<double>::infinity());
+      if (last != kInf) {
+        AppendHead(out, f, sample, "_bucket", "le", &sample.Le(i, kInf));
         AppendUint(out, m.histogram.sample_count);
         AppendTail(out, m);
       }
@@ -252,10 +287,21 @@ void AppendMetric(std::string* out, const CollectedFamily& f, const prometheus::
 }  // namespace
 
 std::string SerializeText(const std::vector<CollectedFamily>& families) {
-  size_t metrics = 0;
-  for (const CollectedFamily& f : families) metrics += f.metric.size();
+  // Room for the whole page up front (a histogram writes a line per bucket
+  // plus three), so a large page is never copied while it grows.
+  size_t bytes = 4096;
+  for (const CollectedFamily& f : families) {
+    for (const prometheus::ClientMetric& m : f.metric) {
+      size_t lines = 1;
+      if (f.type == prometheus::MetricType::Histogram) lines = m.histogram.bucket.size() + 3;
+      if (f.type == prometheus::MetricType::Summary) lines = m.summary.quantile.size() + 2;
+      size_t label_bytes = 0;
+      for (const auto& l : m.label) label_bytes += l.name.size() + l.value.size() + 4;
+      bytes += lines * (f.name.size() + label_bytes + 48);
+    }
+  }
   std::string out;
-  out.reserve(128 * metrics + 4096);
+  out.reserve(bytes);
   for (const CollectedFamily& f : families) {
     if (f.metric.empty()) continue;
     if (!f.help.empty()) {
@@ -270,7 +316,8 @@ std::string SerializeText(const std::vector<CollectedFamily>& families) {
     out.push_back(' ');
     out.append(TypeName(f.type));
     out.push_back('\n');
-    for (const prometheus::ClientMetric& m : f.metric) AppendMetric(&out, f, m);
+    SampleText sample;
+    for (const prometheus::ClientMetric& m : f.metric) AppendMetric(&out, f, sample, m);
   }
   return out;
 }

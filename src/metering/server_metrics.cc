@@ -48,22 +48,26 @@ ServerMetrics::ServerMetrics(Registry& registry)
       batch_size_(registry.AddHistogram("fairserve_batch_size", "Samples per executed batch",
                                         ExponentialBounds(1, 2, 11))) {
   registry.AddCollectable([this] {
-    std::map<Labels, double> values;
+    // (status, tenant_id) -> requests: labels in name order, as on the page.
+    std::map<std::pair<std::string, std::string>, double> values;
     for (const CollectedFamily& f : requests_.Collect()) {
       for (const prometheus::ClientMetric& m : f.metric) {
-        Labels labels;
-        for (const auto& l : m.label) labels[l.name] = l.value;
-        values[labels] += m.counter.value;
+        std::pair<std::string, std::string> key;
+        for (const auto& l : m.label) (l.name == "status" ? key.first : key.second) = l.value;
+        values[key] += m.counter.value;
       }
     }
     if (rejection_source_) {
       for (const auto& [tenant, n] : rejection_source_()) {
-        if (n > 0) values[{{"status", "resource_exhausted"}, {"tenant_id", tenant}}] += n;
+        if (n > 0) values[{"resource_exhausted", tenant}] += n;
       }
     }
     CollectedFamily family = CounterFamily(kRequestsName, kRequestsHelp);
-    for (const auto& [labels, v] : values) AddSample(&family, labels, v);
-    return std::vector<CollectedFamily>{std::move(family)};
+    family.metric.reserve(values.size());
+    for (const auto& [key, v] : values) {
+      AddSample(&family, {{"status", key.first}, {"tenant_id", key.second}}, v);
+    }
+    return FamilyList(std::move(family));
   });
 }
 

@@ -167,6 +167,11 @@ void FairPolicy::Done(const Dispatch& dispatch, const BatchRecord& record) {
   }
 }
 
+double FairPolicy::EstimateSeconds(const InferenceRequest& request) const {
+  auto cost = impl_->per_sample_cost.find(request.servable.get());
+  return cost == impl_->per_sample_cost.end() ? -1 : cost->second * request.batch_size;
+}
+
 void FairPolicy::TakeDead(Clock::TimePoint now,
                           std::vector<std::unique_ptr<InferenceRequest>>* out) {
   for (auto& [id, t] : impl_->tenants) {

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -43,19 +44,28 @@ class FifoPolicy final : public QueuePolicy {
   }
   void TakeAll(std::vector<std::unique_ptr<InferenceRequest>>* out) override { queue_.TakeAll(out); }
   int64_t size() const override { return static_cast<int64_t>(queue_.size()); }
+  // The baseline keeps no measurements: every batch goes to a worker.
+  double EstimateSeconds(const InferenceRequest&) const override { return -1; }
 
  private:
   RequestQueue queue_;
 };
 
 // Worker threads around a QueuePolicy. The policy is only touched under mu_;
-// batches run outside it.
+// batches run outside it. At most `slots_` batches run at once: one per
+// worker, whether a worker or a caller (run_on_caller_below) runs it.
 class ThreadedScheduler final : public Scheduler {
  public:
   ThreadedScheduler(const SchedulerOptions& options, Clock& clock, BatchRunner& runner,
                     std::unique_ptr<QueuePolicy> policy)
-      : options_(options), clock_(clock), runner_(runner), policy_(std::move(policy)) {
-    for (int i = 0; i < std::max(1, options_.workers); ++i) {
+      : options_(options),
+        clock_(clock),
+        runner_(runner),
+        slots_(std::max(1, options.workers)),
+        run_on_caller_below_s_(
+            std::chrono::duration<double>(options.run_on_caller_below).count()),
+        policy_(std::move(policy)) {
+    for (int i = 0; i < slots_; ++i) {
       workers_.emplace_back([this] { WorkerLoop(); });
     }
     reaper_ = std::thread([this] { ReaperLoop(); });
@@ -67,13 +77,32 @@ class ThreadedScheduler final : public Scheduler {
     Clock::TimePoint now = clock_.Now();
     Clock::TimePoint limit = now + options_.max_queue_wait;
     if (request->deadline > limit) request->deadline = limit;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return absl::UnavailableError("the server is shutting down");
-      policy_->Push(std::move(request), now);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stopping_) return absl::UnavailableError("the server is shutting down");
+    const bool here = MayRunOnCaller(*request, now);
+    policy_->Push(std::move(request), now);
+    if (!here) {
+      lock.unlock();
+      cv_.notify_one();
+      return absl::OkStatus();
     }
-    cv_.notify_one();
+    // The only request queued, and ready: the policy hands it straight back.
+    Dispatch dispatch;
+    Clock::TimePoint wake_at;
+    if (policy_->Pop(now, false, &dispatch, &wake_at)) {
+      ++caller_runs_;
+      PrepareCallerThread();
+      RunLocked(lock, std::move(dispatch));
+    }
+    const bool queued = policy_->size() > 0;
+    lock.unlock();
+    if (queued) cv_.notify_one();  // what came meanwhile waited for this slot
     return absl::OkStatus();
+  }
+
+  int64_t CallerRuns() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return caller_runs_;
   }
 
   void Shutdown(std::chrono::milliseconds drain) override {
@@ -132,6 +161,41 @@ class ThreadedScheduler final : public Scheduler {
     }
   }
 
+  // options_.thread_init, once per thread that runs this scheduler's
+  // batches as a caller.
+  void PrepareCallerThread() {
+    if (!options_.thread_init) return;
+    thread_local std::vector<const ThreadedScheduler*> prepared;
+    if (std::find(prepared.begin(), prepared.end(), this) != prepared.end()) return;
+    options_.thread_init();
+    prepared.push_back(this);
+  }
+
+  // See SchedulerOptions::run_on_caller_below.
+  bool MayRunOnCaller(const InferenceRequest& r, Clock::TimePoint now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!r.may_run_on_caller || run_on_caller_below_s_ <= 0) return false;
+    if (running_ != 0 || policy_->size() != 0 || r.Dead(now)) return false;
+    const int64_t limit = r.BatchLimit();
+    const bool ready = r.servable->config.max_queue_delay_us <= 0 || limit <= 1 ||
+                       r.batch_size >= limit;
+    if (!ready) return false;
+    const double estimate = policy_->EstimateSeconds(r);
+    return estimate >= 0 && estimate < run_on_caller_below_s_;
+  }
+
+  // Runs a dispatched batch in one of the slots: mu_ is released for the
+  // run and held again when this returns.
+  void RunLocked(std::unique_lock<std::mutex>& lock, Dispatch dispatch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++running_;
+    lock.unlock();
+    BatchRecord record = runner_.Run(std::move(dispatch.requests));
+    lock.lock();
+    --running_;
+    policy_->Done(dispatch, record);
+  }
+
   // Answers requests taken out as dead (DEADLINE_EXCEEDED / CANCELLED); the
   // runner sees each is dead and never runs it. Call without mu_ held.
   void AnswerDead(std::vector<std::unique_ptr<InferenceRequest>> dead) {
@@ -152,12 +216,11 @@ class ThreadedScheduler final : public Scheduler {
       Clock::TimePoint now = clock_.Now();
       if (stopping_ && (now >= drain_until_ || policy_->size() == 0)) break;
       Dispatch dispatch;
-      Clock::TimePoint wake_at;
-      if (policy_->Pop(now, stopping_, &dispatch, &wake_at)) {
-        lock.unlock();
-        BatchRecord record = runner_.Run(std::move(dispatch.requests));
-        lock.lock();
-        policy_->Done(dispatch, record);
+      Clock::TimePoint wake_at = Clock::TimePoint::max();
+      // Every slot taken means a caller runs a batch in this worker's:
+      // the caller wakes a worker when it ends and more is queued.
+      if (running_ < slots_ && policy_->Pop(now, stopping_, &dispatch, &wake_at)) {
+        RunLocked(lock, std::move(dispatch));
         continue;
       }
       Clock::TimePoint until = wake_at;
@@ -175,11 +238,15 @@ class ThreadedScheduler final : public Scheduler {
   const SchedulerOptions options_;
   Clock& clock_;
   BatchRunner& runner_;
+  const int slots_;
+  const double run_on_caller_below_s_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable reaper_cv_;  // wakes the reaper early, for Shutdown
   std::unique_ptr<QueuePolicy> policy_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;  // batches running, by workers or callers
+  int64_t caller_runs_ ABSL_GUARDED_BY(mu_) = 0;
   Clock::TimePoint drain_until_ ABSL_GUARDED_BY(mu_);
   std::mutex join_mu_;
   std::vector<std::thread> workers_;
@@ -215,6 +282,12 @@ class DeviceScheduler final : public Scheduler {
     int64_t depth = 0;
     for (const auto& [name, s] : per_device_) depth += s->QueueDepth();
     return depth;
+  }
+
+  int64_t CallerRuns() const override {
+    int64_t runs = 0;
+    for (const auto& [name, s] : per_device_) runs += s->CallerRuns();
+    return runs;
   }
 
  private:

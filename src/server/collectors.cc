@@ -26,18 +26,20 @@ std::vector<CollectedFamily> CollectAdmissionMetrics(const AdmissionTable& admis
                                          "Requests admitted and not yet answered, per tenant");
   CollectedFamily bytes = GaugeFamily("fairserve_pending_request_bytes",
                                       "Payload bytes of admitted, unanswered requests, per tenant");
+  rejected.metric.reserve(admission.size() * std::size(kRejectReasons));
+  for (CollectedFamily* f : {&depth, &inflight, &bytes}) f->metric.reserve(admission.size());
   admission.ForEach([&](const std::string& id, TenantAdmission& t) {
     for (RejectReason r : kRejectReasons) {
       AddSample(&rejected, {{"tenant_id", id}, {"reason", RejectReasonName(r)}},
                 static_cast<double>(t.rejected(r)));
     }
-    Labels labels{{"tenant_id", id}};
+    const std::vector<SampleLabel> labels{{"tenant_id", id}};
     AddSample(&depth, labels, static_cast<double>(t.waiting().load(std::memory_order_relaxed)));
     AddSample(&inflight, labels, static_cast<double>(t.inflight().load(std::memory_order_relaxed)));
     AddSample(&bytes, labels,
               static_cast<double>(t.pending_bytes().load(std::memory_order_relaxed)));
   });
-  return {std::move(rejected), std::move(depth), std::move(inflight), std::move(bytes)};
+  return FamilyList(std::move(rejected), std::move(depth), std::move(inflight), std::move(bytes));
 }
 
 std::vector<CollectedFamily> CollectTenantSettings(const TenantRegistry& registry) {
@@ -49,16 +51,20 @@ std::vector<CollectedFamily> CollectTenantSettings(const TenantRegistry& registr
                                         "Price of one compute-second for a tenant");
   CollectedFamily price_r = GaugeFamily("fairserve_price_per_1k_requests",
                                         "Price of 1000 successful requests for a tenant");
+  for (CollectedFamily* f : {&rps, &weight, &price_s, &price_r}) {
+    f->metric.reserve(config.tenants.size());
+  }
   for (const TenantConfig& t : config.tenants) {
     const Prices& p = config.pricing.For(t.id);
-    Labels labels{{"tenant_id", t.id}};
+    const std::vector<SampleLabel> labels{{"tenant_id", t.id}};
     AddSample(&rps, labels, t.rate_limit.requests_per_second);
     AddSample(&weight, labels, t.weight);
-    Labels priced{{"tenant_id", t.id}, {"currency", config.pricing.currency}};
+    const std::vector<SampleLabel> priced{{"tenant_id", t.id},
+                                          {"currency", config.pricing.currency}};
     AddSample(&price_s, priced, p.per_compute_second);
     AddSample(&price_r, priced, p.per_1k_requests);
   }
-  return {rps, weight, price_s, price_r};
+  return FamilyList(std::move(rps), std::move(weight), std::move(price_s), std::move(price_r));
 }
 
 std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
@@ -93,7 +99,8 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
       "by this process, and the device's total");
   std::set<std::string> devices;
   for (const PartitionUsage& p : cache.Partitions()) {
-    Labels labels{{"device", p.device}, {"partition", p.partition.empty() ? "shared" : p.partition}};
+    const std::vector<SampleLabel> labels{
+        {"device", p.device}, {"partition", p.partition.empty() ? "shared" : p.partition}};
     AddSample(&used, labels, static_cast<double>(p.used));
     AddSample(&capacity, labels, static_cast<double>(p.capacity));
     devices.insert(p.device);
@@ -108,23 +115,22 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
     AddSample(&device_memory, {{"device", d}, {"kind", "total"}}, static_cast<double>(m->total));
   }
   ModelCache::Counters c = cache.counters();
-  return {memory,
-          states,
-          resident,
-          used,
-          capacity,
-          device_memory,
-          One(CounterFamily("fairserve_model_loads_total", "Model loads that succeeded"), c.loads),
-          One(CounterFamily("fairserve_model_load_failures_total", "Model loads that failed"),
-              c.load_failures),
-          One(CounterFamily("fairserve_model_evictions_total", "Models evicted to make room"),
-              c.evictions),
-          One(CounterFamily("fairserve_model_cache_hits_total",
-                            "Requests that found their model resident"),
-              c.hits),
-          One(CounterFamily("fairserve_model_cache_misses_total",
-                            "Requests that had to load their model"),
-              c.misses)};
+  return FamilyList(std::move(memory), std::move(states), std::move(resident), std::move(used),
+                    std::move(capacity), std::move(device_memory),
+                    One(CounterFamily("fairserve_model_loads_total", "Model loads that succeeded"),
+                        c.loads),
+                    One(CounterFamily("fairserve_model_load_failures_total",
+                                      "Model loads that failed"),
+                        c.load_failures),
+                    One(CounterFamily("fairserve_model_evictions_total",
+                                      "Models evicted to make room"),
+                        c.evictions),
+                    One(CounterFamily("fairserve_model_cache_hits_total",
+                                      "Requests that found their model resident"),
+                        c.hits),
+                    One(CounterFamily("fairserve_model_cache_misses_total",
+                                      "Requests that had to load their model"),
+                        c.misses));
 }
 
 std::vector<CollectedFamily> CollectRateLimiterMetrics(const RedisRateLimiter& limiter) {
@@ -178,6 +184,13 @@ std::vector<CollectedFamily> CollectRejectionHoldMetrics(const RejectionHolder& 
                             "Refusals with a retry hint answered at once because their tenant's "
                             "or the server's hold bound was reached"),
               static_cast<double>(holder.overflow_total()))};
+}
+
+std::vector<CollectedFamily> CollectSchedulerMetrics(const Scheduler& scheduler) {
+  return FamilyList(One(CounterFamily("fairserve_batches_run_on_caller_total",
+                                      "Batches run on their call's own thread, with no hand-off "
+                                      "to a worker (scheduler.run_on_caller_below_us)"),
+                        static_cast<double>(scheduler.CallerRuns())));
 }
 
 }  // namespace fairserve

@@ -305,6 +305,13 @@ void Daemon::BuildScheduling(const Config& config) {
     options.max_queue_wait = std::chrono::microseconds(
         static_cast<int64_t>(config.scheduler.max_queue_wait_s * 1e6));
     options.thread_init = [] { PrepareTorchWorkerThread(); };
+    // Only on the cpu, and only with one intra-op thread: a caller thread
+    // running a parallel region would start an OpenMP team of its own, and
+    // a GPU batch waits for its stream.
+    if (device.name == "cpu" && IntraOpThreads(config) == 1) {
+      options.run_on_caller_below =
+          std::chrono::microseconds(config.scheduler.run_on_caller_below_us);
+    }
     per_device[device.name] = MakeScheduler(options, SteadyClock::Get(), *runner_);
     if (device.name == "cpu") {
       spdlog::info("scheduler on cpu: policy {}, {} worker(s), {} intra-op thread(s) each",
@@ -315,6 +322,7 @@ void Daemon::BuildScheduling(const Config& config) {
     }
   }
   scheduler_ = MakeDeviceScheduler(std::move(per_device));
+  registry_->AddCollectable([this] { return CollectSchedulerMetrics(*scheduler_); });
   executor_ = std::make_unique<TaskExecutor>(2, "fs-calls");
 }
 

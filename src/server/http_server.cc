@@ -34,7 +34,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   s.Get("/readyz", probe(handlers.ready, "ready\n", "not ready\n"));
   if (handlers.metrics) {
     s.Get("/metrics", [metrics = handlers.metrics](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
+      // Moved in, not copied (httplib 0.11's set_content copies): a page
+      // at 10,000 tenants is 22 MB.
+      res.body = metrics();
+      res.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     });
   }
   if (handlers.status) {

@@ -83,6 +83,7 @@ void InferCall::Start(const InferCallDeps& deps, const Credentials& credentials,
                       std::unique_ptr<InferReply> reply) {
   auto call = std::make_shared<InferCall>(deps, request, std::move(reply));
   call->arrival_ = deps.clock->Now();
+  call->front_end_thread_ = std::this_thread::get_id();
   call->transport_deadline_ = transport_deadline;
   call->cancelled_ = std::move(cancelled);
   call->runtime_ = deps.runtime->Get();
@@ -184,7 +185,10 @@ void InferCall::DecodeAndQueue() {
   request->on_done = [self](absl::StatusOr<InferenceResult> result) {
     self->OnDone(std::move(result));
   };
-  // Set before Submit: from then on a worker may answer at any moment.
+  // Never on the executor: other calls' continuations wait there.
+  request->may_run_on_caller = std::this_thread::get_id() == front_end_thread_;
+  // Set before Submit: from then on a worker may answer at any moment (or
+  // this thread, inside Submit).
   state_ = State::kQueued;
   absl::Status submitted = deps_.scheduler->Submit(std::move(request));
   if (!submitted.ok()) Reject(submitted);

@@ -165,6 +165,22 @@ TEST_F(ServingTest, AccessLogLineWithoutTheKey) {
   EXPECT_THAT(log, ::testing::Not(HasSubstr(kAcmeKey)));
 }
 
+// Sequential tiny calls on an idle server: once add_one's cost is measured
+// (below scheduler.run_on_caller_below_us), its batches run on the call's
+// own gRPC thread, and the answers are the same.
+TEST_F(ServingTest, TinyCallsRunOnTheirOwnThreadOnceMeasured) {
+  const std::string series = "fairserve_batches_run_on_caller_total";
+  const double before = Metric(*daemon_, series);
+  for (int i = 0; i < 200; ++i) {
+    std::vector<float> x = RandomFloats(16, 100 + i);
+    ModelInferResponse resp;
+    ASSERT_TRUE(Infer(FloatRequest("add_one", x, {1, 16}), &resp).ok());
+    std::vector<float> y = OutputFloats(resp);
+    for (size_t j = 0; j < x.size(); ++j) ASSERT_EQ(y[j], x[j] + 1.0f);
+  }
+  EXPECT_GT(Metric(*daemon_, series), before);
+}
+
 TEST_F(ServingTest, NumericsMatchInProcessLibtorch) {
   for (const auto& [model, width] : std::vector<std::pair<std::string, int>>{
            {"mlp", 64}, {"mlp_large", 1024}}) {

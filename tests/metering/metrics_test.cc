@@ -160,7 +160,9 @@ TEST(MetricsTest, CollectablesJoinTheOutputSortedByName) {
     AddSample(&g, {}, 7);
     CollectedFamily c = CounterFamily("c_total", "c");
     AddSample(&c, {{"k", "v"}}, 2);
-    return std::vector<CollectedFamily>{g, c};
+    // Labels come out by name, whatever order they were given in.
+    AddSample(&c, {{"tenant_id", "t"}, {"reason", "r"}, {"a", "x"}}, 3);
+    return FamilyList(std::move(g), std::move(c));
   });
   EXPECT_EQ(SerializeText(r.Collect()),
             "# HELP a_from_elsewhere computed at scrape\n"
@@ -171,7 +173,8 @@ TEST(MetricsTest, CollectablesJoinTheOutputSortedByName) {
             "b_total 1\n"
             "# HELP c_total c\n"
             "# TYPE c_total counter\n"
-            "c_total{k=\"v\"} 2\n");
+            "c_total{k=\"v\"} 2\n"
+            "c_total{a=\"x\",reason=\"r\",tenant_id=\"t\"} 3\n");
 }
 
 }  // namespace

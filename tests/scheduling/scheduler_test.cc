@@ -247,5 +247,232 @@ TEST_P(SchedulerTest, ManyWorkersManyTenantsConcurrently) {
 
 INSTANTIATE_TEST_SUITE_P(Policies, SchedulerTest, ::testing::Values("fifo", "fair"));
 
+// Running a cheap, ready batch on the thread that submits it
+// (SchedulerOptions::run_on_caller_below).
+class RunOnCallerTest : public ::testing::Test {
+ protected:
+  // 10 us per sample on the runner's clock; 1 worker; below 100 us runs on
+  // the caller.
+  RunOnCallerTest()
+      : exec_(std::make_shared<GateOrPassExecutor>(&runner_clock_)),
+        runner_(runner_clock_, {}) {
+    options_.workers = 1;
+    options_.run_on_caller_below = std::chrono::microseconds(100);
+  }
+
+  // Doubles, 10 us a sample; while closed, a run blocks until Open().
+  class GateOrPassExecutor : public DoublingExecutor {
+   public:
+    explicit GateOrPassExecutor(FakeClock* clock)
+        : DoublingExecutor(clock, std::chrono::microseconds(10)) {}
+    absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>& inputs) override {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++running_;
+      max_running_ = std::max(max_running_, running_);
+      ++started_;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return open_; });
+      lock.unlock();
+      auto out = DoublingExecutor::Run(inputs);
+      lock.lock();
+      --running_;
+      return out;
+    }
+    void Close() {
+      std::lock_guard<std::mutex> lock(mu_);
+      open_ = false;
+    }
+    void Open() {
+      std::lock_guard<std::mutex> lock(mu_);
+      open_ = true;
+      cv_.notify_all();
+    }
+    void WaitStarted(int n) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return started_ >= n; });
+    }
+    int started() {
+      std::lock_guard<std::mutex> lock(mu_);
+      return started_;
+    }
+    int max_running() {
+      std::lock_guard<std::mutex> lock(mu_);
+      return max_running_;
+    }
+
+   private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool open_ = true;
+    int running_ = 0, max_running_ = 0, started_ = 0;
+  };
+
+  // A request that records the thread it was answered on.
+  struct Call {
+    std::shared_ptr<Outcome> outcome = std::make_shared<Outcome>();
+    std::shared_ptr<std::thread::id> thread = std::make_shared<std::thread::id>();
+  };
+  std::unique_ptr<InferenceRequest> Request(const Call& call, int64_t rows = 1,
+                                            bool may_run_on_caller = true,
+                                            std::shared_ptr<const Servable> servable = nullptr) {
+    auto r = MakeRequest(servable ? servable : servable_, "t", rows, 1, call.outcome);
+    r->may_run_on_caller = may_run_on_caller;
+    r->on_done = [done = std::move(r->on_done), thread = call.thread](
+                     absl::StatusOr<InferenceResult> result) {
+      *thread = std::this_thread::get_id();
+      done(std::move(result));
+    };
+    return r;
+  }
+  // Submits a first request and waits for it, so the policy knows the cost.
+  void Learn(Scheduler& s) {
+    Call first;
+    ASSERT_TRUE(s.Submit(Request(first)).ok());
+    WaitDone({first.outcome});
+  }
+
+  FakeClock runner_clock_;
+  std::shared_ptr<GateOrPassExecutor> exec_;
+  std::shared_ptr<const Servable> servable_ = MakeServable(exec_, /*max_batch=*/64);
+  BatchRunner runner_;
+  SchedulerOptions options_;
+};
+
+TEST_F(RunOnCallerTest, ACheapReadyRequestRunsOnTheCallingThreadOnceItsCostIsKnown) {
+  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
+  Call first;  // nothing measured yet: a worker runs it
+  ASSERT_TRUE(scheduler->Submit(Request(first)).ok());
+  WaitDone({first.outcome});
+  EXPECT_NE(*first.thread, std::this_thread::get_id());
+  EXPECT_EQ(scheduler->CallerRuns(), 0);
+
+  Call second;  // 10 us estimated: answered inside Submit, on this thread
+  ASSERT_TRUE(scheduler->Submit(Request(second)).ok());
+  ASSERT_TRUE(second.outcome->done());
+  EXPECT_EQ(*second.thread, std::this_thread::get_id());
+  ASSERT_TRUE(second.outcome->result->ok());
+  EXPECT_EQ(OutputFloats(**second.outcome->result)[0], 2.0f);
+  EXPECT_EQ(scheduler->CallerRuns(), 1);
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+}
+
+TEST_F(RunOnCallerTest, OtherRequestsGoToAWorker) {
+  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
+  Learn(*scheduler);
+  std::vector<Call> calls(3);
+  // Not marked (the transport's thread is shared, e.g. the executor).
+  ASSERT_TRUE(scheduler->Submit(Request(calls[0], 1, /*may_run_on_caller=*/false)).ok());
+  // Estimated at 20 x 10 us = 200 us: over the bound.
+  ASSERT_TRUE(scheduler->Submit(Request(calls[1], 20)).ok());
+  // Its model batches with a delay: it waits for company instead.
+  auto delayed = std::make_shared<Servable>(*servable_);
+  delayed->config.max_queue_delay_us = 1000;
+  ASSERT_TRUE(scheduler->Submit(Request(calls[2], 1, true, delayed)).ok());
+  WaitDone({calls[0].outcome, calls[1].outcome, calls[2].outcome});
+  for (const Call& c : calls) EXPECT_NE(*c.thread, std::this_thread::get_id());
+  EXPECT_EQ(scheduler->CallerRuns(), 0);
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+}
+
+TEST_F(RunOnCallerTest, NeverWhileABatchRunsOrRequestsWait) {
+  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
+  Learn(*scheduler);
+  exec_->Close();
+  Call running, queued;
+  ASSERT_TRUE(scheduler->Submit(Request(running, 1, /*may_run_on_caller=*/false)).ok());
+  exec_->WaitStarted(2);  // the worker runs it, and blocks
+  // A batch runs: this one queues (it would have run beside it, or in the
+  // worker's place, and batching under load is what keeps throughput).
+  ASSERT_TRUE(scheduler->Submit(Request(queued)).ok());
+  EXPECT_FALSE(queued.outcome->done());
+  EXPECT_EQ(scheduler->QueueDepth(), 1);
+  exec_->Open();
+  WaitDone({running.outcome, queued.outcome});
+  EXPECT_NE(*queued.thread, std::this_thread::get_id());
+  EXPECT_EQ(scheduler->CallerRuns(), 0);
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+}
+
+TEST_F(RunOnCallerTest, ACallerRunTakesAWorkersSlot) {
+  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
+  Learn(*scheduler);
+  exec_->Close();
+  Call caller, next;
+  std::thread::id submitter_id;
+  std::thread submitter([&] {
+    submitter_id = std::this_thread::get_id();
+    ASSERT_TRUE(scheduler->Submit(Request(caller)).ok());
+  });
+  exec_->WaitStarted(2);  // the caller runs it (and blocks)
+  // The one worker is idle, but its slot is taken: this one waits for it.
+  ASSERT_TRUE(scheduler->Submit(Request(next)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(exec_->started(), 2);
+  EXPECT_FALSE(next.outcome->done());
+  exec_->Open();
+  submitter.join();
+  WaitDone({caller.outcome, next.outcome});
+  EXPECT_EQ(*caller.thread, submitter_id);
+  EXPECT_NE(*next.thread, std::this_thread::get_id());
+  EXPECT_EQ(exec_->max_running(), 1);
+  EXPECT_EQ(scheduler->CallerRuns(), 1);
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+}
+
+TEST_F(RunOnCallerTest, OffWhenTheBoundIsZero) {
+  options_.run_on_caller_below = std::chrono::microseconds(0);
+  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
+  Learn(*scheduler);
+  Call call;
+  ASSERT_TRUE(scheduler->Submit(Request(call)).ok());
+  WaitDone({call.outcome});
+  EXPECT_NE(*call.thread, std::this_thread::get_id());
+  EXPECT_EQ(scheduler->CallerRuns(), 0);
+}
+
+TEST_F(RunOnCallerTest, FifoNeverRunsOnTheCaller) {
+  options_.policy = "fifo";
+  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
+  Learn(*scheduler);
+  Call call;
+  ASSERT_TRUE(scheduler->Submit(Request(call)).ok());
+  WaitDone({call.outcome});
+  EXPECT_NE(*call.thread, std::this_thread::get_id());
+  EXPECT_EQ(scheduler->CallerRuns(), 0);
+}
+
+// Callers and workers at once (the TSan step runs this): every request is
+// answered once with its own result, and never more batches run at once
+// than there are workers.
+TEST_F(RunOnCallerTest, ManyCallersAndWorkersConcurrently) {
+  options_.workers = 2;
+  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
+  Learn(*scheduler);
+  constexpr int kClients = 4, kPerClient = 300;
+  std::vector<std::vector<std::shared_ptr<Outcome>>> outcomes(kClients);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kPerClient; ++i) {
+        outcomes[c].push_back(std::make_shared<Outcome>());
+        auto r = MakeRequest(servable_, "t" + std::to_string(c), 1, c * 1000 + i,
+                             outcomes[c].back());
+        r->may_run_on_caller = true;
+        ASSERT_TRUE(scheduler->Submit(std::move(r)).ok());
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (int c = 0; c < kClients; ++c) {
+    WaitDone(outcomes[c]);
+    for (int i = 0; i < kPerClient; ++i) {
+      ASSERT_TRUE(outcomes[c][i]->result->ok());
+      EXPECT_EQ(OutputFloats(**outcomes[c][i]->result)[0], 2.0f * (c * 1000 + i));
+    }
+  }
+  EXPECT_LE(exec_->max_running(), 2);
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+}
+
 }  // namespace
 }  // namespace fairserve

@@ -168,6 +168,8 @@ class AdmissionTable {
     auto it = tenants_.find(tenant_id);
     return it == tenants_.end() ? nullptr : it->second;
   }
+  // Configured tenants.
+  size_t size() const { return tenants_.size(); }
   // Calls fn(tenant_id, state) for every configured tenant.
   template <typename Fn>
   void ForEach(Fn fn) const {

@@ -110,6 +110,12 @@ struct SchedulerConfig {
   int64_t intra_op_threads = 0;
   // Longest a request may wait in a queue before it is answered DEADLINE_EXCEEDED.
   double max_queue_wait_s = 30.0;
+  // A cpu batch that is ready at once, with nothing queued and a worker's
+  // slot free, runs on the thread its call arrived on (the call's own gRPC
+  // callback or REST handler thread) when its measured cost is below this,
+  // saving the hand-off to a worker. 0 = always hand off. Only with one
+  // intra-op thread per worker (docs/scheduling.md).
+  int64_t run_on_caller_below_us = 100;
 };
 
 // Where tenants' rate limits live. "local": each replica keeps its own token

@@ -44,6 +44,10 @@ class QueuePolicy {
                         std::vector<std::unique_ptr<InferenceRequest>>* out) = 0;
   virtual void TakeAll(std::vector<std::unique_ptr<InferenceRequest>>* out) = 0;
   virtual int64_t size() const = 0;
+
+  // What running `request` alone would cost, from the batches of its model
+  // measured so far; negative while nothing is known.
+  virtual double EstimateSeconds(const InferenceRequest& request) const = 0;
 };
 
 // One global first-in-first-out queue (the baseline).
@@ -66,6 +70,7 @@ class FairPolicy : public QueuePolicy {
   void TakeDead(Clock::TimePoint now, std::vector<std::unique_ptr<InferenceRequest>>* out) override;
   void TakeAll(std::vector<std::unique_ptr<InferenceRequest>>* out) override;
   int64_t size() const override { return size_; }
+  double EstimateSeconds(const InferenceRequest& request) const override;
 
   // Weighted service of `tenant` so far (seconds / weight), for tests.
   double Service(const std::string& tenant) const;

@@ -59,8 +59,16 @@ struct InferenceRequest {
   std::shared_ptr<void> hold;
   // Set by the transport when the client goes away.
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
-  // Called exactly once, from a worker thread, once the scheduler accepted it.
+  // Called exactly once, once the scheduler accepted it: from a worker
+  // thread, or from the thread calling Submit when the scheduler ran the
+  // request there (`may_run_on_caller`).
   DoneCallback on_done;
+  // Set by the transport when the thread calling Submit is its own (a gRPC
+  // callback thread of this call, the REST handler thread waiting for this
+  // call), never a thread other calls wait on (the shared executor): the
+  // scheduler may then run a cheap batch that is ready at once right there,
+  // with no hand-off (SchedulerOptions::run_on_caller_below).
+  bool may_run_on_caller = false;
 
   // True when `other` may run in the same batch as this one: same model
   // version and equal non-batch dimensions for every input.

@@ -15,7 +15,11 @@
 namespace fairserve {
 
 // Takes admitted requests, forms batches and runs them on its own worker
-// threads. Never blocks the caller of Submit() on a model run.
+// threads. Never blocks the caller of Submit() on a model run, with one
+// exception it is asked for: a request marked `may_run_on_caller` whose batch
+// is ready at once, with nothing else queued, a worker's slot free and an
+// estimated cost under SchedulerOptions::run_on_caller_below runs on the
+// calling thread (see there).
 class Scheduler {
  public:
   virtual ~Scheduler() = default;
@@ -32,6 +36,9 @@ class Scheduler {
 
   // Requests waiting (not yet running).
   virtual int64_t QueueDepth() const = 0;
+
+  // Batches run on the thread that submitted them (run_on_caller_below).
+  virtual int64_t CallerRuns() const = 0;
 };
 
 struct SchedulerOptions {
@@ -42,6 +49,16 @@ struct SchedulerOptions {
   std::chrono::microseconds max_queue_wait = std::chrono::seconds(30);
   // Runs at the start of every worker thread (e.g. libtorch thread set-up).
   std::function<void()> thread_init;
+  // A request marked `may_run_on_caller` runs on the thread calling Submit,
+  // instead of being handed to a worker, when all of these hold: nothing
+  // else is queued (nobody waits for it to go first), fewer batches run than
+  // there are workers (it takes a worker's slot, so at most `workers` batches
+  // run at once either way), its batch is ready now (no batching delay to
+  // wait for company in), and the policy's estimate of its cost is known and
+  // below this. It goes through the policy like any batch (charged, measured,
+  // counted). This saves the hand-off and the worker's wake-up, most of the
+  // server's cost on a tiny call. 0 = never.
+  std::chrono::microseconds run_on_caller_below{0};
 };
 
 // Worker threads that take batches from the policy named in options.policy

@@ -7,6 +7,7 @@
 #include "fairserve/metering/metrics.h"
 #include "fairserve/models/model_cache.h"
 #include "fairserve/server/access_log.h"
+#include "fairserve/scheduling/scheduler.h"
 #include "fairserve/server/rejection_holder.h"
 #include "fairserve/admission/redis_rate_limiter.h"
 #include "fairserve/tenancy/auth_throttle.h"
@@ -48,6 +49,8 @@ std::vector<CollectedFamily> CollectAuthThrottleMetrics(const AuthThrottle& thro
 // fairserve_access_log_dropped_total.
 std::vector<CollectedFamily> CollectAccessLogMetrics(const AccessLog& log);
 std::vector<CollectedFamily> CollectRejectionHoldMetrics(const RejectionHolder& holder);
+// Batches run on their call's own thread (scheduler.run_on_caller_below_us).
+std::vector<CollectedFamily> CollectSchedulerMetrics(const Scheduler& scheduler);
 
 }  // namespace fairserve
 

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <memory>
+#include <thread>
 #include <string>
 
 #include "absl/status/status.h"
@@ -80,7 +81,12 @@ class InferReply {
 //   thread, the model loader's SCHED_IDLE thread) only hands the call to the
 //   server's executor, where decoding and queueing continue. No component
 //   calls back into the call's code on its own thread.
-// - After kQueued the scheduler owns the request; a worker answers it.
+// - After kQueued the scheduler owns the request; a worker answers it. A
+//   call still on the front end's thread (no step went through the
+//   executor) lets the scheduler run a cheap batch that is ready at once
+//   right there (SchedulerOptions::run_on_caller_below): that thread is this
+//   call's own (a gRPC callback of this call, the REST handler waiting for
+//   it), and the run takes one of the device's worker slots.
 // The call object lives until its last step is done; the admission slots
 // it holds (in-flight, waiting, pending bytes) are given back by their own
 // lifetimes: the waiting slot when the request starts to run, the others
@@ -137,6 +143,7 @@ class InferCall : public std::enable_shared_from_this<InferCall> {
   Principal principal_;
   std::shared_ptr<TenantAdmission> limits_;  // the tenant's, in runtime_'s table
   Clock::TimePoint arrival_{};
+  std::thread::id front_end_thread_;  // the thread Start() ran on
   Clock::TimePoint transport_deadline_ = Clock::TimePoint::max();
   std::shared_ptr<std::atomic<bool>> cancelled_;
   Clock::TimePoint deadline_ = Clock::TimePoint::max();

@@ -87,7 +87,7 @@ if want thread; then
   filter='TokenBucket*:Admission*:SharedAdmission*:RedisRateLimiter*:*SchedulerTest*:FairPolicy*'
   filter+=':BatchRunner*:Batchable*:ModelCache*:AuthThrottle*:Authenticator*:Snapshot*'
   filter+=':ServerMetrics*:MetricsTest*:TaskExecutorTest*:AskThenContinue*:InferCall*'
-  filter+=':LedgerTest*:PostgresUsage*'
+  filter+=':LedgerTest*:PostgresUsage*:RunOnCaller*'
   # TSan needs a fixed memory layout on kernels with high mmap randomisation
   # (vm.mmap_rnd_bits > 28): run without ASLR where the system allows it.
   norandom=()

@@ -88,8 +88,11 @@ TEST(MetricsTest, WritesWhatPrometheusCppWrites) {
                    std::numeric_limits<double>::infinity(), std::nan("")}) {
     g.Add({{"v", std::to_string(v)}, {"odd", "q\"uo\\te\nnl"}}).Set(v);
   }
-  Histogram& h = r.AddHistogram("lat_seconds", "Latency", {0.005, 0.1, 2.5, 10}).Add({{"t", "a"}});
+  HistogramFamily& lat = r.AddHistogram("lat_seconds", "Latency", {0.005, 0.1, 2.5, 10});
+  Histogram& h = lat.Add({{"t", "a"}});
   for (double v : {0.001, 0.1, 0.7, 3.0, 40.0}) h.Observe(v);
+  // A second label set: the same bounds, written from the family's cache.
+  lat.Add({{"t", "b"}}).Observe(0.05);
   r.AddHistogram("empty_seconds", "e", {1}).Add({});
   r.AddCollectable([] {
     CollectedFamily s;
@@ -117,6 +120,13 @@ TEST(MetricsTest, WritesWhatPrometheusCppWrites) {
     hm.histogram.sample_count = 2;
     hm.histogram.sample_sum = 5;
     hm.histogram.bucket = {{1, 1.0}, {2, std::numeric_limits<double>::infinity()}};
+    inf.metric.push_back(hm);
+    // Samples of one family with other bounds, and fewer of them.
+    hm.label = {{"b", "other"}};
+    hm.histogram.bucket = {{1, 0.5}, {2, 4.0}, {2, std::numeric_limits<double>::infinity()}};
+    inf.metric.push_back(hm);
+    hm.label = {{"b", "fewer"}};
+    hm.histogram.bucket = {{2, 0.5}};
     inf.metric.push_back(hm);
     return std::vector<CollectedFamily>{s, u, inf};
   });

@@ -48,8 +48,8 @@ struct InferCallDeps {
 
 // How a front end answers one call. Exactly one of Reject() and Finish() is
 // called, exactly once, on whichever thread the call ends on: the front
-// end's own thread (refused early), the server's executor, or a scheduler
-// worker (after the batch ran). Implementations only hand the answer to
+// end's own thread (refused early, or its batch ran there), the server's
+// executor, or a scheduler worker (after the batch ran). Implementations only hand the answer to
 // their transport; they must not block.
 class InferReply {
  public:
@@ -132,7 +132,8 @@ class InferCall : public std::enable_shared_from_this<InferCall> {
   // authenticator count their own), logs it, and replies. Once.
   void Reject(const absl::Status& status, Clock::Duration retry_after = Clock::Duration(0),
               bool counted = false);
-  // On a scheduler worker: meters and answers the call.
+  // Where the batch ran (a scheduler worker, or this call's own front-end
+  // thread): meters and answers the call.
   void OnDone(absl::StatusOr<InferenceResult> result);
 
   const InferCallDeps& deps_;

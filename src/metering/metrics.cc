@@ -55,9 +55,12 @@ CollectedFamily GaugeFamily(std::string name, std::string help) {
 
 void AddSample(CollectedFamily* family, std::vector<SampleLabel> labels, double value) {
   prometheus::ClientMetric m;
-  // By name, as prometheus-cpp orders the labels of the families it holds.
-  std::sort(labels.begin(), labels.end(),
-            [](const SampleLabel& a, const SampleLabel& b) { return a.name < b.name; });
+  // By name, as prometheus-cpp orders the labels of the families it holds
+  // (callers that list them in that order pay only the check).
+  auto by_name = [](const SampleLabel& a, const SampleLabel& b) { return a.name < b.name; };
+  if (!std::is_sorted(labels.begin(), labels.end(), by_name)) {
+    std::sort(labels.begin(), labels.end(), by_name);
+  }
   m.label = std::move(labels);
   if (family->type == prometheus::MetricType::Counter) {
     m.counter.value = value;

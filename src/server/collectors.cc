@@ -30,7 +30,7 @@ std::vector<CollectedFamily> CollectAdmissionMetrics(const AdmissionTable& admis
   for (CollectedFamily* f : {&depth, &inflight, &bytes}) f->metric.reserve(admission.size());
   admission.ForEach([&](const std::string& id, TenantAdmission& t) {
     for (RejectReason r : kRejectReasons) {
-      AddSample(&rejected, {{"tenant_id", id}, {"reason", RejectReasonName(r)}},
+      AddSample(&rejected, {{"reason", RejectReasonName(r)}, {"tenant_id", id}},
                 static_cast<double>(t.rejected(r)));
     }
     const std::vector<SampleLabel> labels{{"tenant_id", id}};
@@ -59,8 +59,8 @@ std::vector<CollectedFamily> CollectTenantSettings(const TenantRegistry& registr
     const std::vector<SampleLabel> labels{{"tenant_id", t.id}};
     AddSample(&rps, labels, t.rate_limit.requests_per_second);
     AddSample(&weight, labels, t.weight);
-    const std::vector<SampleLabel> priced{{"tenant_id", t.id},
-                                          {"currency", config.pricing.currency}};
+    const std::vector<SampleLabel> priced{{"currency", config.pricing.currency},
+                                          {"tenant_id", t.id}};
     AddSample(&price_s, priced, p.per_compute_second);
     AddSample(&price_r, priced, p.per_1k_requests);
   }
@@ -79,13 +79,13 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
   for (const ModelState& m : cache.Index()) {
     by_state[m.state] += 1;
     if (m.state == "READY") {
-      AddSample(&memory, {{"model_name", m.name}, {"version", m.version}, {"device", m.device}},
+      AddSample(&memory, {{"device", m.device}, {"model_name", m.name}, {"version", m.version}},
                 static_cast<double>(m.bytes));
       if (!m.owner.empty()) by_owner[{m.owner, m.device}] += static_cast<double>(m.bytes);
     }
   }
   for (const auto& [key, bytes] : by_owner) {
-    AddSample(&resident, {{"tenant_id", key.first}, {"device", key.second}}, bytes);
+    AddSample(&resident, {{"device", key.second}, {"tenant_id", key.first}}, bytes);
   }
   for (const auto& [state, n] : by_state) AddSample(&states, {{"state", state}}, n);
   CollectedFamily used = GaugeFamily(

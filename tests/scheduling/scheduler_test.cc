@@ -324,6 +324,17 @@ class RunOnCallerTest : public ::testing::Test {
     };
     return r;
   }
+  // With options_: a call whose cost is known still goes to a worker.
+  void ExpectAWorkerRunsAMeasuredCall() {
+    auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
+    Learn(*scheduler);
+    Call call;
+    ASSERT_TRUE(scheduler->Submit(Request(call)).ok());
+    WaitDone({call.outcome});
+    EXPECT_NE(*call.thread, std::this_thread::get_id());
+    EXPECT_EQ(scheduler->CallerRuns(), 0);
+    scheduler->Shutdown(std::chrono::milliseconds(100));
+  }
   // Submits a first request and waits for it, so the policy knows the cost.
   void Learn(Scheduler& s) {
     Call first;
@@ -421,24 +432,12 @@ TEST_F(RunOnCallerTest, ACallerRunTakesAWorkersSlot) {
 
 TEST_F(RunOnCallerTest, OffWhenTheBoundIsZero) {
   options_.run_on_caller_below = std::chrono::microseconds(0);
-  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
-  Learn(*scheduler);
-  Call call;
-  ASSERT_TRUE(scheduler->Submit(Request(call)).ok());
-  WaitDone({call.outcome});
-  EXPECT_NE(*call.thread, std::this_thread::get_id());
-  EXPECT_EQ(scheduler->CallerRuns(), 0);
+  ExpectAWorkerRunsAMeasuredCall();
 }
 
 TEST_F(RunOnCallerTest, FifoNeverRunsOnTheCaller) {
   options_.policy = "fifo";
-  auto scheduler = MakeScheduler(options_, SteadyClock::Get(), runner_);
-  Learn(*scheduler);
-  Call call;
-  ASSERT_TRUE(scheduler->Submit(Request(call)).ok());
-  WaitDone({call.outcome});
-  EXPECT_NE(*call.thread, std::this_thread::get_id());
-  EXPECT_EQ(scheduler->CallerRuns(), 0);
+  ExpectAWorkerRunsAMeasuredCall();
 }
 
 // Callers and workers at once (the TSan step runs this): every request is

@@ -32,6 +32,9 @@ class Scheduler {
 
   // Stops taking requests, lets workers finish what is queued for up to
   // `drain`, answers the rest UNAVAILABLE and joins the workers. Idempotent.
+  // A batch running on a caller's thread (run_on_caller_below) ends with
+  // that caller's Submit(), which the owner must let return before
+  // destroying the scheduler.
   virtual void Shutdown(std::chrono::milliseconds drain) = 0;
 
   // Requests waiting (not yet running).

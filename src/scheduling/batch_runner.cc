@@ -149,7 +149,8 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
   return absl::OkStatus();
 }
 
-BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batch) {
+BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batch,
+                             const std::function<void(const BatchRecord&)>& settle) {
   BatchRecord record;
   if (!batch.empty()) {
     record.model_name = batch.front()->servable->config.name;
@@ -186,6 +187,7 @@ BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batc
     }
   }
   for (BatchObserver* o : observers_) o->OnBatch(record);
+  if (settle) settle(record);
   if (gate_ == nullptr || replies.empty()) {
     for (Reply& r : replies) r.done(std::move(r.result));
     return record;

@@ -185,15 +185,19 @@ class ThreadedScheduler final : public Scheduler {
   }
 
   // Runs a dispatched batch in one of the slots: mu_ is released for the
-  // run and held again when this returns.
+  // run and held again when this returns. The slot is freed and the policy
+  // told before the answers go out (BatchRunner::Run's settle), so the
+  // next request of a client that has its answer sees both.
   void RunLocked(std::unique_lock<std::mutex>& lock, Dispatch dispatch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++running_;
     lock.unlock();
-    BatchRecord record = runner_.Run(std::move(dispatch.requests));
+    runner_.Run(std::move(dispatch.requests), [&](const BatchRecord& record) {
+      std::lock_guard<std::mutex> settle_lock(mu_);
+      --running_;
+      policy_->Done(dispatch, record);
+    });
     lock.lock();
-    --running_;
-    policy_->Done(dispatch, record);
   }
 
   // Answers requests taken out as dead (DEADLINE_EXCEEDED / CANCELLED); the

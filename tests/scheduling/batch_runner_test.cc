@@ -79,6 +79,25 @@ TEST_F(BatchRunnerTest, BillsTheDevicesOwnTimingWhenItHasOne) {
   EXPECT_DOUBLE_EQ((*b->result)->compute_seconds, 0.009);
 }
 
+// The scheduler's settle step (slot freed, tenant charged) comes after the
+// observers have the record and before any client has its answer.
+TEST_F(BatchRunnerTest, SettleRunsAfterTheObserversAndBeforeAnyAnswer) {
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, a));
+  batch.push_back(MakeRequest(servable_, "globex", 3, 5.0f, b));
+  int settled = 0;
+  runner_.Run(std::move(batch), [&](const BatchRecord& record) {
+    ++settled;
+    EXPECT_EQ(observer_.records.size(), 1u);
+    EXPECT_EQ(record.samples, 4);
+    EXPECT_FALSE(a->done());
+    EXPECT_FALSE(b->done());
+  });
+  EXPECT_EQ(settled, 1);
+  EXPECT_TRUE(a->done() && b->done());
+}
+
 // A gate that holds the answers until the test lets them go.
 class HeldGate : public ReplyGate {
  public:

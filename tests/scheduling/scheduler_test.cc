@@ -251,20 +251,25 @@ INSTANTIATE_TEST_SUITE_P(Policies, SchedulerTest, ::testing::Values("fifo", "fai
 // (SchedulerOptions::run_on_caller_below).
 class RunOnCallerTest : public ::testing::Test {
  protected:
-  // 10 us per sample on the runner's clock; 1 worker; below 100 us runs on
-  // the caller.
+  // 10 us per sample, as the executor's device clock reports it; 1 worker;
+  // below 100 us runs on the caller. One clock (the steady one) for the
+  // scheduler and the runner: deadlines set by one are checked by the other.
   RunOnCallerTest()
-      : exec_(std::make_shared<GateOrPassExecutor>(&runner_clock_)),
-        runner_(runner_clock_, {}) {
+      : exec_(std::make_shared<GateOrPassExecutor>()), runner_(SteadyClock::Get(), {}) {
     options_.workers = 1;
     options_.run_on_caller_below = std::chrono::microseconds(100);
   }
 
-  // Doubles, 10 us a sample; while closed, a run blocks until Open().
+  // Doubles, 10 us a sample by its own clock; while closed, a run blocks
+  // until Open().
   class GateOrPassExecutor : public DoublingExecutor {
    public:
-    explicit GateOrPassExecutor(FakeClock* clock)
-        : DoublingExecutor(clock, std::chrono::microseconds(10)) {}
+    GateOrPassExecutor() : DoublingExecutor(nullptr, Clock::Duration(0)) {}
+    absl::StatusOr<std::vector<Tensor>> RunTimed(const std::vector<BatchInput>& inputs,
+                                                 RunTiming* timing) override {
+      timing->device_seconds = 10e-6 * static_cast<double>(inputs[0].shape[0]);
+      return Run(inputs);
+    }
     absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>& inputs) override {
       std::unique_lock<std::mutex> lock(mu_);
       ++running_;
@@ -342,7 +347,6 @@ class RunOnCallerTest : public ::testing::Test {
     WaitDone({first.outcome});
   }
 
-  FakeClock runner_clock_;
   std::shared_ptr<GateOrPassExecutor> exec_;
   std::shared_ptr<const Servable> servable_ = MakeServable(exec_, /*max_batch=*/64);
   BatchRunner runner_;

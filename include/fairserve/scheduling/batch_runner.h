@@ -1,6 +1,7 @@
 #ifndef FAIRSERVE_SCHEDULING_BATCH_RUNNER_H_
 #define FAIRSERVE_SCHEDULING_BATCH_RUNNER_H_
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -30,7 +31,12 @@ class BatchRunner {
   // gate, they go out when the gate says (after the ledger's commit, in
   // reply_after_commit mode), and each request keeps its in-flight slot
   // until its answer has gone.
-  BatchRecord Run(std::vector<std::unique_ptr<InferenceRequest>> batch);
+  // `settle` (optional) runs on this thread after the observers and before
+  // any answer goes out: the scheduler frees the batch's slot and charges
+  // its tenant there, so a client that has its answer and sends the next
+  // request at once finds the device free and its cost counted.
+  BatchRecord Run(std::vector<std::unique_ptr<InferenceRequest>> batch,
+                  const std::function<void(const BatchRecord&)>& settle = nullptr);
 
   // The answers of a batch, held until the observers have its record.
   struct Reply {

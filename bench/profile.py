@@ -51,6 +51,21 @@ def entries(data, limit):
     return rows
 
 
+def thread_switches(pid):
+    """{tid: (thread name, context switches so far)} for every thread of pid."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                n = sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except OSError:
+            continue  # the thread ended
+        out[tid] = (name, n)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--build", default=os.path.join(nn.ROOT, "build"))
@@ -77,9 +92,11 @@ def main():
         load = threading.Thread(target=lambda: result.update(nn.loadgen(args, d, [spec], workdir)))
         load.start()
         time.sleep(1.5)
+        before, started = thread_switches(d.proc.pid), time.time()
         subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p", str(d.proc.pid),
                         "-o", data, "--", "sleep", str(max(1.0, args.seconds - 2))],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        after, window = thread_switches(d.proc.pid), time.time() - started
         load.join()
     finally:
         d.stop()
@@ -100,12 +117,22 @@ def main():
     lines += [f"  {g:24s} {v:5.1f}%" for g, v in groups.items()]
     lines += ["", "top entries (self time, dso, symbol):"]
     lines += [f"  {pct:5.2f}%  {dso:30s} {sym[:100]}" for pct, dso, sym in top[:25]]
+    # Context switches per call, by thread name: each is a hand-off or a
+    # wake-up the call paid for (the calls counted are those of the window).
+    calls_in_window = calls.get("ok_per_s", 0) * window
+    per_call = {}
+    for tid, (name, n) in after.items():
+        per_call[name] = per_call.get(name, 0) + n - before.get(tid, (name, 0))[1]
+    lines += ["", "context switches per call, by thread name (voluntary + involuntary):"]
+    for name, n in sorted(per_call.items(), key=lambda kv: -kv[1]):
+        if calls_in_window > 0 and n > 0:
+            lines.append(f"  {name:24s} {n / calls_in_window:6.3f}")
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(args.out, "profile.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.out, "profile.json"), "w") as f:
-        json.dump({"groups": groups, "top": top[:40],
+        json.dump({"groups": groups, "top": top[:40], "switches": per_call,
                    "calls": {k: v for k, v in calls.items() if k != "latencies"}}, f, indent=1)
     return 0
 

@@ -43,8 +43,10 @@ class ServingTest : public ::testing::Test {
         daemon_->grpc_address(), grpc::InsecureChannelCredentials(), args));
   }
   static void TearDownTestSuite() {
-    EXPECT_EQ(daemon_->Stop(SIGTERM), 0) << daemon_->Log();
+    // The channel first: gRPC's graceful shutdown waits (about 5 s) for a
+    // connected client to hang up after its GOAWAY.
     delete channel_;
+    EXPECT_EQ(daemon_->Stop(SIGTERM), 0) << daemon_->Log();
     delete daemon_;
   }
 

@@ -147,9 +147,20 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
   // With a load budget, a thrashing tenant is held to it.
   std::string limited = config;
   limited.replace(limited.find("model_loads_per_second: 0"), 25, "model_loads_per_second: 1");
+  auto reloads = [&d] {
+    std::string log = d.Log();
+    int n = 0;
+    for (size_t at = log.find("config reloaded ("); at != std::string::npos;
+         at = log.find("config reloaded (", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const int reloads_before = reloads();
   std::ofstream(d.dir() + "/config.yaml") << limited;
   kill(d.pid(), SIGHUP);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The file watch or the signal applies it, whichever comes first.
+  ASSERT_TRUE(WaitFor([&] { return reloads() > reloads_before; }, 20)) << d.Log();
   int throttled = 0;
   for (int round = 0; round < 3; ++round) {
     for (const char* m : {"a1", "a2", "a3", "a4"}) {

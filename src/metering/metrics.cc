@@ -160,6 +160,7 @@ void AppendUint(std::string* out, uint64_t v) {
 // lines per sample, so rendering per line was most of a large page's cost.
 struct SampleText {
   std::string labels;
+  std::string bucket_head;  // name_bucket{labels,le=" of the current sample
   std::vector<double> le_bounds;
   std::vector<std::string> le_text;
 
@@ -268,20 +269,29 @@ void AppendMetric(std::string* out, const CollectedFamily& f, SampleText& sample
       return;
     case prometheus::MetricType::Histogram: {
       AppendCountAndSum(out, f, sample, m, m.histogram.sample_count, m.histogram.sample_sum);
+      // Every bucket line starts the same up to its bound: that head once.
+      sample.bucket_head.assign(f.name);
+      sample.bucket_head.append("_bucket{");
+      if (!sample.labels.empty()) {
+        sample.bucket_head.append(sample.labels);
+        sample.bucket_head.push_back(',');
+      }
+      sample.bucket_head.append("le=\"");
+      auto bucket = [&](size_t i, double bound, uint64_t count) {
+        out->append(sample.bucket_head);
+        out->append(sample.Le(i, bound));
+        out->append("\"} ");
+        AppendUint(out, count);
+        AppendTail(out, m);
+      };
       constexpr double kInf = std::numeric_limits<double>::infinity();
       double last = -kInf;
       size_t i = 0;
       for (const auto& b : m.histogram.bucket) {
-        AppendHead(out, f, sample, "_bucket", "le", &sample.Le(i++, b.upper_bound));
-        AppendUint(out, b.cumulative_count);
-        AppendTail(out, m);
+        bucket(i++, b.upper_bound, b.cumulative_count);
         last = b.upper_bound;
       }
-      if (last != kInf) {
-        AppendHead(out, f, sample, "_bucket", "le", &sample.Le(i, kInf));
-        AppendUint(out, m.histogram.sample_count);
-        AppendTail(out, m);
-      }
+      if (last != kInf) bucket(i, kInf, m.histogram.sample_count);
       return;
     }
   }

@@ -1,11 +1,11 @@
 #include "fairserve/tenancy/tenant_registry.h"
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include <cstring>
 
 #include "absl/strings/escaping.h"
+#include "fairserve/tenancy/api_key.h"
 
 namespace fairserve {
 namespace {
@@ -42,14 +42,14 @@ TenantRegistry::TenantRegistry(std::shared_ptr<const Config> config) : config_(s
 TenantRegistry::KeyMatch TenantRegistry::Identify(absl::string_view api_key) const {
   KeyMatch match;
   if (api_key.empty()) return match;
-  Digest digest;  // hashed once, compared with every candidate in constant time
-  SHA256(reinterpret_cast<const unsigned char*>(api_key.data()), api_key.size(), digest.data());
+  uint8_t digest[32];  // hashed once, compared with every candidate in constant time
+  Sha256(api_key, digest);
   for (const Digest& d : admin_digests_) {
-    match.admin |= CRYPTO_memcmp(d.data(), digest.data(), digest.size()) == 0;
+    match.admin |= CRYPTO_memcmp(d.data(), digest, sizeof(digest)) == 0;
   }
-  auto range = by_prefix_.equal_range(Prefix(digest.data()));
+  auto range = by_prefix_.equal_range(Prefix(digest));
   for (auto it = range.first; it != range.second; ++it) {
-    if (CRYPTO_memcmp(it->second.digest.data(), digest.data(), digest.size()) == 0) {
+    if (CRYPTO_memcmp(it->second.digest.data(), digest, sizeof(digest)) == 0) {
       match.tenant = it->second.tenant;
     }
   }

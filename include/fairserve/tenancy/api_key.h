@@ -1,11 +1,16 @@
 #ifndef FAIRSERVE_TENANCY_API_KEY_H_
 #define FAIRSERVE_TENANCY_API_KEY_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
 
 namespace fairserve {
+
+// SHA-256 of `data` into `digest`; the algorithm is fetched once per process
+// and the context reused per thread, so a call allocates nothing.
+void Sha256(absl::string_view data, uint8_t (&digest)[32]);
 
 // Returns "sha256:<64 lowercase hex>" for an API key: the only form in which
 // keys are stored in configs.

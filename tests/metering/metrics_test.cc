@@ -84,7 +84,8 @@ TEST(MetricsTest, WritesWhatPrometheusCppWrites) {
       .Add({{"tenant_id", "acme"}, {"status", "ok"}})
       .Increment(123456789);
   auto& g = r.AddGauge("g", "");
-  for (double v : {0.0, -0.0, 1.0, 0.1, 1.0 / 3, 2.5e-9, 1e21, 33587200.0, -7.25,
+  for (double v : {0.0, -0.0, 1.0, 0.1, 1.0 / 3, 2.5e-9, 1e21, 33587200.0, -7.25, 100000.0,
+                   -3e6, 999999999999999.0, 1e15, 1e16, 4503599627370497.0,
                    std::numeric_limits<double>::infinity(), std::nan("")}) {
     g.Add({{"v", std::to_string(v)}, {"odd", "q\"uo\\te\nnl"}}).Set(v);
   }

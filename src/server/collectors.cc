@@ -33,10 +33,11 @@ std::vector<CollectedFamily> CollectAdmissionMetrics(const AdmissionTable& admis
       AddSample(&rejected, {{"reason", RejectReasonName(r)}, {"tenant_id", id}},
                 static_cast<double>(t.rejected(r)));
     }
-    const std::vector<SampleLabel> labels{{"tenant_id", id}};
-    AddSample(&depth, labels, static_cast<double>(t.waiting().load(std::memory_order_relaxed)));
-    AddSample(&inflight, labels, static_cast<double>(t.inflight().load(std::memory_order_relaxed)));
-    AddSample(&bytes, labels,
+    AddSample(&depth, {{"tenant_id", id}},
+              static_cast<double>(t.waiting().load(std::memory_order_relaxed)));
+    AddSample(&inflight, {{"tenant_id", id}},
+              static_cast<double>(t.inflight().load(std::memory_order_relaxed)));
+    AddSample(&bytes, {{"tenant_id", id}},
               static_cast<double>(t.pending_bytes().load(std::memory_order_relaxed)));
   });
   return FamilyList(std::move(rejected), std::move(depth), std::move(inflight), std::move(bytes));
@@ -56,13 +57,12 @@ std::vector<CollectedFamily> CollectTenantSettings(const TenantRegistry& registr
   }
   for (const TenantConfig& t : config.tenants) {
     const Prices& p = config.pricing.For(t.id);
-    const std::vector<SampleLabel> labels{{"tenant_id", t.id}};
-    AddSample(&rps, labels, t.rate_limit.requests_per_second);
-    AddSample(&weight, labels, t.weight);
-    const std::vector<SampleLabel> priced{{"currency", config.pricing.currency},
-                                          {"tenant_id", t.id}};
-    AddSample(&price_s, priced, p.per_compute_second);
-    AddSample(&price_r, priced, p.per_1k_requests);
+    AddSample(&rps, {{"tenant_id", t.id}}, t.rate_limit.requests_per_second);
+    AddSample(&weight, {{"tenant_id", t.id}}, t.weight);
+    AddSample(&price_s, {{"currency", config.pricing.currency}, {"tenant_id", t.id}},
+              p.per_compute_second);
+    AddSample(&price_r, {{"currency", config.pricing.currency}, {"tenant_id", t.id}},
+              p.per_1k_requests);
   }
   return FamilyList(std::move(rps), std::move(weight), std::move(price_s), std::move(price_r));
 }
@@ -99,10 +99,12 @@ std::vector<CollectedFamily> CollectModelMetrics(const ModelCache& cache) {
       "by this process, and the device's total");
   std::set<std::string> devices;
   for (const PartitionUsage& p : cache.Partitions()) {
-    const std::vector<SampleLabel> labels{
-        {"device", p.device}, {"partition", p.partition.empty() ? "shared" : p.partition}};
-    AddSample(&used, labels, static_cast<double>(p.used));
-    AddSample(&capacity, labels, static_cast<double>(p.capacity));
+    const absl::string_view partition =
+        p.partition.empty() ? absl::string_view("shared") : absl::string_view(p.partition);
+    AddSample(&used, {{"device", p.device}, {"partition", partition}},
+              static_cast<double>(p.used));
+    AddSample(&capacity, {{"device", p.device}, {"partition", partition}},
+              static_cast<double>(p.capacity));
     devices.insert(p.device);
   }
   for (const std::string& d : devices) {

@@ -187,6 +187,67 @@ TEST_F(FairPolicyTest, DynamicBatchingWaitsForTheDelayOrAFullBatch) {
   EXPECT_TRUE(policy_.Pop(now_, /*flush=*/true, &d, &wake));  // draining does not wait
 }
 
+// While a batch of a tenant's model runs, that tenant's next partial batch
+// of the model waits for it to end rather than taking a second worker for a
+// row or two. A full batch, another tenant, a model without a queue delay
+// and draining are not held, and the head's deadline bounds the wait.
+TEST_F(FairPolicyTest, APartialBatchWaitsWhileABatchOfItsQueueRuns) {
+  auto delayed = Model("delayed", 4, /*delay_us=*/500);
+  auto undelayed = Model("undelayed", 4, /*delay_us=*/0);
+  BatchRecord record;
+  record.samples = 4;
+  record.compute_seconds = record.device_seconds = 0.001;
+  Dispatch first, d;
+  Clock::TimePoint wake;
+  for (int i = 0; i < 4; ++i) Push("a", delayed);
+  ASSERT_TRUE(policy_.Pop(now_, false, &first, &wake));  // full: at once
+  Push("a", delayed);
+  now_ += milliseconds(5);  // ten times the queue delay
+  EXPECT_FALSE(policy_.Pop(now_, false, &d, &wake));
+  EXPECT_EQ(wake, Clock::TimePoint::max());  // no deadline: the running batch's end wakes it
+
+  // Another tenant's partial batch of the same model goes to a free worker.
+  Push("b", delayed);
+  now_ += microseconds(500);
+  ASSERT_TRUE(policy_.Pop(now_, false, &d, &wake));
+  EXPECT_EQ(d.tenant_id, "b");
+  EXPECT_EQ(d.samples, 1);
+
+  // a's queue, once full, is not held either.
+  for (int i = 0; i < 3; ++i) Push("a", delayed);
+  ASSERT_TRUE(policy_.Pop(now_, false, &d, &wake));
+  EXPECT_EQ(d.tenant_id, "a");
+  EXPECT_EQ(d.samples, 4);
+  Dispatch second = std::move(d);
+
+  // A partial batch waits while either of a's batches runs, and goes as
+  // the last one ends.
+  Push("a", delayed);
+  now_ += milliseconds(1);
+  EXPECT_FALSE(policy_.Pop(now_, false, &d, &wake));
+  policy_.Done(first, record);
+  EXPECT_FALSE(policy_.Pop(now_, false, &d, &wake));
+  policy_.Done(second, record);
+  ASSERT_TRUE(policy_.Pop(now_, false, &d, &wake));
+  EXPECT_EQ(d.tenant_id, "a");
+  EXPECT_EQ(d.samples, 1);
+
+  // With that one running, the wait ends at the next head's deadline.
+  auto r = MakeRequest(delayed, "a", 1, 1.0f, std::make_shared<Outcome>());
+  r->arrival = now_;
+  r->deadline = now_ + milliseconds(3);
+  policy_.Push(std::move(r), now_);
+  EXPECT_FALSE(policy_.Pop(now_, false, &d, &wake));
+  EXPECT_EQ(wake, now_ + milliseconds(3));
+  EXPECT_TRUE(policy_.Pop(now_ + milliseconds(3), false, &d, &wake));
+
+  // A model without a queue delay never waits for company.
+  Push("a", undelayed);
+  ASSERT_TRUE(policy_.Pop(now_, false, &d, &wake));
+  Push("a", undelayed);
+  EXPECT_TRUE(policy_.Pop(now_, false, &d, &wake));
+}
+
 TEST_F(FairPolicyTest, DeadRequestsAreRemovedAndCounted) {
   Push("a", mlp_);
   Push("a", mlp_);

@@ -33,7 +33,9 @@ class QueuePolicy {
   // Otherwise returns false and sets *wake_at to when one will be ready
   // (TimePoint::max() when nothing is queued). A batch is ready when it is
   // full or its oldest request has waited the model's max_queue_delay_us;
-  // with `flush` every non-empty queue is ready.
+  // with `flush` every non-empty queue is ready. (FairPolicy: a partial
+  // batch of a model with a queue delay also waits while a batch of the
+  // same tenant and model runs.)
   virtual bool Pop(Clock::TimePoint now, bool flush, Dispatch* out, Clock::TimePoint* wake_at) = 0;
 
   // Tells the policy what a dispatched batch really cost.

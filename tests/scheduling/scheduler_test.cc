@@ -264,12 +264,7 @@ class RunOnCallerTest : public ::testing::Test {
   // until Open().
   class GateOrPassExecutor : public DoublingExecutor {
    public:
-    GateOrPassExecutor() : DoublingExecutor(nullptr, Clock::Duration(0)) {}
-    absl::StatusOr<std::vector<Tensor>> RunTimed(const std::vector<BatchInput>& inputs,
-                                                 RunTiming* timing) override {
-      timing->device_seconds = 10e-6 * static_cast<double>(inputs[0].shape[0]);
-      return Run(inputs);
-    }
+    GateOrPassExecutor() : DoublingExecutor(nullptr, Clock::Duration(0), 10e-6) {}
     absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>& inputs) override {
       std::unique_lock<std::mutex> lock(mu_);
       ++running_;

@@ -18,8 +18,22 @@ namespace testing_util {
 
 class DoublingExecutor : public Executor {
  public:
-  DoublingExecutor(FakeClock* clock, Clock::Duration per_sample)
-      : clock_(clock), per_sample_(per_sample) {}
+  // `device_seconds_per_sample` >= 0: RunTimed reports the batch's device
+  // time as that many seconds a sample (a device that times its own work,
+  // as CUDA events do); negative: no device timing, host time is used.
+  DoublingExecutor(FakeClock* clock, Clock::Duration per_sample,
+                   double device_seconds_per_sample = -1)
+      : clock_(clock),
+        per_sample_(per_sample),
+        device_seconds_per_sample_(device_seconds_per_sample) {}
+
+  absl::StatusOr<std::vector<Tensor>> RunTimed(const std::vector<BatchInput>& inputs,
+                                               RunTiming* timing) override {
+    if (device_seconds_per_sample_ >= 0) {
+      timing->device_seconds = device_seconds_per_sample_ * static_cast<double>(inputs[0].shape[0]);
+    }
+    return Run(inputs);
+  }
 
   absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>& inputs) override {
     const BatchInput& in = inputs[0];
@@ -53,6 +67,7 @@ class DoublingExecutor : public Executor {
  private:
   FakeClock* clock_;
   Clock::Duration per_sample_;
+  const double device_seconds_per_sample_;
   std::mutex mu_;
   std::vector<int64_t> batches_;
 };

@@ -106,9 +106,10 @@ class Registry {
 };
 
 // The Prometheus text exposition format 0.0.4: what prometheus-cpp's
-// TextSerializer writes (a test holds the two equal), written about 4x
-// faster (bench/hot_paths_bench BM_MetricsPageAtScale); numbers in their
-// shortest exact form where prometheus-cpp rounds to 16 digits.
+// TextSerializer writes (a test holds the two equal), written several times
+// faster (bench/hot_paths_bench BM_MetricsPageAtScale); whole numbers below
+// 1e16 as integers, as prometheus-cpp writes them, others in their shortest
+// exact form where prometheus-cpp rounds to 16 digits.
 std::string SerializeText(const std::vector<CollectedFamily>& families);
 // prometheus-cpp's TextSerializer itself: the reference the tests compare
 // SerializeText with.

@@ -135,6 +135,24 @@ TEST(MetricsTest, WritesWhatPrometheusCppWrites) {
   EXPECT_EQ(SerializeText(families), SerializeTextWithPrometheusCpp(families));
 }
 
+// A page larger than the writer's estimate (long HELP text, label values
+// that double in size when escaped) grows its buffer and still comes out
+// exactly as prometheus-cpp writes it.
+TEST(MetricsTest, APageLargerThanItsEstimateIsWrittenWhole) {
+  Registry r;
+  r.AddGauge("long_help", std::string(20000, 'h')).Add({{"k", "v"}}).Set(1);
+  auto& quoted = r.AddGauge("quoted", "values that need escaping");
+  for (int i = 0; i < 20; ++i) {
+    quoted.Add({{"q", std::string(2000, '"') + std::to_string(i)}}).Set(0.5 + i);
+  }
+  HistogramFamily& h = r.AddHistogram("escaped_seconds", "h", {0.1, 1});
+  h.Add({{"path", std::string(3000, '\\')}}).Observe(0.3);
+  std::vector<CollectedFamily> families = r.Collect();
+  const std::string page = SerializeText(families);
+  EXPECT_GT(page.size(), 120000u);  // about twice what the writer reserves up front
+  EXPECT_EQ(page, SerializeTextWithPrometheusCpp(families));
+}
+
 TEST(MetricsTest, EmptyFamiliesAreOmitted) {
   Registry r;
   r.AddCounter("unused_total", "never touched");

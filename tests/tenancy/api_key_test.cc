@@ -18,9 +18,9 @@ TEST(ApiKeyTest, HashIsSha256InStoredForm) {
   EXPECT_TRUE(IsValidKeyHash(HashApiKey("acme-demo-key")));
 }
 
-TEST(ApiKeyTest, ReusedPerThreadContextsGiveTheSameDigests) {
-  // Each thread reuses one digest context: a digest must not depend on what
-  // that context hashed before, nor on which thread computes it.
+TEST(ApiKeyTest, DigestsFromManyThreadsWithTheSharedAlgorithmAgree) {
+  // Every thread digests with the one algorithm fetched per process: a
+  // digest must not depend on what was hashed before, nor on the thread.
   const std::string abc = HashApiKey("abc");
   const std::string empty =
       "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

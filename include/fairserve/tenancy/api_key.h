@@ -8,8 +8,8 @@
 
 namespace fairserve {
 
-// SHA-256 of `data` into `digest`; the algorithm is fetched once per process
-// and the context reused per thread, so a call allocates nothing.
+// SHA-256 of `data` into `digest`, with the algorithm fetched once per
+// process (OpenSSL 3's SHA256() fetches it on every call).
 void Sha256(absl::string_view data, uint8_t (&digest)[32]);
 
 // Returns "sha256:<64 lowercase hex>" for an API key: the only form in which

@@ -85,7 +85,7 @@ if want thread; then
   # '*SchedulerTest*': the value-parameterized suite is named
   # Policies/SchedulerTest, which 'Scheduler*' does not match.
   filter='TokenBucket*:Admission*:SharedAdmission*:RedisRateLimiter*:*SchedulerTest*:FairPolicy*'
-  filter+=':BatchRunner*:Batchable*:ModelCache*:AuthThrottle*:Authenticator*:Snapshot*'
+  filter+=':BatchRunner*:Batchable*:ModelCache*:AuthThrottle*:Authenticator*:ApiKey*:Snapshot*'
   filter+=':ServerMetrics*:MetricsTest*:TaskExecutorTest*:AskThenContinue*:InferCall*'
   filter+=':LedgerTest*:PostgresUsage*:RunOnCaller*'
   # TSan needs a fixed memory layout on kernels with high mmap randomisation

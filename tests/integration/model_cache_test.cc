@@ -16,6 +16,7 @@
 #include "fairserve/tenancy/api_key.h"
 #include "inference/grpc_service.grpc.pb.h"
 #include "integration/daemon_process.h"
+#include "testing/process_util.h"
 
 namespace fairserve {
 namespace {
@@ -147,15 +148,7 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
   // With a load budget, a thrashing tenant is held to it.
   std::string limited = config;
   limited.replace(limited.find("model_loads_per_second: 0"), 25, "model_loads_per_second: 1");
-  auto reloads = [&d] {
-    std::string log = d.Log();
-    int n = 0;
-    for (size_t at = log.find("config reloaded ("); at != std::string::npos;
-         at = log.find("config reloaded (", at + 1)) {
-      ++n;
-    }
-    return n;
-  };
+  auto reloads = [&d] { return testing_util::CountOccurrences(d.Log(), "config reloaded ("); };
   const int reloads_before = reloads();
   std::ofstream(d.dir() + "/config.yaml") << limited;
   kill(d.pid(), SIGHUP);

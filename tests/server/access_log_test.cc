@@ -11,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/sinks/base_sink.h"
 #include "spdlog/sinks/ostream_sink.h"
+#include "testing/process_util.h"
 
 namespace fairserve {
 namespace {
@@ -47,12 +48,6 @@ AccessRecord Record(const std::string& tenant, const std::string& id) {
   return r;
 }
 
-int CountLines(const std::string& s, const std::string& needle) {
-  int n = 0;
-  for (size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
-  return n;
-}
-
 TEST(AccessLogTest, NeverLosesALineWhenNotOverloaded) {
   std::ostringstream out;
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
@@ -71,9 +66,9 @@ TEST(AccessLogTest, NeverLosesALineWhenNotOverloaded) {
     dropped = log.dropped();
   }  // destruction writes every queued line
   EXPECT_EQ(dropped, 0u);
-  EXPECT_EQ(CountLines(out.str(), "access tenant="), 4000);
+  EXPECT_EQ(testing_util::CountOccurrences(out.str(), "access tenant="), 4000);
   for (int t = 0; t < 4; ++t) {
-    EXPECT_EQ(CountLines(out.str(), "tenant=tenant-" + std::to_string(t) + " "), 1000);
+    EXPECT_EQ(testing_util::CountOccurrences(out.str(), "tenant=tenant-" + std::to_string(t) + " "), 1000);
   }
 }
 
@@ -91,7 +86,7 @@ TEST(AccessLogTest, WritesInChunksNotLineByLine) {
     chunks = log.chunks();
     EXPECT_EQ(chunks, 0u);  // still gathering: nothing was written per line
   }
-  EXPECT_EQ(CountLines(out.str(), "access tenant=acme"), 200);
+  EXPECT_EQ(testing_util::CountOccurrences(out.str(), "access tenant=acme"), 200);
   EXPECT_LT(out.str().find(" id=0 "), out.str().find(" id=199 "));
 }
 
@@ -104,7 +99,7 @@ TEST(AccessLogTest, DefaultSinkIsStandardErrorInTheProcessLogPattern) {
     log.Log(Record("acme", "two"));
   }
   std::string err = ::testing::internal::GetCapturedStderr();
-  EXPECT_EQ(CountLines(err, "] [access] [info] access tenant=acme model=add_one"), 2);
+  EXPECT_EQ(testing_util::CountOccurrences(err, "] [access] [info] access tenant=acme model=add_one"), 2);
   EXPECT_EQ(err.back(), '\n');
 }
 

@@ -31,6 +31,16 @@ inline int FreePort() {
   return port;
 }
 
+// How many times `needle` occurs in `text` (overlaps counted): lines of a
+// log or of captured output.
+inline int CountOccurrences(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
 struct CommandRun {
   int code;         // exit status, -1 when killed
   std::string out;  // stdout and stderr together

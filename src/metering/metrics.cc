@@ -120,8 +120,9 @@ namespace {
 // ostream, whose per-token sentry and locale work made a 22 MB page
 // (10,000 tenants, 1,000 active x 3 models) take about 230 ms to write
 // (bench/hot_paths_bench BM_MetricsPageAtScale: page 299 -> 126 ms). One
-// difference: a number is written in its shortest form that reads back
-// exactly, where prometheus-cpp rounds to 16 significant digits.
+// difference: a number that is not whole is written in its shortest form
+// that reads back exactly, where prometheus-cpp rounds to 16 significant
+// digits.
 
 // The page under construction: a buffer written through a raw pointer, so
 // that a line's pieces are plain copies, without std::string::append's

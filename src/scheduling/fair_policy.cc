@@ -35,8 +35,8 @@ struct FairPolicy::TenantState {
   double service = 0;  // seconds of compute / weight, estimates of running batches included
   double weight = 1;
   int64_t queued = 0;
-  int running = 0;
-  std::map<const Servable*, int> running_by_model;  // batches running, per model (queue)
+  // Batches running, per model (queue); a model is absent when none runs.
+  std::map<const Servable*, int> running;
   double running_estimate = 0;  // weighted estimates charged for batches still running
   uint64_t last_dispatch = 0;   // dispatch sequence number, for round-robin ties
   std::map<const Servable*, RequestQueue> queues;
@@ -85,7 +85,7 @@ struct FairPolicy::Impl {
       t.order_key = {t.service, t.last_dispatch, &t};
       t.in_order = order.insert(t.order_key).second;
     }
-    if (t.queued > 0 || t.running > 0) {
+    if (t.queued > 0 || !t.running.empty()) {
       t.active_key = {t.service - t.running_estimate, &t};
       t.in_active = active.insert(t.active_key).second;
     }
@@ -99,7 +99,7 @@ void FairPolicy::Push(std::unique_ptr<InferenceRequest> request, Clock::TimePoin
   TenantState& t = impl_->tenants[request->tenant_id];
   impl_->Unindex(t);
   t.weight = request->tenant_weight > 0 ? request->tenant_weight : 1.0;
-  if (t.queued == 0 && t.running == 0) {
+  if (t.queued == 0 && t.running.empty()) {
     // Back from idle: no credit for the time away.
     t.service = std::max(t.service, impl_->MinBackloggedService());
   }
@@ -121,7 +121,7 @@ bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
     RequestQueue* ready = nullptr;
     for (auto& [servable, q] : t->queues) {
       if (q.empty()) continue;
-      Clock::TimePoint at = BatchReadyAt(q, flush, t->running_by_model.count(servable) > 0);
+      Clock::TimePoint at = BatchReadyAt(q, flush, t->running.count(servable) > 0);
       if (at > now) {
         *wake_at = std::min(*wake_at, at);
       } else if (!ready || q.front().arrival < ready->front().arrival) {
@@ -145,8 +145,7 @@ bool FairPolicy::Pop(Clock::TimePoint now, bool flush, Dispatch* out,
   for (const auto& r : out->requests) samples += r->batch_size;
   best->queued -= static_cast<int64_t>(out->requests.size());
   size_ -= static_cast<int64_t>(out->requests.size());
-  ++best->running;
-  ++best->running_by_model[servable];
+  ++best->running[servable];
   best->last_dispatch = ++impl_->dispatches;
   out->tenant_id = out->requests.front()->tenant_id;
   out->weight = best->weight;
@@ -165,11 +164,10 @@ void FairPolicy::Done(const Dispatch& dispatch, const BatchRecord& record) {
   if (it == impl_->tenants.end()) return;
   TenantState& t = it->second;
   impl_->Unindex(t);
-  --t.running;
-  auto model = t.running_by_model.find(dispatch.servable);
-  if (model != t.running_by_model.end() && --model->second == 0) t.running_by_model.erase(model);
+  auto model = t.running.find(dispatch.servable);
+  if (model != t.running.end() && --model->second == 0) t.running.erase(model);
   t.running_estimate -= dispatch.estimate_seconds / dispatch.weight;
-  if (t.running == 0) t.running_estimate = 0;  // no drift from rounding
+  if (t.running.empty()) t.running_estimate = 0;  // no drift from rounding
   t.service += (record.device_seconds - dispatch.estimate_seconds) / dispatch.weight;
   impl_->Index(t);
   if (record.samples > 0 && record.compute_seconds > 0) {

@@ -85,14 +85,15 @@ absl::StatusOr<inference::ModelStatisticsResponse> DescribeStatistics(const Mode
     out->set_count(d.count);
     out->set_ns(d.ns);
   };
-  for (const auto& [name, versions] : stats.Snapshot()) {
-    if (!name.empty() && name != name) continue;
-    if (name.empty() && !CheckModelAccess(models, tenant, name).ok()) continue;
-    for (const auto& [version, m] : versions) {
-      if (!version.empty() && version != version) continue;
+  for (const auto& [model, versions] : stats.Snapshot()) {
+    if (!name.empty() && model != name) continue;
+    // All models asked for: only those this tenant may use.
+    if (name.empty() && !CheckModelAccess(models, tenant, model).ok()) continue;
+    for (const auto& [model_version, m] : versions) {
+      if (!version.empty() && model_version != version) continue;
       auto* out = resp->add_model_stats();
-      out->set_name(name);
-      out->set_version(version);
+      out->set_name(model);
+      out->set_version(model_version);
       out->set_last_inference(m.last_inference_ms);
       out->set_inference_count(m.inference_count);
       out->set_execution_count(m.execution_count);
@@ -106,7 +107,7 @@ absl::StatusOr<inference::ModelStatisticsResponse> DescribeStatistics(const Mode
         b->set_batch_size(size);
         fill(d, b->mutable_compute_infer());
       }
-      auto it = resident.find({name, version});
+      auto it = resident.find({model, model_version});
       if (it != resident.end()) {
         auto* mem = out->add_memory_usage();
         mem->set_type("CPU");

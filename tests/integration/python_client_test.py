@@ -102,6 +102,8 @@ class PythonClientTest(unittest.TestCase):
     def test_model_statistics(self):
         for _ in range(3):
             self.infer("mlp", np.zeros((2, 64), dtype=np.float32))
+        # Another model with statistics too: a named request returns only its own.
+        self.infer("add_one", np.zeros((1, 16), dtype=np.float32), key=GLOBEX_KEY)
         stats = self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="mlp"),
                                           metadata=[("x-api-key", ACME_KEY)])
         self.assertEqual(len(stats.model_stats), 1)
@@ -115,6 +117,15 @@ class PythonClientTest(unittest.TestCase):
             self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="mlp"),
                                       metadata=[("x-api-key", GLOBEX_KEY)])
         self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        # All models: globex sees only those it may use (add_one), never mlp's.
+        everything = self.stub.ModelStatistics(pb.ModelStatisticsRequest(),
+                                               metadata=[("x-api-key", GLOBEX_KEY)])
+        self.assertEqual(sorted({s.name for s in everything.model_stats}), ["add_one"])
+        # A version filter applies too: mlp has no version 2.
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="mlp", version="2"),
+                                      metadata=[("x-api-key", ACME_KEY)])
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
 
     def test_repository_index_and_admin_only_load(self):
         index = self.stub.RepositoryIndex(pb.RepositoryIndexRequest(),

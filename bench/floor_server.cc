@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/mutex.h"
 #include "inference/grpc_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -122,6 +123,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   app.add_option("--ready-file", ready_file, "where to write the chosen port once serving");
   CLI11_PARSE(app, argc, argv);
+  // As the daemon does (fairserve_main.cc): Debian's Abseil checks lock
+  // order on every absl::Mutex lock, which gRPC pays per call; the floor
+  // must not pay what the daemon is spared.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   FloorService service;
   grpc::ServerBuilder builder;

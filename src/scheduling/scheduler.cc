@@ -22,6 +22,14 @@ namespace {
 
 constexpr auto kSweepInterval = std::chrono::milliseconds(10);
 
+// A call runs on its caller's thread only when the device has been idle for
+// at least this many times the call's estimated cost (see
+// SchedulerOptions::run_on_caller_below). One call at a time leaves a gap
+// of a client round trip between batches, about 8 times a tiny model's
+// cost on this project's VM; back-to-back calls on a connection leave only
+// their own decoding, about 2 times: the factor lies between.
+constexpr double kCallerRunIdleFactor = 4;
+
 class FifoPolicy final : public QueuePolicy {
  public:
   void Push(std::unique_ptr<InferenceRequest> request, Clock::TimePoint) override {
@@ -183,7 +191,11 @@ class ThreadedScheduler final : public Scheduler {
                        r.batch_size >= limit;
     if (!ready) return false;
     const double estimate = policy_->EstimateSeconds(r);
-    return estimate >= 0 && estimate < run_on_caller_below_s_;
+    if (estimate < 0 || estimate >= run_on_caller_below_s_) return false;
+    // Idle for a while: calls come one at a time. A call right behind the
+    // last batch means back-to-back traffic, which queues and batches.
+    const double idle = std::chrono::duration<double>(now - idle_since_).count();
+    return idle >= kCallerRunIdleFactor * estimate;
   }
 
   // Runs a dispatched batch in one of the slots: mu_ is released for the
@@ -198,6 +210,7 @@ class ThreadedScheduler final : public Scheduler {
       std::lock_guard<std::mutex> settle_lock(mu_);
       --running_;
       policy_->Done(dispatch, record);
+      if (running_ == 0 && policy_->size() == 0) idle_since_ = clock_.Now();
     });
     lock.lock();
   }
@@ -253,6 +266,8 @@ class ThreadedScheduler final : public Scheduler {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int running_ ABSL_GUARDED_BY(mu_) = 0;  // batches running, by workers or callers
   int64_t caller_runs_ ABSL_GUARDED_BY(mu_) = 0;
+  // When the last batch ended with nothing else running or queued.
+  Clock::TimePoint idle_since_ ABSL_GUARDED_BY(mu_);
   Clock::TimePoint drain_until_ ABSL_GUARDED_BY(mu_);
   std::mutex join_mu_;
   std::vector<std::thread> workers_;

@@ -335,11 +335,14 @@ class RunOnCallerTest : public ::testing::Test {
     EXPECT_EQ(scheduler->CallerRuns(), 0);
     scheduler->Shutdown(std::chrono::milliseconds(100));
   }
-  // Submits a first request and waits for it, so the policy knows the cost.
+  // Submits a first request and waits for it, so the policy knows the cost,
+  // then leaves the device idle for 1 ms: over 4 times the 10 us estimate,
+  // so the idle-gap rule lets the next call run on its caller.
   void Learn(Scheduler& s) {
     Call first;
     ASSERT_TRUE(s.Submit(Request(first)).ok());
     WaitDone({first.outcome});
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 
   std::shared_ptr<GateOrPassExecutor> exec_;
@@ -356,6 +359,7 @@ TEST_F(RunOnCallerTest, ACheapReadyRequestRunsOnTheCallingThreadOnceItsCostIsKno
   EXPECT_NE(*first.thread, std::this_thread::get_id());
   EXPECT_EQ(scheduler->CallerRuns(), 0);
 
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle for > 4 x 10 us
   Call second;  // 10 us estimated: answered inside Submit, on this thread
   ASSERT_TRUE(scheduler->Submit(Request(second)).ok());
   ASSERT_TRUE(second.outcome->done());
@@ -400,6 +404,46 @@ TEST_F(RunOnCallerTest, NeverWhileABatchRunsOrRequestsWait) {
   WaitDone({running.outcome, queued.outcome});
   EXPECT_NE(*queued.thread, std::this_thread::get_id());
   EXPECT_EQ(scheduler->CallerRuns(), 0);
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+}
+
+// A call that comes right behind the last batch (back-to-back traffic on a
+// connection) queues for a worker, so such calls batch; once the device has
+// been idle for 4 times the call's estimated cost (10 us here), the next
+// call runs on its caller again. A fake clock for both the scheduler and the
+// runner sets the idle gaps exactly.
+TEST_F(RunOnCallerTest, OnlyAfterTheDeviceWasIdleForFourTimesTheCallsCost) {
+  FakeClock clock;
+  BatchRunner runner(clock, {});
+  auto scheduler = MakeScheduler(options_, clock, runner);
+  Call first;  // a worker runs it; the device is idle from now on
+  ASSERT_TRUE(scheduler->Submit(Request(first)).ok());
+  WaitDone({first.outcome});
+
+  Call right_behind;  // idle for 0 us
+  ASSERT_TRUE(scheduler->Submit(Request(right_behind)).ok());
+  WaitDone({right_behind.outcome});
+  EXPECT_NE(*right_behind.thread, std::this_thread::get_id());
+
+  clock.Advance(std::chrono::microseconds(39));
+  Call just_short;  // idle for 39 us, under 4 x 10 us
+  ASSERT_TRUE(scheduler->Submit(Request(just_short)).ok());
+  WaitDone({just_short.outcome});
+  EXPECT_NE(*just_short.thread, std::this_thread::get_id());
+  EXPECT_EQ(scheduler->CallerRuns(), 0);
+
+  clock.Advance(std::chrono::microseconds(41));
+  Call after_a_gap;  // idle for 41 us: answered inside Submit, on this thread
+  ASSERT_TRUE(scheduler->Submit(Request(after_a_gap)).ok());
+  ASSERT_TRUE(after_a_gap.outcome->done());
+  EXPECT_EQ(*after_a_gap.thread, std::this_thread::get_id());
+  EXPECT_EQ(scheduler->CallerRuns(), 1);
+
+  Call behind_a_caller_run;  // the caller's own batch counts as the last one
+  ASSERT_TRUE(scheduler->Submit(Request(behind_a_caller_run)).ok());
+  WaitDone({behind_a_caller_run.outcome});
+  EXPECT_NE(*behind_a_caller_run.thread, std::this_thread::get_id());
+  EXPECT_EQ(scheduler->CallerRuns(), 1);
   scheduler->Shutdown(std::chrono::milliseconds(100));
 }
 

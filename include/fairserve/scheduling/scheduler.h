@@ -17,9 +17,10 @@ namespace fairserve {
 // Takes admitted requests, forms batches and runs them on its own worker
 // threads. Never blocks the caller of Submit() on a model run, with one
 // exception it is asked for: a request marked `may_run_on_caller` whose batch
-// is ready at once, with nothing else queued, a worker's slot free and an
-// estimated cost under SchedulerOptions::run_on_caller_below runs on the
-// calling thread (see there).
+// is ready at once, with nothing else queued, a worker's slot free, the
+// device idle for a while and an estimated cost under
+// SchedulerOptions::run_on_caller_below runs on the calling thread (see
+// there).
 class Scheduler {
  public:
   virtual ~Scheduler() = default;
@@ -57,10 +58,13 @@ struct SchedulerOptions {
   // else is queued (nobody waits for it to go first), fewer batches run than
   // there are workers (it takes a worker's slot, so at most `workers` batches
   // run at once either way), its batch is ready now (no batching delay to
-  // wait for company in), and the policy's estimate of its cost is known and
-  // below this. It goes through the policy like any batch (charged, measured,
-  // counted). This saves the hand-off and the worker's wake-up, most of the
-  // server's cost on a tiny call. 0 = never.
+  // wait for company in), the policy's estimate of its cost is known and
+  // below this, and the device has been idle (no batch running or queued)
+  // for at least 4 times that estimate: calls that arrive back to back
+  // queue and batch instead, since running one inline holds its connection's
+  // next calls back. It goes through the policy like any batch (charged,
+  // measured, counted). This saves the hand-off and the worker's wake-up,
+  // most of the server's cost on a tiny call. 0 = never.
   std::chrono::microseconds run_on_caller_below{0};
 };
 

@@ -556,6 +556,15 @@ absl::StatusOr<ModelConfig> ModelCache::GetConfig(const std::string& name) const
   return *it->second.config;
 }
 
+absl::StatusOr<std::string> ModelCache::Owner(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(name);
+  if (it == models_.end() || !it->second.config.ok()) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  }
+  return it->second.config->owner;
+}
+
 std::vector<std::string> ModelCache::Versions(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> out;

@@ -59,17 +59,17 @@ absl::StatusOr<Clock::TimePoint> RequestDeadline(const inference::ModelInferRequ
   return deadline;
 }
 
-absl::StatusOr<ModelConfig> CheckModelAccess(const ModelCache& models, const TenantConfig& tenant,
-                                             const std::string& name) {
+absl::Status CheckModelAccess(const ModelCache& models, const TenantConfig& tenant,
+                              const std::string& name) {
   if (name.empty()) return absl::InvalidArgumentError("model name is empty");
-  absl::StatusOr<ModelConfig> config = models.GetConfig(name);
-  if (!config.ok()) return config.status();
-  bool allowed = tenant.AllowsModel(name) && (config->owner.empty() || config->owner == tenant.id);
+  absl::StatusOr<std::string> owner = models.Owner(name);
+  if (!owner.ok()) return owner.status();
+  bool allowed = tenant.AllowsModel(name) && (owner->empty() || *owner == tenant.id);
   if (!allowed) {
     return absl::PermissionDeniedError(
         absl::StrCat("tenant '", tenant.id, "' may not use model '", name, "'"));
   }
-  return config;
+  return absl::OkStatus();
 }
 
 InferCall::InferCall(const InferCallDeps& deps, const inference::ModelInferRequest* request,
@@ -126,9 +126,8 @@ void InferCall::OnAdmitted(Admission::Decision decision) {
   }
   admitted_ = std::move(decision);
   state_ = State::kAdmitted;
-  absl::StatusOr<ModelConfig> config =
-      CheckModelAccess(*deps_.models, *principal_.tenant, request_->model_name());
-  if (!config.ok()) return Reject(config.status());
+  absl::Status access = CheckModelAccess(*deps_.models, *principal_.tenant, request_->model_name());
+  if (!access.ok()) return Reject(access);
   absl::StatusOr<Clock::TimePoint> deadline =
       RequestDeadline(*request_, arrival_, transport_deadline_);
   if (!deadline.ok()) return Reject(deadline.status());

@@ -148,6 +148,9 @@ class ModelCache {
   absl::Status Unload(const std::string& name);
 
   absl::StatusOr<ModelConfig> GetConfig(const std::string& name) const;
+  // The tenant that owns `name` ("" = any tenant its `models` allow), with
+  // GetConfig's errors, without copying the config (it runs on every call).
+  absl::StatusOr<std::string> Owner(const std::string& name) const;
   std::vector<std::string> Versions(const std::string& name) const;
   std::vector<ModelState> Index() const;
   std::vector<PartitionUsage> Partitions() const;

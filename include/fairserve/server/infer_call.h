@@ -155,8 +155,8 @@ class InferCall : public std::enable_shared_from_this<InferCall> {
 
 // NOT_FOUND for an unknown model, PERMISSION_DENIED when `tenant` may not
 // use it (not in its `models`, or another tenant's private model).
-absl::StatusOr<ModelConfig> CheckModelAccess(const ModelCache& models, const TenantConfig& tenant,
-                                             const std::string& name);
+absl::Status CheckModelAccess(const ModelCache& models, const TenantConfig& tenant,
+                              const std::string& name);
 
 // The client's deadline: the earlier of the transport's and the request's
 // `timeout` parameter (microseconds, Triton's convention; 0 = none). Both

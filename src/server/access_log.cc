@@ -2,10 +2,12 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/details/console_globals.h"
@@ -17,13 +19,14 @@ namespace fairserve {
 namespace {
 
 // Request ids and model names come from clients: keep them printable and
-// short in the plain format.
-std::string Clean(const std::string& s) {
-  std::string out;
-  for (char c : s.substr(0, 128)) {
-    out += (absl::ascii_isprint(static_cast<unsigned char>(c)) && c != '"' && c != '\\') ? c : '?';
+// short in the plain format. Appends `s` so cleaned to *out.
+void AppendClean(const std::string& s, std::string* out) {
+  const size_t n = std::min<size_t>(s.size(), 128);
+  for (size_t i = 0; i < n; ++i) {
+    const char c = s[i];
+    out->push_back(
+        (absl::ascii_isprint(static_cast<unsigned char>(c)) && c != '"' && c != '\\') ? c : '?');
   }
-  return out;
 }
 
 // Milliseconds to the microsecond, as JSON prints them.
@@ -81,7 +84,7 @@ AccessLog::~AccessLog() {
 void AccessLog::Log(const AccessRecord& r) {
   Format f = format_.load(std::memory_order_relaxed);
   if (f == Format::kOff) return;
-  Line line{std::chrono::system_clock::now(), Render(r, f)};
+  Line line{std::chrono::system_clock::now(), f, r};
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -113,10 +116,12 @@ void AccessLog::WriterLoop() {
 }
 
 void AccessLog::Write(const std::vector<Line>& lines) {
+  std::vector<std::string> texts(lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) RenderTo(lines[i].record, lines[i].format, &texts[i]);
   for (const auto& sink : sinks_) {
-    for (const Line& line : lines) {
-      spdlog::details::log_msg msg(line.time, spdlog::source_loc{}, "access", spdlog::level::info,
-                                   line.text);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      spdlog::details::log_msg msg(lines[i].time, spdlog::source_loc{}, "access",
+                                   spdlog::level::info, texts[i]);
       sink->log(msg);
     }
     sink->flush();
@@ -125,6 +130,12 @@ void AccessLog::Write(const std::vector<Line>& lines) {
 }
 
 std::string AccessLog::Render(const AccessRecord& r, Format f) {
+  std::string out;
+  RenderTo(r, f, &out);
+  return out;
+}
+
+void AccessLog::RenderTo(const AccessRecord& r, Format f, std::string* out) {
   std::string status = absl::AsciiStrToLower(absl::StatusCodeToString(r.code));
   if (f == Format::kJson) {
     nlohmann::ordered_json j = {{"type", "access"},
@@ -139,14 +150,20 @@ std::string AccessLog::Render(const AccessRecord& r, Format f) {
                                 {"compute_ms", Micros(r.compute_ms)},
                                 {"total_ms", Micros(r.total_ms)}};
     // Client-supplied strings may not be UTF-8: replace, never throw.
-    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    *out += j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    return;
   }
-  return absl::StrFormat(
-      "access tenant=%s model=%s version=%s id=%s status=%s rows=%d batch=%d queue_ms=%.3f "
-      "compute_ms=%.3f total_ms=%.3f",
-      r.tenant_id, Clean(r.model), r.version.empty() ? "-" : r.version,
-      r.request_id.empty() ? "-" : Clean(r.request_id), status, r.rows, r.batch_samples,
-      r.queue_ms, r.compute_ms, r.total_ms);
+  absl::StrAppend(out, "access tenant=", r.tenant_id, " model=");
+  AppendClean(r.model, out);
+  absl::StrAppend(out, " version=", r.version.empty() ? "-" : r.version, " id=");
+  if (r.request_id.empty()) {
+    out->push_back('-');
+  } else {
+    AppendClean(r.request_id, out);
+  }
+  absl::StrAppend(out, " status=", status, " rows=", r.rows, " batch=", r.batch_samples);
+  absl::StrAppendFormat(out, " queue_ms=%.3f compute_ms=%.3f total_ms=%.3f", r.queue_ms,
+                        r.compute_ms, r.total_ms);
 }
 
 }  // namespace fairserve

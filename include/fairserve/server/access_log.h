@@ -36,15 +36,16 @@ struct AccessRecord {
   double total_ms = 0;
 };
 
-// The access log: one line per request, plain text or JSON, written in
-// chunks by a thread of its own ("fs-access-log"), never by the thread that
-// answers the call. Log() formats the line and appends it to a pending
-// buffer under a mutex; only the first line into an empty buffer wakes the
-// writer, which then gathers for `gather` (20 ms by default) and writes
-// everything pending at once: each sink gets the lines, then one flush. On
-// the daemon's default sink (stderr, below) that is one write() per chunk
-// instead of a wake-up and a write() per request, which measured (bench/
-// profile.py) as the largest cost of the tiny-call path after gRPC itself.
+// The access log: one line per request, plain text or JSON, formatted and
+// written in chunks by a thread of its own ("fs-access-log"), never by the
+// thread that answers the call. Log() copies the record (its strings are
+// short) and appends it to a pending buffer under a mutex; only the first
+// record into an empty buffer wakes the writer, which then gathers for
+// `gather` (20 ms by default), formats everything pending and writes it at
+// once: each sink gets the lines, then one flush. On the daemon's default
+// sink (stderr, below) that is one write() per chunk instead of a wake-up
+// and a write() per request, which measured (bench/profile.py) as the
+// largest cost of the tiny-call path after gRPC itself.
 //
 // Lines keep the time they were logged at. At most `queue_lines` lines wait;
 // when the writer cannot keep up, new lines are dropped and counted
@@ -78,8 +79,11 @@ class AccessLog {
  private:
   struct Line {
     std::chrono::system_clock::time_point time;
-    std::string text;
+    Format format;
+    AccessRecord record;
   };
+  // Appends the line for `r` to *out.
+  static void RenderTo(const AccessRecord& r, Format f, std::string* out);
   void WriterLoop();
   void Write(const std::vector<Line>& lines);
 

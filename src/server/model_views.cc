@@ -13,7 +13,8 @@ absl::StatusOr<ModelConfig> CheckModelVersionAccess(const ModelCache& models,
                                                     const TenantConfig& tenant,
                                                     const std::string& name,
                                                     const std::string& version) {
-  absl::StatusOr<ModelConfig> config = CheckModelAccess(models, tenant, name);
+  if (absl::Status access = CheckModelAccess(models, tenant, name); !access.ok()) return access;
+  absl::StatusOr<ModelConfig> config = models.GetConfig(name);
   if (!config.ok() || version.empty()) return config;
   std::vector<std::string> versions = models.Versions(name);
   if (std::find(versions.begin(), versions.end(), version) == versions.end()) {
@@ -81,9 +82,9 @@ absl::StatusOr<inference::ModelStatisticsResponse> DescribeStatistics(const Mode
   for (const ModelState& m : models.Index()) {
     if (m.state == "READY") resident[{m.name, m.version}] = m.bytes;
   }
-  auto fill = [](const ModelStats::Duration& d, inference::StatisticDuration* out) {
-    out->set_count(d.count);
-    out->set_ns(d.ns);
+  auto fill = [](const ModelStats::Duration& d, inference::StatisticDuration* to) {
+    to->set_count(d.count);
+    to->set_ns(d.ns);
   };
   for (const auto& [model, versions] : stats.Snapshot()) {
     if (!name.empty() && model != name) continue;
@@ -91,25 +92,25 @@ absl::StatusOr<inference::ModelStatisticsResponse> DescribeStatistics(const Mode
     if (name.empty() && !CheckModelAccess(models, tenant, model).ok()) continue;
     for (const auto& [model_version, m] : versions) {
       if (!version.empty() && model_version != version) continue;
-      auto* out = resp->add_model_stats();
-      out->set_name(model);
-      out->set_version(model_version);
-      out->set_last_inference(m.last_inference_ms);
-      out->set_inference_count(m.inference_count);
-      out->set_execution_count(m.execution_count);
-      auto* s = out->mutable_inference_stats();
+      auto* entry = resp->add_model_stats();
+      entry->set_name(model);
+      entry->set_version(model_version);
+      entry->set_last_inference(m.last_inference_ms);
+      entry->set_inference_count(m.inference_count);
+      entry->set_execution_count(m.execution_count);
+      auto* s = entry->mutable_inference_stats();
       fill(m.success, s->mutable_success());
       fill(m.fail, s->mutable_fail());
       fill(m.queue, s->mutable_queue());
       fill(m.compute_infer, s->mutable_compute_infer());
       for (const auto& [size, d] : m.batches) {
-        auto* b = out->add_batch_stats();
+        auto* b = entry->add_batch_stats();
         b->set_batch_size(size);
         fill(d, b->mutable_compute_infer());
       }
       auto it = resident.find({model, model_version});
       if (it != resident.end()) {
-        auto* mem = out->add_memory_usage();
+        auto* mem = entry->add_memory_usage();
         mem->set_type("CPU");
         mem->set_id(0);
         mem->set_byte_size(it->second);

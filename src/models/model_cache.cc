@@ -384,6 +384,16 @@ void ModelCache::Acquire(const std::string& name, const std::string& version, Ca
   }
 }
 
+std::shared_ptr<const Servable> ModelCache::AcquireIfReady(const std::string& name,
+                                                           const std::string& version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::StatusOr<Entry*> entry = Resolve(name, version);
+  if (!entry.ok() || (*entry)->state != State::kReady) return nullptr;
+  (*entry)->last_used = clock_.Now();
+  ++counters_.hits;
+  return (*entry)->servable;
+}
+
 absl::StatusOr<std::shared_ptr<const Servable>> ModelCache::AcquireSync(
     const std::string& name, const std::string& version) {
   auto promise = std::make_shared<std::promise<absl::StatusOr<std::shared_ptr<const Servable>>>>();

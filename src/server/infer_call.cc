@@ -136,6 +136,11 @@ void InferCall::OnAdmitted(Admission::Decision decision) {
 }
 
 void InferCall::AcquireModel() {
+  // Resident: no callbacks to build.
+  if (std::shared_ptr<const Servable> ready =
+          deps_.models->AcquireIfReady(request_->model_name(), request_->model_version())) {
+    return OnModel(std::move(ready));
+  }
   using Acquired = absl::StatusOr<std::shared_ptr<const Servable>>;
   std::shared_ptr<InferCall> self = shared_from_this();
   Admission& admission = *deps_.admission;

@@ -267,6 +267,34 @@ TEST_F(ModelCacheTest, EvictsLeastRecentlyUsedIdleModel) {
   EXPECT_EQ(cache_.Partitions()[0].used, 80ull << 20);  // accounting matches residents
 }
 
+// The synchronous hit: a resident, ready version at once, touched for LRU
+// and counted as a hit; anything else (unknown, not loaded, another
+// version) nullptr, with no load started.
+TEST_F(ModelCacheTest, AcquireIfReadyIsAHitOrNothing) {
+  AddModel("a", ModelYaml(40), {{"1", "ok"}, {"2", "ok"}});
+  AddModel("b", ModelYaml(40));
+  AddModel("c", ModelYaml(40));
+  Start(100);
+  EXPECT_EQ(cache_.AcquireIfReady("a", ""), nullptr);  // not loaded: no load either
+  EXPECT_EQ(cache_.AcquireIfReady("nope", ""), nullptr);
+  EXPECT_EQ(loader_->loads(), 0);
+  EXPECT_EQ(State("a"), "UNLOADED");
+
+  ASSERT_TRUE(Use("a").ok());
+  ASSERT_TRUE(Use("b").ok());
+  const int64_t hits = cache_.counters().hits;
+  clock_.Advance(std::chrono::seconds(1));
+  std::shared_ptr<const Servable> a = cache_.AcquireIfReady("a", "");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->version, "2");
+  EXPECT_EQ(cache_.AcquireIfReady("a", "1"), nullptr);  // version 1 is not resident
+  EXPECT_EQ(cache_.counters().hits, hits + 1);
+  a.reset();
+  ASSERT_TRUE(Use("c").ok());  // the touch made b the least recently used
+  EXPECT_TRUE(cache_.GetResident("a", "2").ok());
+  EXPECT_EQ(State("b"), "UNLOADED");
+}
+
 TEST_F(ModelCacheTest, ModelInUseOrPinnedIsNeverEvicted) {
   AddModel("a", ModelYaml(60));
   AddModel("b", ModelYaml(60));

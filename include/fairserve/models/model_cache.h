@@ -133,6 +133,12 @@ class ModelCache {
                const LoadGate& may_load = nullptr);
   absl::StatusOr<std::shared_ptr<const Servable>> AcquireSync(const std::string& name,
                                                               const std::string& version);
+  // Acquire's hit, synchronously: the servable when the version Acquire
+  // would pick is resident and ready (touched and counted as a hit, as
+  // Acquire does), else nullptr, and the caller goes through Acquire. Spares
+  // the per-call callbacks on the common path.
+  std::shared_ptr<const Servable> AcquireIfReady(const std::string& name,
+                                                 const std::string& version);
 
   // The servable only if it is resident now (no load, no LRU touch).
   absl::StatusOr<std::shared_ptr<const Servable>> GetResident(const std::string& name,

@@ -3,12 +3,12 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/details/console_globals.h"
 #include "spdlog/details/null_mutex.h"
@@ -31,6 +31,17 @@ void AppendClean(const std::string& s, std::string* out) {
 
 // Milliseconds to the microsecond, as JSON prints them.
 double Micros(double ms) { return std::round(ms * 1000) / 1000; }
+
+// Appends `ms` with 3 decimals, as printf's %.3f writes it.
+void AppendMillis(double ms, std::string* out) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), ms, std::chars_format::fixed, 3);
+  if (ec != std::errc()) {  // beyond 10^60 ms: not a duration this server measures
+    out->append("nan");
+    return;
+  }
+  out->append(buf, end);
+}
 
 }  // namespace
 
@@ -161,9 +172,13 @@ void AccessLog::RenderTo(const AccessRecord& r, Format f, std::string* out) {
   } else {
     AppendClean(r.request_id, out);
   }
-  absl::StrAppend(out, " status=", status, " rows=", r.rows, " batch=", r.batch_samples);
-  absl::StrAppendFormat(out, " queue_ms=%.3f compute_ms=%.3f total_ms=%.3f", r.queue_ms,
-                        r.compute_ms, r.total_ms);
+  absl::StrAppend(out, " status=", status, " rows=", r.rows, " batch=", r.batch_samples,
+                  " queue_ms=");
+  AppendMillis(r.queue_ms, out);
+  out->append(" compute_ms=");
+  AppendMillis(r.compute_ms, out);
+  out->append(" total_ms=");
+  AppendMillis(r.total_ms, out);
 }
 
 }  // namespace fairserve

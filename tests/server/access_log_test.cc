@@ -8,6 +8,8 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/sinks/base_sink.h"
 #include "spdlog/sinks/ostream_sink.h"
@@ -37,6 +39,20 @@ TEST(AccessLogTest, PlainAndJson) {
   EXPECT_THAT(j["id"].get<std::string>(), HasSubstr("bad"));
   r.code = absl::StatusCode::kResourceExhausted;
   EXPECT_THAT(AccessLog::Render(r, AccessLog::Format::kPlain), HasSubstr("status=resource_exhausted"));
+}
+
+// The plain format's milliseconds are printf's %.3f, digit for digit,
+// rounding included.
+TEST(AccessLogTest, PlainMillisecondsAreThoseOfPrintf) {
+  for (double ms : {0.0, 0.0005, 0.0015, 0.0004999, 1e-9, 2.675, 1234.5675, 99999.9995,
+                    123456789.125, 3e15}) {
+    AccessRecord r{"t", "m", "1", "id", absl::StatusCode::kOk, 1, 1, ms, ms, ms};
+    const std::string want = absl::StrFormat("%.3f", ms);
+    EXPECT_THAT(AccessLog::Render(r, AccessLog::Format::kPlain),
+                ::testing::EndsWith(absl::StrCat(" queue_ms=", want, " compute_ms=", want,
+                                                 " total_ms=", want)))
+        << ms;
+  }
 }
 
 AccessRecord Record(const std::string& tenant, const std::string& id) {

@@ -205,8 +205,8 @@ void RestApi::Install(httplib::Server& s) const {
            auto done = std::make_shared<std::promise<absl::Status>>();
            std::future<absl::Status> loaded = done->get_future();
            deps_.models->Acquire(req.matches[1], "",
-                                 [done](absl::StatusOr<std::shared_ptr<const Servable>> s) {
-                                   done->set_value(s.status());
+                                 [done](absl::StatusOr<std::shared_ptr<const Servable>> got) {
+                                   done->set_value(got.status());
                                  });
            absl::Status status = loaded.get();
            Send(status.ok() ? JsonReply(json::object()) : RestError(status), res);

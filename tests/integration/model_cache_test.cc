@@ -129,7 +129,6 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
   auto metrics = http.Get("/metrics");
   ASSERT_TRUE(metrics);
   double resident = 0, charged = 0;
-  std::smatch m;
   std::string body = metrics->body;
   std::regex model_re(R"(fairserve_model_memory_bytes\{[^}]*\} (\d+))");
   for (auto it = std::sregex_iterator(body.begin(), body.end(), model_re); it != std::sregex_iterator(); ++it) {

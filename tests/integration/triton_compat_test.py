@@ -168,6 +168,14 @@ class TritonCompatTest(unittest.TestCase):
 
     def test_rest_statistics(self):
         self.stub.ModelInfer(add_one_request(3), metadata=[("x-api-key", ACME_KEY)])
+        # mlp has statistics too: neither a request for add_one's nor globex's
+        # request for all models may show them.
+        mlp = pb.ModelInferRequest(
+            model_name="mlp",
+            inputs=[pb.ModelInferRequest.InferInputTensor(name="INPUT0", datatype="FP32",
+                                                          shape=[1, 64])],
+            raw_input_contents=[np.zeros((1, 64), dtype=np.float32).tobytes()])
+        self.stub.ModelInfer(mlp, metadata=[("x-api-key", ACME_KEY)])
         one = self.get("/v2/models/add_one/stats")
         self.assertEqual(one.status_code, 200, one.text)
         stats = one.json()["model_stats"]

@@ -18,10 +18,14 @@
 namespace fairserve {
 namespace {
 
-// Request ids and model names come from clients: keep them printable and
-// short in the plain format. Appends `s` so cleaned to *out.
+// Request ids and model names come from clients, at any length up to the
+// message limit: a line keeps their first kClientChars bytes.
+constexpr size_t kClientChars = 128;
+
+// Keeps them printable too in the plain format. Appends `s` so cleaned to
+// *out.
 void AppendClean(const std::string& s, std::string* out) {
-  const size_t n = std::min<size_t>(s.size(), 128);
+  const size_t n = std::min(s.size(), kClientChars);
   for (size_t i = 0; i < n; ++i) {
     const char c = s[i];
     out->push_back(
@@ -95,7 +99,12 @@ AccessLog::~AccessLog() {
 void AccessLog::Log(const AccessRecord& r) {
   Format f = format_.load(std::memory_order_relaxed);
   if (f == Format::kOff) return;
-  Line line{std::chrono::system_clock::now(), f, r};
+  // The client's strings are cut here, not only when written: a queued
+  // record stays small whatever the client sent.
+  Line line{std::chrono::system_clock::now(), f,
+            AccessRecord{r.tenant_id, r.model.substr(0, kClientChars), r.version,
+                         r.request_id.substr(0, kClientChars), r.code, r.rows, r.batch_samples,
+                         r.queue_ms, r.compute_ms, r.total_ms}};
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -151,9 +160,9 @@ void AccessLog::RenderTo(const AccessRecord& r, Format f, std::string* out) {
   if (f == Format::kJson) {
     nlohmann::ordered_json j = {{"type", "access"},
                                 {"tenant", r.tenant_id},
-                                {"model", r.model.substr(0, 128)},
+                                {"model", r.model.substr(0, kClientChars)},
                                 {"version", r.version},
-                                {"id", r.request_id.substr(0, 128)},
+                                {"id", r.request_id.substr(0, kClientChars)},
                                 {"status", status},
                                 {"rows", r.rows},
                                 {"batch", r.batch_samples},

@@ -88,6 +88,32 @@ TEST(AccessLogTest, NeverLosesALineWhenNotOverloaded) {
   }
 }
 
+// A client may send a model name or request id of any length up to the
+// message limit: lines, in both formats, keep their first 128 bytes.
+TEST(AccessLogTest, ClientStringsAreCutTo128Bytes) {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  const std::string id = std::string(128, 'a') + std::string(1 << 20, 'Z');
+  const std::string model = std::string(128, 'm') + std::string(300, 'W');
+  {
+    AccessLog log(16, {sink});
+    AccessRecord r = Record("acme", id);
+    r.model = model;
+    log.Log(r);
+    log.SetFormat(AccessLog::Format::kJson);
+    log.Log(r);
+  }
+  const std::string text = out.str();
+  EXPECT_EQ(text.find('Z'), std::string::npos);
+  EXPECT_EQ(text.find('W'), std::string::npos);
+  EXPECT_THAT(text, HasSubstr(" model=" + std::string(128, 'm') + " version=1 id=" +
+                              std::string(128, 'a') + " status=ok"));
+  const std::string json = text.substr(text.find('{'), text.rfind('}') - text.find('{') + 1);
+  nlohmann::json j = nlohmann::json::parse(json);
+  EXPECT_EQ(j["id"], std::string(128, 'a'));
+  EXPECT_EQ(j["model"], std::string(128, 'm'));
+}
+
 // Under load the writer wakes once per gathering window, not per line, and
 // each sink is flushed once per chunk: 200 lines logged within one window
 // reach the sink in one or two chunks, all of them, in order per caller.

@@ -38,8 +38,9 @@ struct AccessRecord {
 
 // The access log: one line per request, plain text or JSON, formatted and
 // written in chunks by a thread of its own ("fs-access-log"), never by the
-// thread that answers the call. Log() copies the record (its strings are
-// short) and appends it to a pending buffer under a mutex; only the first
+// thread that answers the call. Log() copies the record (the model name and
+// request id, which clients choose, cut to the 128 bytes a line shows) and
+// appends it to a pending buffer under a mutex; only the first
 // record into an empty buffer wakes the writer, which then gathers for
 // `gather` (20 ms by default), formats everything pending and writes it at
 // once: each sink gets the lines, then one flush. On the daemon's default

@@ -121,7 +121,7 @@ class PythonClientTest(unittest.TestCase):
         everything = self.stub.ModelStatistics(pb.ModelStatisticsRequest(),
                                                metadata=[("x-api-key", GLOBEX_KEY)])
         self.assertEqual(sorted({s.name for s in everything.model_stats}), ["add_one"])
-        # A version filter applies too: mlp has no version 2.
+        # An unknown version is NOT_FOUND.
         with self.assertRaises(grpc.RpcError) as e:
             self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="mlp", version="2"),
                                       metadata=[("x-api-key", ACME_KEY)])

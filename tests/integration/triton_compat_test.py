@@ -350,6 +350,13 @@ class TritonRepositoryTest(unittest.TestCase):
         self.assertEqual(self.versions("two_latest"), ["2", "5"])
         self.assertEqual(self.infer("latest_one").model_version, "3")
         self.assertEqual(self.infer("two_latest", "2").model_version, "2")
+        self.assertEqual(self.infer("two_latest").model_version, "5")
+        # Statistics per version: both versions ran; a version filter keeps one.
+        stats = lambda version: [(s.name, s.version) for s in self.stub.ModelStatistics(  # noqa: E731
+            pb.ModelStatisticsRequest(name="two_latest", version=version),
+            metadata=[("x-api-key", ACME_KEY)]).model_stats]
+        self.assertEqual(stats(""), [("two_latest", "2"), ("two_latest", "5")])
+        self.assertEqual(stats("2"), [("two_latest", "2")])
         self.infer("renamed_file")
         with self.assertRaises(grpc.RpcError) as e:
             self.infer("latest_one", "1")

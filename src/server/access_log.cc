@@ -136,8 +136,9 @@ void AccessLog::WriterLoop() {
 }
 
 void AccessLog::Write(const std::vector<Line>& lines) {
-  std::vector<std::string> texts(lines.size());
-  for (size_t i = 0; i < lines.size(); ++i) RenderTo(lines[i].record, lines[i].format, &texts[i]);
+  std::vector<std::string> texts;
+  texts.reserve(lines.size());
+  for (const Line& line : lines) texts.push_back(Render(line.record, line.format));
   for (const auto& sink : sinks_) {
     for (size_t i = 0; i < lines.size(); ++i) {
       spdlog::details::log_msg msg(lines[i].time, spdlog::source_loc{}, "access",
@@ -150,12 +151,6 @@ void AccessLog::Write(const std::vector<Line>& lines) {
 }
 
 std::string AccessLog::Render(const AccessRecord& r, Format f) {
-  std::string out;
-  RenderTo(r, f, &out);
-  return out;
-}
-
-void AccessLog::RenderTo(const AccessRecord& r, Format f, std::string* out) {
   std::string status = absl::AsciiStrToLower(absl::StatusCodeToString(r.code));
   if (f == Format::kJson) {
     nlohmann::ordered_json j = {{"type", "access"},
@@ -170,24 +165,24 @@ void AccessLog::RenderTo(const AccessRecord& r, Format f, std::string* out) {
                                 {"compute_ms", Micros(r.compute_ms)},
                                 {"total_ms", Micros(r.total_ms)}};
     // Client-supplied strings may not be UTF-8: replace, never throw.
-    *out += j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-    return;
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
-  absl::StrAppend(out, "access tenant=", r.tenant_id, " model=");
-  AppendClean(r.model, out);
-  absl::StrAppend(out, " version=", r.version.empty() ? "-" : r.version, " id=");
+  std::string out = absl::StrCat("access tenant=", r.tenant_id, " model=");
+  AppendClean(r.model, &out);
+  absl::StrAppend(&out, " version=", r.version.empty() ? "-" : r.version, " id=");
   if (r.request_id.empty()) {
-    out->push_back('-');
+    out.push_back('-');
   } else {
-    AppendClean(r.request_id, out);
+    AppendClean(r.request_id, &out);
   }
-  absl::StrAppend(out, " status=", status, " rows=", r.rows, " batch=", r.batch_samples,
+  absl::StrAppend(&out, " status=", status, " rows=", r.rows, " batch=", r.batch_samples,
                   " queue_ms=");
-  AppendMillis(r.queue_ms, out);
-  out->append(" compute_ms=");
-  AppendMillis(r.compute_ms, out);
-  out->append(" total_ms=");
-  AppendMillis(r.total_ms, out);
+  AppendMillis(r.queue_ms, &out);
+  out.append(" compute_ms=");
+  AppendMillis(r.compute_ms, &out);
+  out.append(" total_ms=");
+  AppendMillis(r.total_ms, &out);
+  return out;
 }
 
 }  // namespace fairserve

@@ -74,7 +74,7 @@ class AccessLog {
   // Chunks written so far (tests, bench).
   uint64_t chunks() const { return chunks_.load(std::memory_order_relaxed); }
 
-  // The line as it would be written (tests).
+  // The line for `r` as written (the writer thread; tests).
   static std::string Render(const AccessRecord& r, Format f);
 
  private:
@@ -83,8 +83,6 @@ class AccessLog {
     Format format;
     AccessRecord record;
   };
-  // Appends the line for `r` to *out.
-  static void RenderTo(const AccessRecord& r, Format f, std::string* out);
   void WriterLoop();
   void Write(const std::vector<Line>& lines);
 

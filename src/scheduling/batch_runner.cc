@@ -44,6 +44,14 @@ uint64_t ResponseBytes(const InferenceResult& result) {
 
 using Replies = std::vector<BatchRunner::Reply>;
 
+// Gives back the request's in-flight slot, then answers it: a client that
+// has its answer and sends the next request at once finds its slot free
+// (max_inflight), never still held by the call just answered.
+void Answer(BatchRunner::Reply& reply) {
+  reply.hold.reset();
+  reply.done(std::move(reply.result));
+}
+
 // Records `request`'s share in `record` and queues its answer in `replies`.
 void Complete(InferenceRequest& request, absl::StatusOr<InferenceResult> result,
               BatchRecord* record, Replies* replies, double compute_seconds, Clock::TimePoint now) {
@@ -189,16 +197,13 @@ BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batc
   for (BatchObserver* o : observers_) o->OnBatch(record);
   if (settle) settle(record);
   if (gate_ == nullptr || replies.empty()) {
-    for (Reply& r : replies) r.done(std::move(r.result));
+    for (Reply& r : replies) Answer(r);
     return record;
   }
   // std::function copies: the move-only answers travel by pointer.
   auto held = std::make_shared<Replies>(std::move(replies));
   gate_->AfterRecorded([held] {
-    for (Reply& r : *held) {
-      r.done(std::move(r.result));
-      r.hold.reset();
-    }
+    for (Reply& r : *held) Answer(r);
   });
   return record;
 }

@@ -140,6 +140,8 @@ class ThreadedScheduler final : public Scheduler {
       policy_->TakeAll(&left);
     }
     for (auto& r : left) {
+      r->waiting.reset();
+      r->hold.reset();
       r->on_done(absl::UnavailableError("the server shut down before this request could run"));
     }
   }

@@ -178,11 +178,11 @@ void InferCall::DecodeAndQueue() {
   request->deadline = deadline_;
   request->cancelled = cancelled_;
   request->servable = servable_;
-  request->waiting = std::make_shared<WaitSlot>(std::move(admitted_.waiting));
-  request->hold = std::make_shared<InflightSlot>(std::move(admitted_.slot));
   absl::Status decoded =
       DecodeInferRequest(*request_, servable_->config, request->max_batch_size, request.get());
   if (!decoded.ok()) return Reject(decoded);
+  request->waiting = std::make_shared<WaitSlot>(std::move(admitted_.waiting));
+  request->hold = std::make_shared<InflightSlot>(std::move(admitted_.slot));
   rows_ = request->batch_size;
   state_ = State::kDecoded;
   std::shared_ptr<InferCall> self = shared_from_this();
@@ -222,6 +222,11 @@ void InferCall::OnDone(absl::StatusOr<InferenceResult> result) {
 
 void InferCall::Reject(const absl::Status& status, Clock::Duration retry_after, bool counted) {
   state_ = State::kRejected;
+  // Admitted, then refused (no access, bad input, model failed to load):
+  // the slots go back before the answer, so the client's next request finds
+  // them free.
+  admitted_.waiting.Release();
+  admitted_.slot.Release();
   // Admission and the authenticator count their own refusals on per-tenant
   // atomics and write no access-log line, so a flood of refused calls costs
   // almost nothing; every other refusal is counted and logged here.

@@ -119,6 +119,41 @@ TEST(LimitsTest, MaxInflightAndMaxQueueHoldEndToEnd) {
   EXPECT_EQ(d.Stop(SIGTERM), 0);
 }
 
+// A client that sends each request as soon as it has the last answer never
+// finds its max_inflight slot still taken by the call it saw answered,
+// whether that call ran or was refused after admission (a model it may not
+// use, input of the wrong shape). A slot kept by a refused call fails this
+// at once; one given back only after its answer (as before) failed
+// MaxInflightAndMaxQueueHoldEndToEnd in CI, and is what
+// BatchRunnerTest.EachInflightSlotIsGivenBackBeforeItsAnswer pins down.
+TEST(LimitsTest, AClientWaitingForEachAnswerIsNeverRefusedForMaxInflight) {
+  DaemonProcess d(LimitsConfig("", "", "    max_inflight: 1\n"));
+  ASSERT_TRUE(d.serving()) << d.Log();
+  auto stub = GRPCInferenceService::NewStub(OwnConnection(d.grpc_address()));
+  const ModelInferRequest good = AddOne();
+  const ModelInferRequest bad_shape = FloatRequest("add_one", RandomFloats(15, 3), {1, 15});
+  const ModelInferRequest not_allowed = FloatRequest("mlp", RandomFloats(16, 3), {1, 16});
+  const std::pair<const ModelInferRequest*, grpc::StatusCode> calls[] = {
+      {&good, grpc::StatusCode::OK},
+      {&bad_shape, grpc::StatusCode::INVALID_ARGUMENT},
+      {&not_allowed, grpc::StatusCode::PERMISSION_DENIED}};
+  for (int i = 0; i < 100; ++i) {
+    for (const auto& [req, expected] : calls) {
+      grpc::ClientContext ctx;
+      ctx.AddMetadata("x-api-key", kGlobexKey);
+      ModelInferResponse resp;
+      grpc::Status status = stub->ModelInfer(&ctx, *req, &resp);
+      ASSERT_EQ(status.error_code(), expected)
+          << "round " << i << ", " << req->model_name() << ": " << status.error_message();
+    }
+  }
+  EXPECT_EQ(
+      Metric(d, "fairserve_rejected_requests_total{reason=\"max_inflight\",tenant_id=\"globex\"}"),
+      0);
+  stub.reset();  // an idle open channel makes the drain wait for it
+  EXPECT_EQ(d.Stop(SIGTERM), 0);
+}
+
 // A client's deadline, and a client that gives up, while the request waits
 // in its queue: answered, never run, never billed.
 TEST(LimitsTest, DeadlineAndCancelWhileQueuedNeverRun) {

@@ -142,7 +142,9 @@ TEST_P(SchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
   auto running = std::make_shared<Outcome>(), queued = std::make_shared<Outcome>();
   ASSERT_TRUE(scheduler->Submit(MakeRequest(servable, "t", 1, 1, running)).ok());
   exec->WaitStarted(1);
-  ASSERT_TRUE(scheduler->Submit(MakeRequest(servable, "t", 1, 1, queued)).ok());
+  auto queued_request = MakeRequest(servable, "t", 1, 1, queued);
+  std::shared_ptr<SlotsAtAnswer> queued_slots = TrackSlots(queued_request.get());
+  ASSERT_TRUE(scheduler->Submit(std::move(queued_request)).ok());
   std::thread stopper([&] { scheduler->Shutdown(std::chrono::milliseconds(0)); });
   // Shutdown waits for the running batch; release it.
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -153,6 +155,9 @@ TEST_P(SchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
   stopper.join();
   EXPECT_TRUE(running->result->ok());
   EXPECT_EQ(queued->result->status().code(), absl::StatusCode::kUnavailable);
+  // Answered without running: both its admission slots went back first.
+  EXPECT_EQ(queued_slots->inflight_free, true);
+  EXPECT_EQ(queued_slots->waiting_free, true);
   EXPECT_FALSE(late->done());
 }
 

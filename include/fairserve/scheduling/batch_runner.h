@@ -30,7 +30,9 @@ class BatchRunner {
   // has the record: a client that saw its answer is already billed. With a
   // gate, they go out when the gate says (after the ledger's commit, in
   // reply_after_commit mode), and each request keeps its in-flight slot
-  // until its answer has gone.
+  // until then. Each slot is given back just before its answer goes out, so
+  // a client that has its answer and sends the next request at once is
+  // never refused for max_inflight by the call it just saw answered.
   // `settle` (optional) runs on this thread after the observers and before
   // any answer goes out: the scheduler frees the batch's slot and charges
   // its tenant there, so a client that has its answer and sends the next

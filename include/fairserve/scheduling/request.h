@@ -54,8 +54,8 @@ struct InferenceRequest {
   // max_queue counts it meanwhile); the queue drops it when it hands the
   // request to a worker. May be null.
   std::shared_ptr<void> waiting;
-  // Keeps whatever the transport needs alive until the request is destroyed
-  // (the admission in-flight slot).
+  // The admission in-flight slot: whoever answers the request drops it
+  // just before calling on_done (else it goes with the request).
   std::shared_ptr<void> hold;
   // Set by the transport when the client goes away.
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);

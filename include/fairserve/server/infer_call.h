@@ -87,10 +87,11 @@ class InferReply {
 //   right there (SchedulerOptions::run_on_caller_below): that thread is this
 //   call's own (a gRPC callback of this call, the REST handler waiting for
 //   it), and the run takes one of the device's worker slots.
-// The call object lives until its last step is done; the admission slots
-// it holds (in-flight, waiting, pending bytes) are given back by their own
-// lifetimes: the waiting slot when the request starts to run, the others
-// when it is answered.
+// The call object lives until its last step is done. Of the admission
+// slots it holds, the waiting one is given back when the request starts to
+// run, the in-flight one (with its pending bytes) just before the request is
+// answered, refused or run: a client that sends its next request as soon as
+// it has an answer always finds them free.
 class InferCall : public std::enable_shared_from_this<InferCall> {
  public:
   enum class State {

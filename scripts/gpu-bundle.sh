@@ -18,6 +18,7 @@ ROOTS=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev libsqlite3-dev
   prometheus-cpp-dev libcpp-httplib-dev libhiredis-dev libpqxx-dev libpq-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev pkgconf zlib1g-dev
+  libgoogle-perftools-dev
 )
 # Left out of the closure: the C library, the compiler's own run-time, and
 # system libraries every Linux with a CUDA toolkit already has (their

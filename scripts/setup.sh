@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config ccache git ca-certificates openssl curl
   clang libclang-rt-dev
   libtorch-dev python3-torch
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libgoogle-perftools-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev libsqlite3-dev sqlite3 libssl-dev libhiredis-dev libabsl-dev

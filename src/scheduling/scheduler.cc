@@ -76,7 +76,11 @@ class ThreadedScheduler final : public Scheduler {
             std::chrono::duration<double>(options.run_on_caller_below).count()),
         policy_(std::move(policy)) {
     for (int i = 0; i < slots_; ++i) {
-      workers_.emplace_back([this] { WorkerLoop(); });
+      workers_.emplace_back([this, i] {
+        const std::string name = (options_.thread_name + "-" + std::to_string(i)).substr(0, 15);
+        pthread_setname_np(pthread_self(), name.c_str());
+        WorkerLoop();
+      });
     }
     reaper_ = std::thread([this] { ReaperLoop(); });
   }

@@ -315,6 +315,7 @@ void Daemon::BuildScheduling(const Config& config) {
     options.max_queue_wait = std::chrono::microseconds(
         static_cast<int64_t>(config.scheduler.max_queue_wait_s * 1e6));
     options.thread_init = [] { PrepareTorchWorkerThread(); };
+    options.thread_name = "fs-" + device.name;  // fs-cpu-0, fs-cuda:0-1
     // Only on the cpu, and only with one intra-op thread: a caller thread
     // running a parallel region would start an OpenMP team of its own, and
     // a GPU batch waits for its stream.

@@ -1,6 +1,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+
 #include <thread>
 
 #include "fairserve/scheduling/scheduler.h"
@@ -159,6 +161,48 @@ TEST_P(SchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
   EXPECT_EQ(queued_slots->inflight_free, true);
   EXPECT_EQ(queued_slots->waiting_free, true);
   EXPECT_FALSE(late->done());
+}
+
+// Records the name of the thread each batch ran on.
+class ThreadNameExecutor : public DoublingExecutor {
+ public:
+  ThreadNameExecutor() : DoublingExecutor(nullptr, Clock::Duration(0)) {}
+  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>& inputs) override {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      names_.push_back(name);
+    }
+    return DoublingExecutor::Run(inputs);
+  }
+  std::vector<std::string> names() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return names_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> names_;
+};
+
+// Workers carry their device's name (the daemon's fs-cpu-0, fs-cuda:0-1),
+// cut to what a Linux thread name holds, so top -H and perf tell them apart.
+TEST_P(SchedulerTest, WorkersAreNamedAfterTheirDevice) {
+  for (const std::string& given : {std::string("fs-cpu"), std::string("fs-cuda:12-and-more")}) {
+    auto exec = std::make_shared<ThreadNameExecutor>();
+    auto servable = MakeServable(exec);
+    BatchRunner runner(SteadyClock::Get(), {});
+    SchedulerOptions o = Options();
+    o.thread_name = given;
+    auto scheduler = MakeScheduler(o, SteadyClock::Get(), runner);
+    auto done = std::make_shared<Outcome>();
+    ASSERT_TRUE(scheduler->Submit(MakeRequest(servable, "t", 1, 1, done)).ok());
+    WaitDone({done});
+    scheduler->Shutdown(std::chrono::milliseconds(100));
+    ASSERT_EQ(exec->names().size(), 1u);
+    EXPECT_EQ(exec->names()[0], given == "fs-cpu" ? "fs-cpu-0" : "fs-cuda:12-and-");
+  }
 }
 
 TEST_P(SchedulerTest, CancelledAndExpiredRequestsLeaveTheirQueue) {

@@ -53,6 +53,9 @@ struct SchedulerOptions {
   std::chrono::microseconds max_queue_wait = std::chrono::seconds(30);
   // Runs at the start of every worker thread (e.g. libtorch thread set-up).
   std::function<void()> thread_init;
+  // Worker threads are named `thread_name`-N (cut to the 15 characters a
+  // Linux thread name holds), as top -H and perf show them.
+  std::string thread_name = "fs-worker";
   // A request marked `may_run_on_caller` runs on the thread calling Submit,
   // instead of being handed to a worker, when all of these hold: nothing
   // else is queued (nobody waits for it to go first), fewer batches run than

@@ -150,7 +150,7 @@ TEST(LimitsTest, AClientWaitingForEachAnswerIsNeverRefusedForMaxInflight) {
   EXPECT_EQ(
       Metric(d, "fairserve_rejected_requests_total{reason=\"max_inflight\",tenant_id=\"globex\"}"),
       0);
-  stub.reset();  // an idle open channel makes the drain wait for it
+  stub.reset();  // the drain waits for an idle channel left open (about 5 s here)
   EXPECT_EQ(d.Stop(SIGTERM), 0);
 }
 

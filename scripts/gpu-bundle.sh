@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Puts the Debian packages a GPU-machine build of fairserve needs into
-# gpu-bundle/ (git-ignored; about 20 MiB): everything the build finds with
+# gpu-bundle/ (git-ignored; about 25 MiB): everything the build finds with
 # find_package or pkg-config, protoc and the gRPC plugin, and the run-time
 # libraries they link, downloaded with apt-get download. Nothing is
 # installed. scripts/gpu-check.sh unpacks them on the GPU machine, which

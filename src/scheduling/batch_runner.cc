@@ -44,14 +44,6 @@ uint64_t ResponseBytes(const InferenceResult& result) {
 
 using Replies = std::vector<BatchRunner::Reply>;
 
-// Gives back the request's in-flight slot, then answers it: a client that
-// has its answer and sends the next request at once finds its slot free
-// (max_inflight), never still held by the call just answered.
-void Answer(BatchRunner::Reply& reply) {
-  reply.hold.reset();
-  reply.done(std::move(reply.result));
-}
-
 // Records `request`'s share in `record` and queues its answer in `replies`.
 void Complete(InferenceRequest& request, absl::StatusOr<InferenceResult> result,
               BatchRecord* record, Replies* replies, double compute_seconds, Clock::TimePoint now) {
@@ -62,7 +54,7 @@ void Complete(InferenceRequest& request, absl::StatusOr<InferenceResult> result,
   item.queue_time = now - request.arrival;
   item.code = result.ok() ? absl::StatusCode::kOk : result.status().code();
   record->items.push_back(std::move(item));
-  replies->push_back({std::move(request.on_done), std::move(result), std::move(request.hold)});
+  replies->push_back({std::move(request.on_done), std::move(result)});
 }
 
 }  // namespace
@@ -197,13 +189,13 @@ BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batc
   for (BatchObserver* o : observers_) o->OnBatch(record);
   if (settle) settle(record);
   if (gate_ == nullptr || replies.empty()) {
-    for (Reply& r : replies) Answer(r);
+    for (Reply& r : replies) r.done(std::move(r.result));
     return record;
   }
   // std::function copies: the move-only answers travel by pointer.
   auto held = std::make_shared<Replies>(std::move(replies));
   gate_->AfterRecorded([held] {
-    for (Reply& r : *held) Answer(r);
+    for (Reply& r : *held) r.done(std::move(r.result));
   });
   return record;
 }

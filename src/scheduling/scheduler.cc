@@ -144,8 +144,7 @@ class ThreadedScheduler final : public Scheduler {
       policy_->TakeAll(&left);
     }
     for (auto& r : left) {
-      r->waiting.reset();
-      r->hold.reset();
+      r->waiting.reset();  // before the answer: the client may call again at once
       r->on_done(absl::UnavailableError("the server shut down before this request could run"));
     }
   }

@@ -181,8 +181,10 @@ void InferCall::DecodeAndQueue() {
   absl::Status decoded =
       DecodeInferRequest(*request_, servable_->config, request->max_batch_size, request.get());
   if (!decoded.ok()) return Reject(decoded);
+  // The queue place travels with the request (the scheduler drops it when
+  // the request starts to run); the in-flight slot stays here, until the
+  // answer (OnDone, Reject).
   request->waiting = std::make_shared<WaitSlot>(std::move(admitted_.waiting));
-  request->hold = std::make_shared<InflightSlot>(std::move(admitted_.slot));
   rows_ = request->batch_size;
   state_ = State::kDecoded;
   std::shared_ptr<InferCall> self = shared_from_this();
@@ -200,6 +202,9 @@ void InferCall::DecodeAndQueue() {
 
 void InferCall::OnDone(absl::StatusOr<InferenceResult> result) {
   state_ = State::kAnswered;
+  // First: a client that sends its next request the moment it has this
+  // answer finds its in-flight slot (and pending bytes) free.
+  admitted_.slot.Release();
   const std::string& tenant = principal_.tenant->id;
   const std::string& model = request_->model_name();
   Clock::Duration total = deps_.clock->Now() - arrival_;

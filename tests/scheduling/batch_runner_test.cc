@@ -96,52 +96,24 @@ class HeldGate : public ReplyGate {
   std::vector<std::function<void()>> held;
 };
 
-TEST_F(BatchRunnerTest, AGateHoldsAnswersAndInflightSlotsUntilItLetsThemGo) {
+// The in-flight slots are not the runner's: each call keeps its own until
+// its on_done runs (InferCallTest.AGateKeepsTheSlotUntilTheAnswerLeaves).
+TEST_F(BatchRunnerTest, AGateHoldsAnswersUntilItLetsThemGo) {
   HeldGate gate;
   BatchRunner runner(clock_, {&observer_}, &gate);
   auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
-  auto slot = std::make_shared<int>(0);  // stands for the request's InflightSlot
-  std::weak_ptr<int> slot_alive = slot;
   std::vector<std::unique_ptr<InferenceRequest>> batch;
   batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, a));
   batch.push_back(MakeRequest(servable_, "globex", 3, 5.0f, b));
-  batch.front()->hold = std::move(slot);
-  std::shared_ptr<SlotsAtAnswer> b_slots = TrackSlots(batch.back().get());
   runner.Run(std::move(batch));
-  // The observers have the record; the answers wait, and so does the slot.
+  // The observers have the record; the answers wait.
   ASSERT_EQ(observer_.records.size(), 1u);
   ASSERT_EQ(gate.held.size(), 1u);
   EXPECT_FALSE(a->result.has_value());
   EXPECT_FALSE(b->result.has_value());
-  EXPECT_FALSE(slot_alive.expired());
-  EXPECT_FALSE(b_slots->inflight_free.has_value());
   gate.held[0]();
   ASSERT_TRUE(a->result.has_value() && a->result->ok());
   ASSERT_TRUE(b->result.has_value() && b->result->ok());
-  EXPECT_TRUE(slot_alive.expired());
-  // Each slot went back just before its answer, not after.
-  EXPECT_EQ(b_slots->inflight_free, true);
-}
-
-// A client that sends its next request as soon as it has an answer must
-// find its in-flight slot free (max_inflight): each slot goes back before
-// its answer, for requests that ran and for those answered without running.
-TEST_F(BatchRunnerTest, EachInflightSlotIsGivenBackBeforeItsAnswer) {
-  auto ran = std::make_shared<Outcome>(), expired = std::make_shared<Outcome>(),
-       cancelled = std::make_shared<Outcome>();
-  std::vector<std::unique_ptr<InferenceRequest>> batch;
-  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, ran));
-  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, expired));
-  batch.back()->deadline = clock_.Now();
-  batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, cancelled));
-  batch.back()->cancelled->store(true);
-  std::vector<std::shared_ptr<SlotsAtAnswer>> slots;
-  for (auto& r : batch) slots.push_back(TrackSlots(r.get()));
-  runner_.Run(std::move(batch));
-  ASSERT_TRUE(ran->result.has_value() && ran->result->ok());
-  EXPECT_EQ(expired->result->status().code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(cancelled->result->status().code(), absl::StatusCode::kCancelled);
-  for (const auto& s : slots) EXPECT_EQ(s->inflight_free, true);
 }
 
 TEST_F(BatchRunnerTest, FailingBatchIsRetriedSoOnlyTheFaultyRequestFails) {

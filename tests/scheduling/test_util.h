@@ -115,29 +115,25 @@ inline std::unique_ptr<InferenceRequest> MakeRequest(std::shared_ptr<const Serva
   return r;
 }
 
-// Whether a request's admission slots had been given back when its answer
-// came (nullopt until it came).
+// Whether a request's queue place had been given back when its answer came
+// (nullopt until it came).
 struct SlotsAtAnswer {
   std::mutex mu;
-  std::optional<bool> inflight_free;
   std::optional<bool> waiting_free;
 };
 
-// Gives `r` stand-ins for its in-flight and waiting slots and records in
-// the result whether each was gone (dropped by whoever answered) by the time
-// on_done ran.
+// Gives `r` a stand-in for its queue place (admission's WaitSlot) and
+// records in the result whether it was gone (dropped by the scheduler) by the
+// time on_done ran.
 inline std::shared_ptr<SlotsAtAnswer> TrackSlots(InferenceRequest* r) {
   auto seen = std::make_shared<SlotsAtAnswer>();
-  auto hold = std::make_shared<int>(0);
   auto waiting = std::make_shared<int>(0);
-  std::weak_ptr<int> hold_alive = hold, waiting_alive = waiting;
-  r->hold = std::move(hold);
+  std::weak_ptr<int> waiting_alive = waiting;
   r->waiting = std::move(waiting);
-  r->on_done = [seen, hold_alive, waiting_alive,
+  r->on_done = [seen, waiting_alive,
                 done = std::move(r->on_done)](absl::StatusOr<InferenceResult> res) {
     {
       std::lock_guard<std::mutex> lock(seen->mu);
-      seen->inflight_free = hold_alive.expired();
       seen->waiting_free = waiting_alive.expired();
     }
     done(std::move(res));

@@ -29,10 +29,9 @@ class BatchRunner {
   // Replies go out only after every observer (the usage ledger among them)
   // has the record: a client that saw its answer is already billed. With a
   // gate, they go out when the gate says (after the ledger's commit, in
-  // reply_after_commit mode), and each request keeps its in-flight slot
-  // until then. Each slot is given back just before its answer goes out, so
-  // a client that has its answer and sends the next request at once is
-  // never refused for max_inflight by the call it just saw answered.
+  // reply_after_commit mode); each caller keeps its in-flight slot until
+  // its on_done runs (InferCall), so a held answer still counts against
+  // max_inflight.
   // `settle` (optional) runs on this thread after the observers and before
   // any answer goes out: the scheduler frees the batch's slot and charges
   // its tenant there, so a client that has its answer and sends the next
@@ -44,7 +43,6 @@ class BatchRunner {
   struct Reply {
     InferenceRequest::DoneCallback done;
     absl::StatusOr<InferenceResult> result;
-    std::shared_ptr<void> hold;  // the request's in-flight slot
   };
   using Replies = std::vector<Reply>;
 

@@ -52,11 +52,10 @@ struct InferenceRequest {
   Clock::TimePoint deadline = Clock::TimePoint::max();
   // Held from admission until the request starts to run (admission's
   // max_queue counts it meanwhile); the queue drops it when it hands the
-  // request to a worker. May be null.
+  // request to a worker, and shutdown before answering a request it never
+  // ran. May be null. (The in-flight slot is not here: the caller keeps it
+  // until its answer, see InferCall.)
   std::shared_ptr<void> waiting;
-  // The admission in-flight slot: whoever answers the request drops it
-  // just before calling on_done (else it goes with the request).
-  std::shared_ptr<void> hold;
   // Set by the transport when the client goes away.
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
   // Called exactly once, once the scheduler accepted it: from a worker

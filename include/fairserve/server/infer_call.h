@@ -88,10 +88,12 @@ class InferReply {
 //   call's own (a gRPC callback of this call, the REST handler waiting for
 //   it), and the run takes one of the device's worker slots.
 // The call object lives until its last step is done. Of the admission
-// slots it holds, the waiting one is given back when the request starts to
-// run, the in-flight one (with its pending bytes) just before the request is
-// answered, refused or run: a client that sends its next request as soon as
-// it has an answer always finds them free.
+// slots it takes, the waiting one travels with the queued request and the
+// scheduler gives it back when the request starts to run; the in-flight one
+// (with its pending bytes) stays here and is given back first thing in
+// OnDone() or Reject(), just before the answer goes out (also when the
+// ledger's reply gate held the answer until its commit). A client that
+// sends its next request as soon as it has an answer always finds them free.
 class InferCall : public std::enable_shared_from_this<InferCall> {
  public:
   enum class State {
@@ -150,6 +152,8 @@ class InferCall : public std::enable_shared_from_this<InferCall> {
   std::shared_ptr<std::atomic<bool>> cancelled_;
   Clock::TimePoint deadline_ = Clock::TimePoint::max();
   int64_t rows_ = 0;  // samples, once decoded
+  // The admission slots; `waiting` moves to the request when it is queued,
+  // `slot` (in flight) stays until the answer.
   Admission::Decision admitted_;
   std::shared_ptr<const Servable> servable_;
 };

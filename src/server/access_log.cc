@@ -96,15 +96,14 @@ AccessLog::~AccessLog() {
   writer_.join();  // writes what is pending, then exits
 }
 
-void AccessLog::Log(const AccessRecord& r) {
+void AccessLog::Log(AccessRecord r) {
   Format f = format_.load(std::memory_order_relaxed);
   if (f == Format::kOff) return;
   // The client's strings are cut here, not only when written: a queued
   // record stays small whatever the client sent.
-  Line line{std::chrono::system_clock::now(), f,
-            AccessRecord{r.tenant_id, r.model.substr(0, kClientChars), r.version,
-                         r.request_id.substr(0, kClientChars), r.code, r.rows, r.batch_samples,
-                         r.queue_ms, r.compute_ms, r.total_ms}};
+  if (r.model.size() > kClientChars) r.model.resize(kClientChars);
+  if (r.request_id.size() > kClientChars) r.request_id.resize(kClientChars);
+  Line line{std::chrono::system_clock::now(), f, std::move(r)};
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);

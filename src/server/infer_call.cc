@@ -217,7 +217,7 @@ void InferCall::OnDone(absl::StatusOr<InferenceResult> result) {
     record.queue_ms = std::chrono::duration<double, std::milli>(result->queue_time).count();
     record.compute_ms = result->compute_seconds * 1e3;
   }
-  deps_.access_log->Log(record);
+  deps_.access_log->Log(std::move(record));
   if (!result.ok()) {
     reply_->Reject(result.status(), Clock::Duration(0));
     return;
@@ -242,7 +242,7 @@ void InferCall::Reject(const absl::Status& status, Clock::Duration retry_after, 
     record.model = request_->model_name();
     record.request_id = request_->id();
     record.code = status.code();
-    deps_.access_log->Log(record);
+    deps_.access_log->Log(std::move(record));
   }
   // A closed-loop client that retries at once gets its refusal at the retry
   // point instead of now, so it refuses itself no faster than its limit

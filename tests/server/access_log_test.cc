@@ -114,6 +114,25 @@ TEST(AccessLogTest, ClientStringsAreCutTo128Bytes) {
   EXPECT_EQ(j["model"], std::string(128, 'm'));
 }
 
+// What the writer renders is the record as logged, every field of it: the
+// queued copy drops nothing.
+TEST(AccessLogTest, AWrittenLineIsTheRecordAsLogged) {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  sink->set_pattern("%v");
+  const AccessRecord r{"acme", "mlp", "7", "req-9", absl::StatusCode::kDeadlineExceeded,
+                       3, 12, 1.5, 2.25, 4.125};
+  {
+    AccessLog log(16, {sink});
+    log.SetFormat(AccessLog::Format::kJson);
+    log.Log(r);
+    log.SetFormat(AccessLog::Format::kPlain);
+    log.Log(r);
+  }
+  EXPECT_EQ(out.str(), AccessLog::Render(r, AccessLog::Format::kJson) + "\n" +
+                           AccessLog::Render(r, AccessLog::Format::kPlain) + "\n");
+}
+
 // Under load the writer wakes once per gathering window, not per line, and
 // each sink is flushed once per chunk: 200 lines logged within one window
 // reach the sink in one or two chunks, all of them, in order per caller.

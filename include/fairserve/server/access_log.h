@@ -38,7 +38,7 @@ struct AccessRecord {
 
 // The access log: one line per request, plain text or JSON, formatted and
 // written in chunks by a thread of its own ("fs-access-log"), never by the
-// thread that answers the call. Log() copies the record (the model name and
+// thread that answers the call. Log() takes the record (the model name and
 // request id, which clients choose, cut to the 128 bytes a line shows) and
 // appends it to a pending buffer under a mutex; only the first
 // record into an empty buffer wakes the writer, which then gathers for
@@ -68,7 +68,9 @@ class AccessLog {
   AccessLog& operator=(const AccessLog&) = delete;
 
   void SetFormat(Format f) { format_.store(f, std::memory_order_relaxed); }
-  void Log(const AccessRecord& r);
+  // Takes the record whole (callers move it in), so whatever it holds is
+  // what gets written.
+  void Log(AccessRecord r);
   // Lines dropped so far because `queue_lines` were already waiting.
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   // Chunks written so far (tests, bench).

@@ -25,6 +25,11 @@ ROOTS=(
 # headers are not needed: nothing here includes them directly).
 BASE='^(libc6|libc6-dev|libc-dev-bin|linux-libc-dev|libstdc\+\+6|libgcc-s1|gcc-[0-9]+-base|libcrypt1|libcrypt-dev|libnsl2|libnsl-dev|libtirpc3|libtirpc-dev|libtirpc-common|rpcsvc-proto|zlib1g|libssl3|libzstd1|liblzma5|liblz4-1|libbz2-1\.0|libsqlite3-0|libgnutls30|libgmp10|libp11-kit0|libunistring2|libnettle8|libhogweed6|libidn2-0|libtasn1-6|libffi8|libkrb5-3|libk5crypto3|libkrb5support0|libkeyutils1|libcom-err2|libgssapi-krb5-2|libldap-2\.5-0|libldap-common|libsasl2-2|libsasl2-modules-db|libsasl2-modules|libdb5\.3|libnghttp2-14|libpsl5|librtmp1|libssh2-1|catch2|libgpg-error0|libgcrypt20|libsystemd0|libcap2|libselinux1|libpcre2-8-0|debconf|cdebconf|perl-base|dpkg|tar|install-info|libmd0|libbsd0)$'
 
+# apt-cache depends lists every package that provides a dependency and
+# --recurse follows them all: LLVM's libunwind-N(-dev) provide
+# libunwind-dev (gperftools), the real libunwind-dev is taken.
+ALTERNATIVES='^libunwind-[0-9]+(-dev)?$'
+
 command -v apt-get >/dev/null || { echo "gpu-bundle: needs apt-get (run it on the Debian 12 dev machine)" >&2; exit 1; }
 # A fresh machine may have no package lists yet.
 if ! apt-cache show libgrpc++-dev >/dev/null 2>&1; then
@@ -33,7 +38,7 @@ if ! apt-cache show libgrpc++-dev >/dev/null 2>&1; then
 fi
 mapfile -t closure < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
   --no-breaks --no-replaces --no-enhances "${ROOTS[@]}" | grep -v '^ ' | grep -v '^<' |
-  sort -u | grep -Ev "$BASE")
+  sort -u | grep -Ev "$BASE" | grep -Ev "$ALTERNATIVES")
 rm -rf "$out"
 mkdir -p "$out"
 echo "gpu-bundle: downloading ${#closure[@]} package(s) into $out"

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "fairserve/models/executor.h"
 #include "fairserve/models/model_cache.h"
 
 #include "fairserve/admission/admission.h"
@@ -324,6 +325,50 @@ void BM_ModelCacheHit(benchmark::State& state) {
   state.SetLabel(std::to_string(state.range(0)) + " models in the repository");
 }
 BENCHMARK(BM_ModelCacheHit)->Arg(3)->Arg(100);
+
+// One batch through the TorchScript executor: the input tensor built from
+// the requests' bytes, the forward pass, the outputs copied out. add_one
+// (16 floats a row) measures what a tiny model's batch costs beyond its
+// arithmetic. The second argument, when not 0, walks that many KiB of other
+// memory (untimed) before each run, as the daemon's gRPC and batching work
+// does between batches: what a batch costs with cold caches. Needs the demo
+// models (scripts/make-demo-models.sh build/demo-models).
+void BM_TorchExecutorRun(benchmark::State& state) {
+  ModelCache cache(MakeTorchModelLoader(), SteadyClock::Get());
+  if (!cache.Scan(FAIRSERVE_DEMO_MODELS).ok()) {
+    state.SkipWithError("no demo models: run scripts/make-demo-models.sh build/demo-models");
+    return;
+  }
+  absl::StatusOr<std::shared_ptr<const Servable>> add_one = cache.AcquireSync("add_one", "");
+  if (!add_one.ok()) {
+    state.SkipWithError(std::string(add_one.status().message()).c_str());
+    return;
+  }
+  const int64_t rows = state.range(0);
+  std::string bytes(rows * 16 * sizeof(float), '\0');
+  std::vector<BatchInput> inputs(1);
+  inputs[0].dtype = DataType::kFp32;
+  inputs[0].shape = {rows, 16};
+  inputs[0].parts = {bytes};
+  std::vector<char> other(static_cast<size_t>(state.range(1)) << 10);
+  for (auto _ : state) {
+    if (!other.empty()) {
+      state.PauseTiming();
+      for (size_t i = 0; i < other.size(); i += 64) other[i]++;
+      benchmark::DoNotOptimize(other.data());
+      state.ResumeTiming();
+    }
+    absl::StatusOr<std::vector<Tensor>> out = (*add_one)->executor->Run(inputs);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetLabel("add_one, " + std::to_string(rows) + " row(s)" +
+                 (other.empty() ? "" : ", caches cold"));
+}
+BENCHMARK(BM_TorchExecutorRun)
+    ->Args({1, 0})
+    ->Args({8, 0})
+    ->Args({1, 4096})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace fairserve

@@ -10,6 +10,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -30,6 +32,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 // What a call answered, and the tenant's admission counts the moment it did.
 struct Answer {
@@ -39,6 +42,7 @@ struct Answer {
   std::string model, version, id;
   int64_t inflight = -1, pending_bytes = -1, waiting = -1;
   std::thread::id thread;
+  std::string thread_name;
 };
 
 class Outcome {
@@ -106,6 +110,9 @@ class RecordingReply : public InferReply {
     a.pending_bytes = tenant_->pending_bytes().load();
     a.waiting = tenant_->waiting().load();
     a.thread = std::this_thread::get_id();
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    a.thread_name = name;
     return a;
   }
   std::shared_ptr<TenantAdmission> tenant_;
@@ -148,7 +155,7 @@ std::string Yaml() {
       "  - id: acme\n"
       "    api_keys: [\"", HashApiKey("acme-key"), "\"]\n"
       "    max_inflight: 1\n"
-      "    models: [add_one, slow]\n"
+      "    models: [add_one, slow, corrupt]\n"
       "  - id: globex\n"
       "    api_keys: [\"", HashApiKey("globex-key"), "\"]\n"
       "    rate_limit: {requests_per_second: 1, burst: 1}\n"
@@ -274,16 +281,17 @@ std::vector<float> Iota(int n, float start) {
 TEST_F(InferCallTest, AnAnswerFindsTheCallsSlotsAlreadyGivenBack) {
   StartScheduler();
   for (int round = 0; round < 20; ++round) {
-    Answer a = Call("acme-key", Request("add_one", Iota(32, round), 16, "r" + std::to_string(round)))
-                   ->Get();
+    const std::string id = "r" + std::to_string(round);
+    Answer a = Call("acme-key", Request("add_one", Iota(32, round), 16, id))->Get();
     ASSERT_TRUE(a.status.ok()) << a.status;
     EXPECT_EQ(a.model, "add_one");
     EXPECT_EQ(a.version, "1");
-    EXPECT_EQ(a.id, "r" + std::to_string(round));
+    EXPECT_EQ(a.id, id);
     EXPECT_EQ(a.output, Iota(32, round + 1));
     EXPECT_EQ(a.inflight, 0) << round;
     EXPECT_EQ(a.pending_bytes, 0) << round;
     EXPECT_EQ(a.waiting, 0) << round;
+    EXPECT_EQ(a.thread_name, "fs-worker-0") << "answered by the worker that ran it";
   }
   EXPECT_EQ(Tenant("acme")->rejected_total(), 0);
   EXPECT_THAT(LogText(), HasSubstr("access tenant=acme model=add_one version=1 id=r19 status=ok "
@@ -325,6 +333,30 @@ TEST_F(InferCallTest, RefusalsAfterAdmissionGiveTheirSlotsBackBeforeAnswering) {
   EXPECT_THAT(log, HasSubstr("model=mlp version=- id=- status=permission_denied"));
   EXPECT_THAT(log, HasSubstr("model=no_such_model version=- id=- status=not_found"));
   EXPECT_THAT(log, HasSubstr("model=add_one version=- id=- status=invalid_argument"));
+}
+
+// A model that is not resident is loaded on the cache's loader thread; the
+// call then continues on the server's executor (fs-calls-N), never on the
+// loader's thread, and a refusal from there (the load failed; the input does
+// not fit the model just loaded) still gives the slots back first.
+TEST_F(InferCallTest, ACacheMissContinuesOnTheServersExecutor) {
+  StartScheduler();
+  Answer corrupt = Call("acme-key", Request("corrupt", Iota(4, 0), 4))->Get();
+  EXPECT_EQ(corrupt.status.code(), absl::StatusCode::kUnavailable) << corrupt.status;
+  EXPECT_THAT(std::string(corrupt.status.message()), HasSubstr("corrupt"));
+  EXPECT_THAT(corrupt.thread_name, StartsWith("fs-calls-"));
+  EXPECT_EQ(corrupt.inflight, 0);
+  EXPECT_EQ(corrupt.waiting, 0);
+  // `slow` takes 4 columns.
+  Answer wrong = Call("acme-key", Request("slow", Iota(5, 0), 5))->Get();
+  EXPECT_EQ(wrong.status.code(), absl::StatusCode::kInvalidArgument) << wrong.status;
+  EXPECT_THAT(wrong.thread_name, StartsWith("fs-calls-"));
+  EXPECT_EQ(wrong.inflight, 0);
+  EXPECT_EQ(wrong.pending_bytes, 0);
+  // Resident now: the next call is decoded and queued on this thread.
+  Answer ok = Call("acme-key", Request("slow", std::vector<float>(4, 1.0f), 4))->Get();
+  EXPECT_TRUE(ok.status.ok()) << ok.status;
+  EXPECT_EQ(ok.thread_name, "fs-worker-0");
 }
 
 // Refusals before admission take no slot and cost no access-log line:

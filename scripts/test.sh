@@ -6,7 +6,8 @@
 #        and the CUDA sources compiled against Debian's c10/cuda headers
 #     1b. the GPU build rehearsal (scripts/gpu-check.sh --rehearse)
 #     2. ASan + UBSan build (build-asan/): the same tests again
-#     3. TSan build (build-tsan/): admission, rate limiter, scheduler, cache, ledger tests
+#     3. TSan build (build-tsan/): admission, rate limiter, scheduler, cache, ledger,
+#        InferCall and access-log tests
 #     4. libFuzzer (build-fuzz/, clang): each fuzz target briefly (FUZZ_SECONDS, 20)
 #   scripts/test.sh --sanitize=address   only step 2    (--sanitize=thread: only 3)
 #   scripts/test.sh --only=plain|gpu-rehearsal|fuzz    only step 1 / 1b / 4
@@ -73,11 +74,11 @@ if want address; then
 fi
 
 if want thread; then
-  step "TSan build and tests (admission, rate limiter, scheduler, model cache, ledger, usage sink)"
+  step "TSan build and tests (admission, rate limiter, scheduler, model cache, ledger, usage sink, InferCall, access log)"
   cmake -S "$root" -B "$root/build-tsan" -DCMAKE_BUILD_TYPE=Release -DFAIRSERVE_SANITIZE=thread \
     -DFAIRSERVE_BUILD_BENCH=OFF -DFAIRSERVE_CUDA_CHECK=OFF >/dev/null
   cmake --build "$root/build-tsan" -j"$jobs" --target admission_test scheduling_test models_test \
-    tenancy_test common_test metering_test postgres_usage_test
+    tenancy_test common_test metering_test postgres_usage_test server_test
   "$root/scripts/make-demo-models.sh" --with-test-models "$root/build-tsan/test-models" >/dev/null
   export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
   # Only the suites that exercise our threads; the libtorch executor tests
@@ -87,13 +88,13 @@ if want thread; then
   filter='TokenBucket*:Admission*:SharedAdmission*:RedisRateLimiter*:*SchedulerTest*:FairPolicy*'
   filter+=':BatchRunner*:Batchable*:ModelCache*:AuthThrottle*:Authenticator*:ApiKey*:Snapshot*'
   filter+=':ServerMetrics*:MetricsTest*:TaskExecutorTest*:AskThenContinue*:InferCall*'
-  filter+=':LedgerTest*:PostgresUsage*:RunOnCaller*'
+  filter+=':LedgerTest*:PostgresUsage*:RunOnCaller*:AccessLog*:RejectionHolder*'
   # TSan needs a fixed memory layout on kernels with high mmap randomisation
   # (vm.mmap_rnd_bits > 28): run without ASLR where the system allows it.
   norandom=()
   if setarch "$(uname -m)" -R true 2>/dev/null; then norandom=(setarch "$(uname -m)" -R); fi
   for t in admission_test scheduling_test models_test tenancy_test common_test metering_test \
-           postgres_usage_test; do
+           postgres_usage_test server_test; do
     "${norandom[@]}" "$root/build-tsan/bin/$t" --gtest_filter="$filter" --gtest_brief=1
   done
   unset TSAN_OPTIONS

@@ -82,7 +82,9 @@ if want thread; then
   "$root/scripts/make-demo-models.sh" --with-test-models "$root/build-tsan/test-models" >/dev/null
   export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
   # Only the suites that exercise our threads; the libtorch executor tests
-  # (uninstrumented OpenMP) are left to the other builds.
+  # (uninstrumented OpenMP) are left to the other builds. InferCall's tests
+  # do run TorchScript models, tiny ones on one worker, whose tensors our
+  # code touches only before and after the forward pass.
   # '*SchedulerTest*': the value-parameterized suite is named
   # Policies/SchedulerTest, which 'Scheduler*' does not match.
   filter='TokenBucket*:Admission*:SharedAdmission*:RedisRateLimiter*:*SchedulerTest*:FairPolicy*'

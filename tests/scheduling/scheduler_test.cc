@@ -145,7 +145,7 @@ TEST_P(SchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
   ASSERT_TRUE(scheduler->Submit(MakeRequest(servable, "t", 1, 1, running)).ok());
   exec->WaitStarted(1);
   auto queued_request = MakeRequest(servable, "t", 1, 1, queued);
-  std::shared_ptr<SlotsAtAnswer> queued_slots = TrackSlots(queued_request.get());
+  std::shared_ptr<QueuePlaceAtAnswer> queued_place = TrackQueuePlace(queued_request.get());
   ASSERT_TRUE(scheduler->Submit(std::move(queued_request)).ok());
   std::thread stopper([&] { scheduler->Shutdown(std::chrono::milliseconds(0)); });
   // Shutdown waits for the running batch; release it.
@@ -158,7 +158,7 @@ TEST_P(SchedulerTest, ShutdownRejectsNewAndAnswersLeftovers) {
   EXPECT_TRUE(running->result->ok());
   EXPECT_EQ(queued->result->status().code(), absl::StatusCode::kUnavailable);
   // Answered without running: its queue place went back first.
-  EXPECT_EQ(queued_slots->waiting_free, true);
+  EXPECT_EQ(queued_place->waiting_free, true);
   EXPECT_FALSE(late->done());
 }
 

@@ -117,7 +117,7 @@ inline std::unique_ptr<InferenceRequest> MakeRequest(std::shared_ptr<const Serva
 
 // Whether a request's queue place had been given back when its answer came
 // (nullopt until it came).
-struct SlotsAtAnswer {
+struct QueuePlaceAtAnswer {
   std::mutex mu;
   std::optional<bool> waiting_free;
 };
@@ -125,8 +125,8 @@ struct SlotsAtAnswer {
 // Gives `r` a stand-in for its queue place (admission's WaitSlot) and
 // records in the result whether it was gone (dropped by the scheduler) by the
 // time on_done ran.
-inline std::shared_ptr<SlotsAtAnswer> TrackSlots(InferenceRequest* r) {
-  auto seen = std::make_shared<SlotsAtAnswer>();
+inline std::shared_ptr<QueuePlaceAtAnswer> TrackQueuePlace(InferenceRequest* r) {
+  auto seen = std::make_shared<QueuePlaceAtAnswer>();
   auto waiting = std::make_shared<int>(0);
   std::weak_ptr<int> waiting_alive = waiting;
   r->waiting = std::move(waiting);

@@ -115,7 +115,13 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
                                  : seconds * static_cast<double>(r.batch_size) / total;
     charged += result.compute_seconds;
     for (int idx : r.output_indexes) {
-      const Tensor& whole = (*outputs)[idx];
+      Tensor& whole = (*outputs)[idx];
+      if (batch.size() == 1) {
+        // A batch of one request: its outputs are whole, taken without a copy.
+        result.outputs.push_back(std::move(whole));
+        result.output_names.push_back(config.outputs[idx].name);
+        continue;
+      }
       Tensor part;
       part.dtype = whole.dtype;
       part.shape = whole.shape;

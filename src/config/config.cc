@@ -8,7 +8,6 @@
 #include <fstream>
 #include <sstream>
 #include <filesystem>
-#include <regex>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -16,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "fairserve/common/status_macros.h"
 #include "fairserve/common/units.h"
 #include "fairserve/config/partitions.h"
@@ -333,9 +333,23 @@ void ReadTenant(const YAML::Node& node, const std::string& path, TenantConfig* t
     kr.GetInRange("pods", &q.pods, 0, 1'000'000);
     kr.GetInRange("max_gpus_per_container", &q.max_gpus_per_container, 0, 1'000'000);
     kr.GetInRange("default_gpus_per_container", &q.default_gpus_per_container, 0, 1'000'000);
+    // A Kubernetes quantity as the manifests take it: digits, optionally a
+    // fraction, optionally one suffix (500m, 4, 1.5, 16Gi).
     auto quantity = [](const std::string& v) {
-      static const std::regex re("^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$");
-      return std::regex_match(v, re);
+      absl::string_view rest(v);
+      auto digits = [&rest] {
+        size_t n = 0;
+        while (n < rest.size() && absl::ascii_isdigit(static_cast<unsigned char>(rest[n]))) ++n;
+        rest.remove_prefix(n);
+        return n > 0;
+      };
+      if (!digits()) return false;
+      if (absl::ConsumePrefix(&rest, ".") && !digits()) return false;
+      if (rest.empty()) return true;
+      for (absl::string_view suffix : {"m", "k", "M", "G", "T", "P", "Ki", "Mi", "Gi", "Ti", "Pi"}) {
+        if (rest == suffix) return true;
+      }
+      return false;
     };
     if (!quantity(q.cpu)) {
       errors->Add(k.Mark(), kr.FieldPath("cpu"), "not a Kubernetes quantity (e.g. 4 or 500m)");

@@ -99,6 +99,27 @@ TEST(ConfigTest, DefaultsAreSane) {
   EXPECT_EQ((*c)->tenants[0].weight, 1.0);
 }
 
+TEST(ConfigTest, KubernetesQuantitiesAreCheckedAsTheManifestsTakeThem) {
+  for (const char* cpu : {"4", "500m", "1.5", "2k"}) {
+    for (const char* memory : {"16Gi", "512Mi", "1000000", "1.5G", "64Ki"}) {
+      auto c = Parse("tenants:\n" + Tenant(std::string("    kubernetes: {cpu: \"") + cpu +
+                                            "\", memory: \"" + memory + "\"}\n"));
+      ASSERT_TRUE(c.ok()) << cpu << " " << memory << ": " << c.status();
+      EXPECT_EQ((*c)->tenants[0].kubernetes.cpu, cpu);
+      EXPECT_EQ((*c)->tenants[0].kubernetes.memory, memory);
+    }
+  }
+  for (const char* bad : {"", "4 cores", "1.", ".5", "16GB", "16gi", "-1", "1e3", "0x10", "5mm"}) {
+    std::string e = Error("tenants:\n" + Tenant(std::string("    kubernetes: {cpu: \"") + bad +
+                                                "\"}\n"));
+    EXPECT_THAT(e, HasSubstr("test.yaml:4:17: tenants[0].kubernetes.cpu: not a Kubernetes "
+                             "quantity (e.g. 4 or 500m)")) << "'" << bad << "'";
+    e = Error("tenants:\n" + Tenant(std::string("    kubernetes: {memory: \"") + bad + "\"}\n"));
+    EXPECT_THAT(e, HasSubstr("tenants[0].kubernetes.memory: not a Kubernetes quantity (e.g. 16Gi)"))
+        << "'" << bad << "'";
+  }
+}
+
 TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
   std::string e = Error("tenants:\n" + Tenant("    wieght: 2\n"));
   EXPECT_THAT(e, HasSubstr("test.yaml:4:5: tenants[0].wieght: unknown key"));

@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -145,14 +144,42 @@ std::string DaemonProcess::Log() const {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
+double MetricIn(const std::string& text, const std::string& series) {
+  // A sample line is the series, one space, the value (no timestamps here).
+  const std::string prefix = series + " ";
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (text.compare(at, prefix.size(), prefix) == 0) {
+      return std::stod(text.substr(at + prefix.size(), end - at - prefix.size()));
+    }
+    at = end + 1;
+  }
+  return 0;
+}
+
+double SumMetricIn(const std::string& text, const std::string& name) {
+  const std::string prefix = name + "{";
+  double sum = 0;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (text.compare(at, prefix.size(), prefix) == 0) {
+      size_t space = text.rfind(' ', end);
+      if (space != std::string::npos && space > at) sum += std::stod(text.substr(space + 1, end - space - 1));
+    }
+    at = end + 1;
+  }
+  return sum;
+}
+
 double Metric(const DaemonProcess& d, const std::string& series) {
   httplib::Client http("127.0.0.1", d.http_port());
   auto res = http.Get("/metrics");
   if (!res) return -1;
-  std::regex re("(^|\\n)" + std::regex_replace(series, std::regex(R"([{}"])"), "\\$&") +
-                " ([0-9.e+-]+)");
-  std::smatch m;
-  return std::regex_search(res->body, m, re) ? std::stod(m[2]) : 0;
+  return MetricIn(res->body, series);
 }
 
 void SetTestDeadline(grpc::ClientContext* ctx, int seconds) {

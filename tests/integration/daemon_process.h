@@ -74,6 +74,12 @@ class DaemonProcess {
 // scrape fails.
 double Metric(const DaemonProcess& d, const std::string& series);
 
+// The same, read from a Prometheus text page already fetched.
+double MetricIn(const std::string& text, const std::string& series);
+
+// The sum over every labelled series of metric `name` (`name{...} value`).
+double SumMetricIn(const std::string& text, const std::string& name);
+
 // Every test call carries a deadline, so a stall fails in seconds instead of
 // at ctest's timeout.
 void SetTestDeadline(grpc::ClientContext* ctx, int seconds = 30);

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <thread>
 
 #include "fairserve/tenancy/api_key.h"
@@ -128,16 +127,9 @@ TEST(ModelCacheDaemonTest, OneTenantsLoadStormNeverEvictsAnother) {
   httplib::Client http("127.0.0.1", d.http_port());
   auto metrics = http.Get("/metrics");
   ASSERT_TRUE(metrics);
-  double resident = 0, charged = 0;
   std::string body = metrics->body;
-  std::regex model_re(R"(fairserve_model_memory_bytes\{[^}]*\} (\d+))");
-  for (auto it = std::sregex_iterator(body.begin(), body.end(), model_re); it != std::sregex_iterator(); ++it) {
-    resident += std::stod((*it)[1]);
-  }
-  std::regex used_re(R"(fairserve_memory_used_bytes\{[^}]*\} (\d+))");
-  for (auto it = std::sregex_iterator(body.begin(), body.end(), used_re); it != std::sregex_iterator(); ++it) {
-    charged += std::stod((*it)[1]);
-  }
+  double resident = SumMetricIn(body, "fairserve_model_memory_bytes");
+  double charged = SumMetricIn(body, "fairserve_memory_used_bytes");
   EXPECT_GT(resident, 0);
   EXPECT_EQ(resident, charged);
   EXPECT_THAT(body, HasSubstr("fairserve_memory_used_bytes{device=\"cpu\",partition=\"acme\"} 33587200"));

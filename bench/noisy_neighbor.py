@@ -106,6 +106,20 @@ def loadgen(args, daemon, tenants, workdir, duration=None, warmup=None, separate
     return result
 
 
+def add_keep_flag(parser):
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each run's working directory (daemon config and log, access "
+                             "log, ledger, loadgen output) under the results folder; by default "
+                             "a run's directory is removed once its figures are read")
+
+
+def discard(args, path):
+    """Removes a finished run's working directory unless --keep. A run that
+    failed never gets here, so its directory stays for a look."""
+    if not getattr(args, "keep", False):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def compute_seconds(metrics, tenant):
     return sum(v for (n, l), v in metrics.items()
                if n == "tenant_gpu_compute_seconds_total" and ("tenant_id", tenant) in l)
@@ -130,6 +144,7 @@ def run(args, policy, tenant_yamls, specs, tag, rep, models=None, extra="", **kw
         after = d.metrics()
     finally:
         d.stop()
+    discard(args, workdir)
     return res, before, after
 
 
@@ -358,6 +373,7 @@ def main():
     p.add_argument("--hold", type=int, default=0,
                    help="server.rejection_hold_per_tenant for every run (0 = refusals answered "
                         "at once)")
+    add_keep_flag(p)
     p.add_argument("--shared-client", action="store_true",
                    help="rejection flood: run the victim and the flooder in one loadgen process "
                         "(default: one each)")

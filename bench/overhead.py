@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from noisy_neighbor import ROOT, key_hash, loadgen  # noqa: E402
+from noisy_neighbor import ROOT, add_keep_flag, discard, key_hash, loadgen  # noqa: E402
 
 
 class Server:
@@ -108,6 +108,7 @@ def main():
                    help="only the add_one rows (tiny calls), for quick comparisons")
     p.add_argument("--fairserve", default=None,
                    help="the daemon binary (default BUILD/bin/fairserve), to compare builds")
+    add_keep_flag(p)
     args = p.parse_args()
     args.fairserve = args.fairserve or os.path.join(args.build, "bin", "fairserve")
     args.floor = os.path.join(args.build, "bin", "floor_server")
@@ -117,6 +118,11 @@ def main():
     out_dir = os.path.join(args.build, "bench-results")
     os.makedirs(out_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="fs-overhead-", dir=out_dir)
+    run(args, work, out_dir)
+    discard(args, work)
+
+
+def run(args, work, out_dir):
     if args.scale:
         for n in (2, 10000):
             rss = [idle_rss_mib(args, n, tempfile.mkdtemp(prefix=f"rss{n}-", dir=work))

@@ -72,6 +72,7 @@ def main():
     p.add_argument("--outstanding", type=int, default=32)
     p.add_argument("--seconds", type=float, default=8)
     p.add_argument("--out", default=None)
+    nn.add_keep_flag(p)
     args = p.parse_args()
     args.out = args.out or os.path.join(args.build, "bench-results", "profile")
     os.makedirs(args.out, exist_ok=True)
@@ -100,6 +101,11 @@ def main():
         load.join()
     finally:
         d.stop()
+    # The recording stays (for `perf report -i`); the daemon's directory goes.
+    kept = os.path.join(args.out, "perf.data")
+    os.replace(data, kept)
+    data = kept
+    nn.discard(args, workdir)
     groups = collections.OrderedDict((g, 0.0) for g, _ in GROUPS)
     groups["other"] = 0.0
     for pct, dso, sym in entries(data, 0):

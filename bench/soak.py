@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from noisy_neighbor import Daemon, ROOT, loadgen, tenant_yaml  # noqa: E402
+from noisy_neighbor import Daemon, ROOT, add_keep_flag, discard, loadgen, tenant_yaml  # noqa: E402
 
 
 def rss_kib(pid):
@@ -34,11 +34,13 @@ def main():
     p.add_argument("--warmup-windows", type=int, default=2)
     p.add_argument("--model", default="mlp_large", help="the flooding tenant's model")
     p.add_argument("--batch", type=int, default=8, help="rows per flooding request")
+    add_keep_flag(p)
     args = p.parse_args()
     args.fairserve = os.path.join(args.build, "bin", "fairserve")
     args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
     args.models = os.path.join(args.build, "demo-models")
     args.scheduler_extra = ""
+    args.device = "cpu"  # the daemon's one device (noisy_neighbor.Daemon)
     args.duration, args.warmup = args.window, 0
     out_dir = os.path.join(args.build, "bench-results")
     os.makedirs(out_dir, exist_ok=True)
@@ -76,6 +78,7 @@ def main():
                   f"{w['probe_p50_ms']:.2f} p99 {w['probe_p99_ms']:.2f} ms {w['probe_status']}")
     finally:
         d.stop()
+    discard(args, work)
 
     steady = windows[args.warmup_windows:]
     if len(steady) < 2:

@@ -14,6 +14,7 @@
 #include "fairserve/metering/ledger.h"
 #include "fairserve/metering/metrics.h"
 #include "fairserve/metering/server_metrics.h"
+#include "fairserve/scheduling/batch_runner.h"
 #include "fairserve/scheduling/queue_policy.h"
 #include "fairserve/server/collectors.h"
 #include "fairserve/server/runtime.h"
@@ -287,6 +288,61 @@ void BM_FairPolicyCycle(benchmark::State& state) {
   state.SetLabel(std::to_string(tenants) + " backlogged tenants");
 }
 BENCHMARK(BM_FairPolicyCycle)->Arg(2)->Arg(100)->Arg(1000);  // target at 1,000: <= 2 us
+
+// Copies its input batch out as its output, as the TorchScript executor
+// copies a result out of its tensor: what BatchRunner splits and answers.
+class EchoExecutor : public Executor {
+ public:
+  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<BatchInput>& inputs) override {
+    Tensor out;
+    out.dtype = inputs[0].dtype;
+    out.shape = inputs[0].shape;
+    for (absl::string_view part : inputs[0].parts) out.bytes.append(part.data(), part.size());
+    return std::vector<Tensor>{std::move(out)};
+  }
+  uint64_t memory_bytes() const override { return 1; }
+};
+
+// One batch through BatchRunner around a model that costs nothing (it echoes
+// its input): gathering the requests' inputs, splitting the output among
+// them, the answers. Arguments: requests in the batch, rows per request, for
+// mlp_large's 4 KiB rows. A batch of one request takes its output whole; a
+// shared batch copies each request's slice.
+void BM_BatchRunnerRun(benchmark::State& state) {
+  const int64_t requests = state.range(0), rows = state.range(1);
+  auto servable = std::make_shared<Servable>();
+  servable->config.name = "echo";
+  servable->config.max_batch_size = requests * rows;
+  servable->config.inputs = {{"INPUT0", DataType::kFp32, {-1, 1024}}};
+  servable->config.outputs = {{"OUTPUT0", DataType::kFp32, {-1, 1024}}};
+  servable->version = "1";
+  servable->executor = std::make_shared<EchoExecutor>();
+  const std::string payload(static_cast<size_t>(rows) * 1024 * 4, '\1');
+  BatchRunner runner(SteadyClock::Get(), {});
+  int64_t answered = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<std::unique_ptr<InferenceRequest>> batch;
+    for (int64_t i = 0; i < requests; ++i) {
+      auto r = std::make_unique<InferenceRequest>();
+      r->servable = servable;
+      r->inputs = {TensorView{DataType::kFp32, {rows, 1024}, payload}};
+      r->output_indexes = {0};
+      r->batch_size = rows;
+      r->on_done = [&answered](absl::StatusOr<InferenceResult> result) {
+        answered += result.ok() ? 1 : 0;
+        benchmark::DoNotOptimize(result);
+      };
+      batch.push_back(std::move(r));
+    }
+    state.ResumeTiming();
+    runner.Run(std::move(batch));
+  }
+  if (answered != state.iterations() * requests) state.SkipWithError("a request failed");
+  state.SetLabel(std::to_string(requests) + " request(s) of " + std::to_string(rows) +
+                 " row(s), 4 KiB a row");
+}
+BENCHMARK(BM_BatchRunnerRun)->Args({1, 32})->Args({4, 8})->Args({32, 1})->Unit(benchmark::kMicrosecond);
 
 class NullExecutor : public Executor {
  public:

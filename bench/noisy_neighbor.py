@@ -356,6 +356,7 @@ def cache_churn(args, summary):
           "held to its model_loads_per_second)")
     summary["cache_churn"] = {"alone_p99_ms": alone, "hits_p99_ms": warm, "churn_p99_ms": churn,
                               "change": change, "change_vs_hits": vs_hits}
+    discard(args, repo)  # six copies of mlp_large, about 100 MB
 
 
 def main():

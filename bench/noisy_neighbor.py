@@ -95,10 +95,16 @@ def loadgen(args, daemon, tenants, workdir, duration=None, warmup=None, separate
             cmd += ["--tenant", t]
         procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL), cmd, out))
     result = {}
-    for proc, cmd, out in procs:
-        if proc.wait() != 0:
-            raise subprocess.CalledProcessError(proc.returncode, cmd)
-        result.update({t["name"]: t for t in json.load(open(out))["tenants"]})
+    try:
+        for proc, cmd, out in procs:
+            if proc.wait() != 0:
+                raise subprocess.CalledProcessError(proc.returncode, cmd)
+            result.update({t["name"]: t for t in json.load(open(out))["tenants"]})
+    finally:
+        for proc, _, _ in procs:  # the others, when one failed
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     lat_dir = os.path.join(workdir, "lat")
     for name in result:
         with open(os.path.join(lat_dir, name + ".txt")) as f:

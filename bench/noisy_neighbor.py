@@ -83,11 +83,11 @@ def loadgen(args, daemon, tenants, workdir, duration=None, warmup=None, separate
     own connection, completion threads and CPU time, so that one tenant's
     flood of answers does not queue another's inside a shared client."""
     groups = [[t] for t in tenants] if separate else [tenants]
+    lat_dir = os.path.join(workdir, "lat")
+    os.makedirs(lat_dir, exist_ok=True)
     procs = []
     for i, group in enumerate(groups):
         out = os.path.join(workdir, f"loadgen{i}.json")
-        lat_dir = os.path.join(workdir, "lat")
-        os.makedirs(lat_dir, exist_ok=True)
         cmd = [args.loadgen, "--address", f"127.0.0.1:{daemon.ports['grpc_port']}",
                "--duration", str(duration or args.duration), "--warmup",
                str(warmup or args.warmup), "--json", out, "--latencies-dir", lat_dir]
@@ -105,7 +105,6 @@ def loadgen(args, daemon, tenants, workdir, duration=None, warmup=None, separate
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    lat_dir = os.path.join(workdir, "lat")
     for name in result:
         with open(os.path.join(lat_dir, name + ".txt")) as f:
             result[name]["latencies"] = [float(x) for x in f]

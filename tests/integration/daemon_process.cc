@@ -16,6 +16,9 @@
 
 #include <httplib.h>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+
 #include "fairserve/tenancy/api_key.h"
 
 namespace fairserve {
@@ -144,34 +147,38 @@ std::string DaemonProcess::Log() const {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
-double MetricIn(const std::string& text, const std::string& series) {
-  // A sample line is the series, one space, the value (no timestamps here).
-  const std::string prefix = series + " ";
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t end = text.find('\n', at);
-    if (end == std::string::npos) end = text.size();
-    if (text.compare(at, prefix.size(), prefix) == 0) {
-      return std::stod(text.substr(at + prefix.size(), end - at - prefix.size()));
-    }
-    at = end + 1;
+namespace {
+
+// Calls fn(series, value) for each sample line of a Prometheus text page
+// (`series value`, no timestamps here); comment lines are skipped.
+template <typename Fn>
+void ForEachSample(absl::string_view text, Fn fn) {
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    size_t space = line.rfind(' ');
+    if (line[0] == '#' || space == absl::string_view::npos) continue;
+    fn(line.substr(0, space), std::stod(std::string(line.substr(space + 1))));
   }
-  return 0;
+}
+
+}  // namespace
+
+double MetricIn(const std::string& text, const std::string& series) {
+  double found = 0;
+  bool seen = false;
+  ForEachSample(text, [&](absl::string_view s, double v) {
+    if (seen || s != series) return;
+    found = v;
+    seen = true;
+  });
+  return found;
 }
 
 double SumMetricIn(const std::string& text, const std::string& name) {
-  const std::string prefix = name + "{";
+  const std::string labelled = name + "{";
   double sum = 0;
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t end = text.find('\n', at);
-    if (end == std::string::npos) end = text.size();
-    if (text.compare(at, prefix.size(), prefix) == 0) {
-      size_t space = text.rfind(' ', end);
-      if (space != std::string::npos && space > at) sum += std::stod(text.substr(space + 1, end - space - 1));
-    }
-    at = end + 1;
-  }
+  ForEachSample(text, [&](absl::string_view s, double v) {
+    if (absl::StartsWith(s, labelled)) sum += v;
+  });
   return sum;
 }
 

@@ -90,6 +90,19 @@ class TorchExecutor final : public Executor {
 
   absl::StatusOr<std::vector<Tensor>> RunTimed(const std::vector<BatchInput>& inputs,
                                                RunTiming* timing) override {
+    absl::StatusOr<std::vector<SplitOutput>> split = RunSplit(inputs, {}, timing);
+    if (!split.ok()) return split.status();
+    std::vector<Tensor> out(split->size());
+    for (size_t i = 0; i < out.size(); ++i) {
+      SplitOutput& s = (*split)[i];
+      out[i] = Tensor{s.dtype, std::move(s.shape), std::move(s.parts.front())};
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<SplitOutput>> RunSplit(const std::vector<BatchInput>& inputs,
+                                                    const std::vector<int64_t>& part_rows,
+                                                    RunTiming* timing) override {
     if (inputs.size() != config_.inputs.size()) {
       return absl::InternalError(absl::StrCat("model '", config_.name, "' takes ",
                                               config_.inputs.size(), " inputs, got ",
@@ -97,7 +110,7 @@ class TorchExecutor final : public Executor {
     }
     try {
       c10::InferenceMode guard;
-      if (placement_.cuda()) return RunOnCuda(inputs, timing);
+      if (placement_.cuda()) return RunOnCuda(inputs, part_rows, timing);
       std::vector<c10::IValue> args;
       args.reserve(inputs.size());
       for (size_t i = 0; i < inputs.size(); ++i) args.emplace_back(MakeInput(inputs[i], i));
@@ -105,7 +118,7 @@ class TorchExecutor final : public Executor {
       absl::StatusOr<std::vector<at::Tensor>> tensors = CheckedOutputs(result);
       if (!tensors.ok()) return tensors.status();
       for (at::Tensor& t : *tensors) t = t.to(at::kCPU).contiguous();
-      return ToOwned(*tensors);
+      return CopyOut(*tensors, part_rows);
     } catch (const c10::OutOfMemoryError& e) {
 #if FAIRSERVE_WITH_CUDA
       // Cached blocks go back to the driver so the next batch (another
@@ -181,7 +194,7 @@ class TorchExecutor final : public Executor {
       inputs.push_back(BatchInput{spec.dtype, shape, {storage.back()}});
     }
     for (int run = 0; run < 2; ++run) {
-      absl::StatusOr<std::vector<Tensor>> out = Run(inputs);
+      absl::StatusOr<std::vector<SplitOutput>> out = RunSplit(inputs, {}, nullptr);
       if (!out.ok()) {
         spdlog::debug("model '{}': no warm-up ({})", config_.name,
                       std::string(out.status().message()));
@@ -270,13 +283,21 @@ class TorchExecutor final : public Executor {
     return tensors;
   }
 
-  // Host tensors (contiguous, on the CPU) to owned outputs.
-  std::vector<Tensor> ToOwned(const std::vector<at::Tensor>& host) const {
-    std::vector<Tensor> out(host.size());
+  // Host tensors (contiguous, on the CPU) copied out to owned outputs,
+  // each request's rows straight to its own part (RunSplit).
+  std::vector<SplitOutput> CopyOut(const std::vector<at::Tensor>& host,
+                                   const std::vector<int64_t>& part_rows) const {
+    std::vector<SplitOutput> out(host.size());
     for (size_t i = 0; i < host.size(); ++i) {
       out[i].dtype = config_.outputs[i].dtype;
       out[i].shape.assign(host[i].sizes().begin(), host[i].sizes().end());
-      out[i].bytes.assign(static_cast<const char*>(host[i].data_ptr()), host[i].nbytes());
+      absl::string_view bytes(static_cast<const char*>(host[i].data_ptr()), host[i].nbytes());
+      if (part_rows.empty()) {
+        out[i].parts.emplace_back(bytes);
+      } else {
+        out[i].parts.reserve(part_rows.size());
+        SplitRows(out[i].shape, bytes, part_rows, &out[i].parts);
+      }
     }
     return out;
   }
@@ -285,8 +306,9 @@ class TorchExecutor final : public Executor {
   // inputs through pinned staging buffers, the forward pass between two
   // timing events, outputs back through pinned buffers, then a wait on this
   // stream only. The events' interval is the batch's compute time.
-  absl::StatusOr<std::vector<Tensor>> RunOnCuda(const std::vector<BatchInput>& inputs,
-                                                RunTiming* timing) {
+  absl::StatusOr<std::vector<SplitOutput>> RunOnCuda(const std::vector<BatchInput>& inputs,
+                                                     const std::vector<int64_t>& part_rows,
+                                                     RunTiming* timing) {
 #if FAIRSERVE_WITH_CUDA
     cuda::Batch batch(placement_.cuda_index);
     std::vector<c10::IValue> args;
@@ -305,9 +327,10 @@ class TorchExecutor final : public Executor {
     for (at::Tensor& t : *tensors) t = batch.Download(t);
     double seconds = batch.Finish();
     if (timing != nullptr) timing->device_seconds = seconds;
-    return ToOwned(*tensors);
+    return CopyOut(*tensors, part_rows);
 #else
     (void)inputs;
+    (void)part_rows;
     (void)timing;
     return absl::FailedPreconditionError(NoCudaReason());
 #endif

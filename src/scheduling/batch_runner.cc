@@ -9,12 +9,13 @@ namespace {
 
 double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
 
-// Checks what the model returned against its config for a run of `samples`.
-absl::Status CheckOutputs(const ModelConfig& config, const std::vector<Tensor>& outputs,
-                          int64_t samples) {
+// Checks what the model returned against its config for a run of `samples`
+// split into `parts` requests.
+absl::Status CheckOutputs(const ModelConfig& config, const std::vector<SplitOutput>& outputs,
+                          int64_t samples, size_t parts) {
   for (size_t i = 0; i < outputs.size(); ++i) {
     const TensorSpec& spec = config.outputs[i];
-    const Tensor& t = outputs[i];
+    const SplitOutput& t = outputs[i];
     bool ok = t.shape.size() == spec.shape.size();
     for (size_t d = 0; ok && d < spec.shape.size(); ++d) {
       if (d == 0 && config.batched()) {
@@ -28,6 +29,13 @@ absl::Status CheckOutputs(const ModelConfig& config, const std::vector<Tensor>& 
           "model '", config.name, "' returned output '", spec.name, "' with shape ",
           ShapeString(t.shape), " for ", samples, " sample(s); its config declares ",
           ShapeString(spec.shape)));
+    }
+    if (t.parts.size() != parts) {
+      return absl::InternalError(absl::StrCat(
+          "model '", config.name, "' returned output '", spec.name, "' with shape ",
+          ShapeString(t.shape), " not split into the batch's ", parts,
+          " request(s) (", t.parts.size(), " part(s)): its bytes are not whole rows of that "
+          "shape, or its executor did not split it"));
     }
   }
   return absl::OkStatus();
@@ -75,16 +83,25 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
     for (const auto& r : batch) inputs[i].parts.push_back(r->inputs[i].bytes);
   }
 
+  // Each output comes back split into the requests' rows (a shared batch),
+  // or whole (a lone request).
+  std::vector<int64_t> part_rows;
+  if (batch.size() > 1) {
+    part_rows.reserve(batch.size());
+    for (const auto& r : batch) part_rows.push_back(r->batch_size);
+  }
+
   // The time billed: the device's own clock where it has one (CUDA events
   // around the forward pass), else the steady clock around the run.
   RunTiming timing;
   Clock::TimePoint start = clock_.Now();
-  absl::StatusOr<std::vector<Tensor>> outputs = first.servable->executor->RunTimed(inputs, &timing);
+  absl::StatusOr<std::vector<SplitOutput>> outputs =
+      first.servable->executor->RunSplit(inputs, part_rows, &timing);
   Clock::TimePoint end = clock_.Now();
   double seconds = timing.device_seconds >= 0 ? timing.device_seconds : Seconds(end - start);
   record->device_seconds += seconds;
   if (outputs.ok()) {
-    absl::Status check = CheckOutputs(config, *outputs, total);
+    absl::Status check = CheckOutputs(config, *outputs, total, batch.size());
     if (!check.ok()) outputs = check;
   }
   if (!outputs.ok()) {
@@ -101,9 +118,9 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
   record->compute_seconds += seconds;
   record->samples += total;
 
-  // Split every output along the batch dimension and the time by samples.
-  // The last request takes the remainder so the shares add up exactly.
-  int64_t offset = 0;
+  // Each request takes its part of every output, and its share of the time
+  // by samples. The last request takes the remainder so the shares add up
+  // exactly.
   double charged = 0;
   for (size_t k = 0; k < batch.size(); ++k) {
     InferenceRequest& r = *batch[k];
@@ -115,27 +132,12 @@ absl::Status BatchRunner::RunOnce(std::vector<std::unique_ptr<InferenceRequest>>
                                  : seconds * static_cast<double>(r.batch_size) / total;
     charged += result.compute_seconds;
     for (int idx : r.output_indexes) {
-      Tensor& whole = (*outputs)[idx];
-      if (batch.size() == 1) {
-        // A batch of one request: its outputs are whole, taken without a copy.
-        result.outputs.push_back(std::move(whole));
-        result.output_names.push_back(config.outputs[idx].name);
-        continue;
-      }
-      Tensor part;
-      part.dtype = whole.dtype;
-      part.shape = whole.shape;
-      if (config.batched()) {
-        size_t row_bytes = total == 0 ? 0 : whole.bytes.size() / total;
-        part.shape[0] = r.batch_size;
-        part.bytes = whole.bytes.substr(offset * row_bytes, r.batch_size * row_bytes);
-      } else {
-        part.bytes = whole.bytes;
-      }
+      SplitOutput& out = (*outputs)[idx];
+      Tensor part{out.dtype, out.shape, std::move(out.parts[k])};
+      if (config.batched()) part.shape[0] = r.batch_size;
       result.outputs.push_back(std::move(part));
       result.output_names.push_back(config.outputs[idx].name);
     }
-    offset += r.batch_size;
     double share = result.compute_seconds;
     if (uint64_t bytes = ResponseBytes(result);
         r.max_response_bytes > 0 && bytes > r.max_response_bytes) {
@@ -175,7 +177,7 @@ BatchRecord BatchRunner::Run(std::vector<std::unique_ptr<InferenceRequest>> batc
                absl::DeadlineExceededError(
                    "the request's deadline passed while it was queued; it was not run"),
                &record, &replies, 0, now);
-    } else if (r->cancelled->load(std::memory_order_relaxed)) {
+    } else if (r->Cancelled()) {
       Complete(*r, absl::CancelledError("the client cancelled the request"), &record, &replies, 0,
                now);
     } else {

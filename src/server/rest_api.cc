@@ -245,8 +245,9 @@ void RestApi::Install(httplib::Server& s) const {
            }
            auto promise = std::make_shared<std::promise<HttpReply>>();
            std::future<HttpReply> answer = promise->get_future();
-           InferCall::Start(deps_, c, &parsed->request, Clock::TimePoint::max(),
-                            std::make_shared<std::atomic<bool>>(false),
+           // cpp-httplib does not tell a handler that its client left: no
+           // cancellation flag.
+           InferCall::Start(deps_, c, &parsed->request, Clock::TimePoint::max(), nullptr,
                             std::make_unique<RestInferReply>(promise, &*parsed));
            Send(answer.get(), res);
          });

@@ -164,7 +164,7 @@ TEST_F(BatchRunnerTest, ExpiredAndCancelledRequestsDoNotRun) {
   batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, late));
   batch.back()->deadline = clock_.Now() - std::chrono::milliseconds(1);
   batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, gone));
-  batch.back()->cancelled->store(true);
+  batch.back()->cancelled = std::make_shared<std::atomic<bool>>(true);
   batch.push_back(MakeRequest(servable_, "acme", 1, 1.0f, fine));
   runner_.Run(std::move(batch));
   EXPECT_EQ(late->result->status().code(), absl::StatusCode::kDeadlineExceeded);
@@ -181,6 +181,34 @@ TEST_F(BatchRunnerTest, WrongOutputShapeIsInternal) {
   batch.push_back(MakeRequest(s, "acme", 1, 1.0f, r));
   runner_.Run(std::move(batch));
   EXPECT_EQ(r->result->status().code(), absl::StatusCode::kInternal);
+}
+
+// An executor that ignores part_rows and answers every batch whole: a
+// shared batch's output cannot be handed out, so the batch is refused
+// (INTERNAL) and each request retried alone, where whole is right.
+class UnsplitExecutor : public DoublingExecutor {
+ public:
+  using DoublingExecutor::DoublingExecutor;
+  absl::StatusOr<std::vector<SplitOutput>> RunSplit(const std::vector<BatchInput>& inputs,
+                                                    const std::vector<int64_t>&,
+                                                    RunTiming* timing) override {
+    return DoublingExecutor::RunSplit(inputs, {}, timing);
+  }
+};
+
+TEST_F(BatchRunnerTest, OutputNotSplitIntoItsRequestsIsRetriedRequestByRequest) {
+  auto exec = std::make_shared<UnsplitExecutor>(&clock_, std::chrono::milliseconds(10));
+  auto s = MakeServable(exec);
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
+  std::vector<std::unique_ptr<InferenceRequest>> batch;
+  batch.push_back(MakeRequest(s, "acme", 1, 1.0f, a));
+  batch.push_back(MakeRequest(s, "acme", 2, 3.0f, b));
+  runner_.Run(std::move(batch));
+  EXPECT_THAT(exec->batches(), ElementsAre(3, 1, 2));
+  ASSERT_TRUE(a->result->ok()) << a->result->status();
+  ASSERT_TRUE(b->result->ok()) << b->result->status();
+  EXPECT_THAT(OutputFloats(**a->result), ElementsAre(2, 2));
+  EXPECT_THAT(OutputFloats(**b->result), ElementsAre(6, 6, 6, 6));
 }
 
 TEST(BatchableTest, NeedsSameModelAndNonBatchDims) {

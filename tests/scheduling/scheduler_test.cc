@@ -221,7 +221,7 @@ TEST_P(SchedulerTest, CancelledAndExpiredRequestsLeaveTheirQueue) {
   };
   auto cancelled = std::make_shared<Outcome>(), expired = std::make_shared<Outcome>();
   auto r1 = MakeRequest(servable, "t", 1, 1, cancelled);
-  auto flag = r1->cancelled;
+  auto flag = r1->cancelled = std::make_shared<std::atomic<bool>>(false);
   r1->waiting = slot();
   auto r2 = MakeRequest(servable, "u", 1, 1, expired);
   r2->waiting = slot();

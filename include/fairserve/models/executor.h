@@ -45,6 +45,19 @@ class Executor {
     return Run(inputs);
   }
 
+  // RunTimed(), with each output split into the rows of each request of
+  // the batch: part k of an output holds part_rows[k] rows. Empty
+  // `part_rows`: one part, the whole output (a lone request, or a model
+  // without a batch dimension). An output whose first dimension is not the
+  // sum of part_rows comes back whole-shaped with no parts, for the caller
+  // to refuse against the config. This default copies each part out of
+  // RunTimed()'s outputs (a lone request's are moved); an executor that
+  // copies its framework's tensors out anyway (libtorch) copies each
+  // request's rows straight to their part instead: one copy out in all.
+  virtual absl::StatusOr<std::vector<SplitOutput>> RunSplit(const std::vector<BatchInput>& inputs,
+                                                            const std::vector<int64_t>& part_rows,
+                                                            RunTiming* timing);
+
   // Bytes this model is charged, measured after load: on the CPU its
   // parameters and buffers; on a GPU what the caching allocator gained by
   // the load plus the peak of a warm-up at the max batch (activations).

@@ -37,6 +37,23 @@ struct BatchInput {
   std::vector<absl::string_view> parts;
 };
 
+// One model output of a batch, split along the first (batch) dimension
+// into the rows of each request: parts[k] holds the rows of the batch's
+// k-th request (the k-th part of each BatchInput). `shape` is the whole
+// output's shape.
+struct SplitOutput {
+  DataType dtype = DataType::kInvalid;
+  std::vector<int64_t> shape;
+  std::vector<std::string> parts;
+};
+
+// Copies an output of `shape` (row-major, `bytes` long) into parts of
+// part_rows[k] rows each, appended to *parts. False, appending nothing,
+// when the output's first dimension is not the sum of part_rows or its
+// bytes are not a whole number of rows.
+bool SplitRows(const std::vector<int64_t>& shape, absl::string_view bytes,
+               const std::vector<int64_t>& part_rows, std::vector<std::string>* parts);
+
 // Product of dims; false on a negative dim or int64 overflow.
 bool ElementCount(const std::vector<int64_t>& shape, int64_t* count);
 

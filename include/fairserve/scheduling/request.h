@@ -56,8 +56,9 @@ struct InferenceRequest {
   // ran. May be null. (The in-flight slot is not here: the caller keeps it
   // until its answer, see InferCall.)
   std::shared_ptr<void> waiting;
-  // Set by the transport when the client goes away.
-  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  // Set by the transport when the client goes away; the transport shares it
+  // with its call. Null: nobody can cancel this request.
+  std::shared_ptr<std::atomic<bool>> cancelled;
   // Called exactly once, once the scheduler accepted it: from a worker
   // thread, or from the thread calling Submit when the scheduler ran the
   // request there (`may_run_on_caller`).
@@ -75,10 +76,9 @@ struct InferenceRequest {
 
   // Largest number of samples a batch led by this request may hold.
   int64_t BatchLimit() const;
+  bool Cancelled() const { return cancelled && cancelled->load(std::memory_order_relaxed); }
   // True when the request should not run: its client left or its deadline passed.
-  bool Dead(Clock::TimePoint now) const {
-    return cancelled->load(std::memory_order_relaxed) || now >= deadline;
-  }
+  bool Dead(Clock::TimePoint now) const { return Cancelled() || now >= deadline; }
 };
 
 // Per-request line of a completed batch, for metering.

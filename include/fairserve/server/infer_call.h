@@ -111,8 +111,8 @@ class InferCall : public std::enable_shared_from_this<InferCall> {
   // Starts a call. `request` must stay valid until `reply` has been called
   // (the front end owns it). `transport_deadline` is the client's deadline
   // as the transport knows it (TimePoint::max() = none); `cancelled` is set
-  // by the transport when the client goes away. Runs the first steps on
-  // the calling thread.
+  // by the transport when the client goes away (null where the transport
+  // cannot tell). Runs the first steps on the calling thread.
   static void Start(const InferCallDeps& deps, const Credentials& credentials,
                     const inference::ModelInferRequest* request,
                     Clock::TimePoint transport_deadline,

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "testing/test_dir.h"
+
 namespace fairserve {
 namespace {
 
@@ -253,14 +255,15 @@ TEST(ConfigTest, MissingTenantsAndSyntaxErrors) {
 }
 
 TEST(ConfigTest, LoadsFileAndResolvesRelativePaths) {
-  std::string dir = ::testing::TempDir();
-  std::string path = dir + "/fairserve-config-test.yaml";
+  std::filesystem::path dir = testing_util::MakeTestDir("config");
+  std::string path = (dir / "fairserve.yaml").string();
   std::ofstream(path) << "model_repository: repo\ntenants:\n" << Tenant();
   auto c = LoadConfigFile(path);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ((*c)->model_repository, (std::filesystem::path(dir) / "repo").lexically_normal());
-  EXPECT_EQ(LoadConfigFile(dir + "/does-not-exist.yaml").status().code(),
+  EXPECT_EQ((*c)->model_repository, (dir / "repo").lexically_normal());
+  EXPECT_EQ(LoadConfigFile((dir / "does-not-exist.yaml").string()).status().code(),
             absl::StatusCode::kNotFound);
+  testing_util::RemoveTestDir(dir);
 }
 
 TEST(ConfigTest, TenantModelsMustExistInTheRepository) {

@@ -9,7 +9,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +23,7 @@
 #include "fairserve/models/executor.h"
 #include "fairserve/models/model_cache.h"
 #include "fairserve/models/model_config.h"
+#include "testing/test_dir.h"
 
 #if FAIRSERVE_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -164,8 +164,7 @@ TEST_F(GpuTest, ChargeIsTheAllocatorsDeltaAndAtLeastTheParameters) {
 // A tenant quota refuses a model on what it measured on the GPU, though its
 // estimate fitted.
 TEST_F(GpuTest, TenantQuotaRefusesALoadOnMeasuredBytes) {
-  fs::path root = fs::path(::testing::TempDir()) / ("gpu-quota-" + std::to_string(getpid()));
-  fs::remove_all(root);
+  fs::path root = testing_util::MakeTestDir("gpu-quota");
   fs::create_directories(root / "private" / "1");
   fs::copy_file(ModelDir("mlp_large") + "/1/model.pt", root / "private" / "1" / "model.pt");
   std::ifstream in(ModelDir("mlp_large") + "/config.yaml");
@@ -190,6 +189,7 @@ TEST_F(GpuTest, TenantQuotaRefusesALoadOnMeasuredBytes) {
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(s.message()), HasSubstr("once loaded"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("memory quota on cuda:0"));
+  testing_util::RemoveTestDir(root);
 }
 
 // A batch that runs the GPU out of memory fails alone, RESOURCE_EXHAUSTED;

@@ -3,7 +3,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +10,7 @@
 
 #include "fairserve/tenancy/api_key.h"
 #include "testing/process_util.h"
+#include "testing/test_dir.h"
 #include "yaml-cpp/yaml.h"
 
 namespace fairserve {
@@ -26,12 +26,7 @@ testing_util::CommandRun Fairctl(const std::string& args) {
 class FairctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    // One directory per test and process: ctest runs tests in parallel.
-    dir_ = fs::path(::testing::TempDir()) /
-           ("fairctl-test-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing_util::MakeTestDir("fairctl-test");
     std::ofstream(dir_ / "config.yaml")
         << "devices: [{name: cpu, memory_budget: 1GiB}]\n"
         << "tenants:\n"
@@ -42,6 +37,7 @@ class FairctlTest : public ::testing::Test {
         << "  - id: globex\n    api_keys: [\"" << HashApiKey("k2") << "\"]\n"
         << "    memory_limit: 128MiB\n    rate_limit: {requests_per_second: 50, burst: 10}\n";
   }
+  void TearDown() override { testing_util::RemoveTestDir(dir_); }
   std::string Config() { return (dir_ / "config.yaml").string(); }
   fs::path dir_;
 };

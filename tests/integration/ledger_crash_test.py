@@ -117,7 +117,8 @@ class LedgerCrashTest(unittest.TestCase):
                 self.assertGreaterEqual(ledger, client_ok,
                                         f"seed {seed}: an answered request is unbilled")
             else:
-                # At most each kill's last commit window (100 ms, with slack) lost.
+                # At most each kill's open window (100 ms) and the commits
+                # still syncing lost: 250 ms on an otherwise idle machine.
                 self.assertGreaterEqual(ledger, settled, f"seed {seed}: lost settled usage")
         self.assertGreater(client_ok, 100 * kills, "the load did not get going")
 

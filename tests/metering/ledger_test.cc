@@ -5,13 +5,12 @@
 
 #include "nlohmann/json.hpp"
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <future>
 
 #include "fairserve/metering/invoice.h"
 #include "metering/batch_records.h"
+#include "testing/test_dir.h"
 
 namespace fairserve {
 namespace {
@@ -24,12 +23,9 @@ using testing_util::Batch;
 class LedgerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("ledger-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing_util::MakeTestDir("ledger");
   }
+  void TearDown() override { testing_util::RemoveTestDir(dir_); }
   std::unique_ptr<LedgerWriter> Open(const std::string& name, const std::string& replica) {
     LedgerWriter::Options o;
     o.path = (dir_ / name).string();

@@ -4,7 +4,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <map>
@@ -12,6 +11,7 @@
 
 #include "metering/batch_records.h"
 #include "testing/postgres_server.h"
+#include "testing/test_dir.h"
 
 namespace fairserve {
 namespace {
@@ -54,13 +54,10 @@ class PostgresUsageTest : public ::testing::Test {
     std::random_device rd;
     db_.dsn = server_->dsn();
     db_.table_prefix = "t" + std::to_string(rd() % 1000000) + "_";
-    dir_ = fs::path(::testing::TempDir()) /
-           ("pg-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing_util::MakeTestDir("pg");
   }
   void TearDown() override {
+    testing_util::RemoveTestDir(dir_);
     if (!server_->started()) server_->Start();
   }
 

@@ -2,12 +2,13 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+
+#include "testing/test_dir.h"
 
 namespace fairserve {
 namespace {
@@ -87,12 +88,9 @@ std::string ModelYaml(uint64_t mib, const std::string& owner = "", bool preload 
 class ModelCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::path(::testing::TempDir()) /
-            ("repo-" + std::to_string(getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
+    root_ = testing_util::MakeTestDir("repo");
   }
+  void TearDown() override { testing_util::RemoveTestDir(root_); }
   void AddModel(const std::string& name, const std::string& config,
                 std::map<std::string, std::string> versions = {{"1", "ok"}}) {
     fs::create_directories(root_ / name);

@@ -3,8 +3,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "fairserve/models/executor.h"
 #include "fairserve/models/model_cache.h"
@@ -398,8 +400,12 @@ BENCHMARK(BM_ModelCacheHit)->Arg(3)->Arg(100);
 // (16 floats a row) measures what a tiny model's batch costs beyond its
 // arithmetic. The second argument, when not 0, walks that many KiB of other
 // memory (untimed) before each run, as the daemon's gRPC and batching work
-// does between batches: what a batch costs with cold caches. Needs the demo
-// models (scripts/make-demo-models.sh build/demo-models).
+// does between batches: what a batch costs with cold caches. The third, when
+// not 0, sleeps that many microseconds (untimed) before each run, as a
+// thread does between one client's sequential calls: the run then meets a
+// CPU woken from idle and caches that lost its state, which is most of why
+// the daemon's access log shows 27 us per batch at one call at a time.
+// Needs the demo models (scripts/make-demo-models.sh build/demo-models).
 void BM_TorchExecutorRun(benchmark::State& state) {
   ModelCache cache(MakeTorchModelLoader(), SteadyClock::Get());
   if (!cache.Scan(FAIRSERVE_DEMO_MODELS).ok()) {
@@ -419,6 +425,11 @@ void BM_TorchExecutorRun(benchmark::State& state) {
   inputs[0].parts = {bytes};
   std::vector<char> other(static_cast<size_t>(state.range(1)) << 10);
   for (auto _ : state) {
+    if (state.range(2) > 0) {
+      state.PauseTiming();
+      std::this_thread::sleep_for(std::chrono::microseconds(state.range(2)));
+      state.ResumeTiming();
+    }
     if (!other.empty()) {
       state.PauseTiming();
       for (size_t i = 0; i < other.size(); i += 64) other[i]++;
@@ -429,12 +440,15 @@ void BM_TorchExecutorRun(benchmark::State& state) {
     benchmark::DoNotOptimize(out);
   }
   state.SetLabel("add_one, " + std::to_string(rows) + " row(s)" +
-                 (other.empty() ? "" : ", caches cold"));
+                 (other.empty() ? "" : ", caches cold") +
+                 (state.range(2) > 0 ? ", after " + std::to_string(state.range(2)) + " us asleep"
+                                     : ""));
 }
 BENCHMARK(BM_TorchExecutorRun)
-    ->Args({1, 0})
-    ->Args({8, 0})
-    ->Args({1, 4096})
+    ->Args({1, 0, 0})
+    ->Args({8, 0, 0})
+    ->Args({1, 4096, 0})
+    ->Args({1, 0, 200})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

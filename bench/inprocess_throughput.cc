@@ -3,7 +3,14 @@
 // ceiling that served throughput is compared against.
 //
 //   build/bin/inprocess_throughput --model-dir build/demo-models/mlp_large --batch 32 --seconds 5
-//       [--threads N] [--device cpu|cuda:N]
+//       [--threads N] [--workers W] [--device cpu|cuda:N]
+//
+// --threads is libtorch's intra-op threads (per worker); --workers runs W
+// threads, each its own batches through the one executor, as the daemon's
+// scheduler workers do (`workers: 2, intra_op_threads: 1` is the daemon's
+// CPU default on two cores: --workers 2 --threads 1). The default, one
+// worker with every core as intra-op threads, is the ceiling issue 16's
+// ratios are taken against; the daemon's own layout is the other limit.
 //
 // Besides throughput it prints the median time per batch (p50_ms), the
 // model's charged, parameter and activation bytes, and the sum of the
@@ -13,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,17 +35,19 @@ int main(int argc, char** argv) {
   int64_t batch = 32;
   double seconds = 5;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int workers = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--model-dir") dir = argv[i + 1];
     if (a == "--batch") batch = std::stoll(argv[i + 1]);
     if (a == "--seconds") seconds = std::stod(argv[i + 1]);
     if (a == "--threads") threads = std::stoi(argv[i + 1]);
+    if (a == "--workers") workers = std::max(1, std::stoi(argv[i + 1]));
     if (a == "--device") device = argv[i + 1];
   }
   if (dir.empty()) {
     std::fprintf(stderr, "usage: inprocess_throughput --model-dir DIR [--batch N] [--seconds S] "
-                         "[--threads N] [--device cpu|cuda:N]\n");
+                         "[--threads N] [--workers W] [--device cpu|cuda:N]\n");
     return 2;
   }
   std::string name = dir.substr(dir.find_last_of('/') + 1);
@@ -63,23 +73,50 @@ int main(int argc, char** argv) {
   std::string raw(reinterpret_cast<char*>(data.data()), n * 4);
   fairserve::BatchInput input{in.dtype, shape, {raw}};
   for (int i = 0; i < 20; ++i) (*exec)->Run({input}).IgnoreError();
+  // Each worker keeps its own figures; they are summed once all have run.
+  struct Figures {
+    int64_t runs = 0;
+    double device_total = 0, host_total = 0;
+    bool device_clock = false;
+    bool failed = false;
+    std::vector<double> per_batch;
+  };
+  std::vector<Figures> figures(workers);
   auto start = std::chrono::steady_clock::now();
+  auto work = [&](Figures& f) {
+    fairserve::PrepareTorchWorkerThread();
+    while (std::chrono::steady_clock::now() - start < std::chrono::duration<double>(seconds)) {
+      fairserve::RunTiming timing;
+      auto t0 = std::chrono::steady_clock::now();
+      if (!(*exec)->RunTimed({input}, &timing).ok()) {
+        f.failed = true;
+        return;
+      }
+      double host = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      f.host_total += host;
+      f.per_batch.push_back(host);
+      if (timing.device_seconds >= 0) {
+        f.device_clock = true;
+        f.device_total += timing.device_seconds;
+      }
+      ++f.runs;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int w = 1; w < workers; ++w) pool.emplace_back(work, std::ref(figures[w]));
+  work(figures[0]);
+  for (std::thread& t : pool) t.join();
   int64_t runs = 0;
   double device_total = 0, host_total = 0;
   bool device_clock = false;
   std::vector<double> per_batch;
-  while (std::chrono::steady_clock::now() - start < std::chrono::duration<double>(seconds)) {
-    fairserve::RunTiming timing;
-    auto t0 = std::chrono::steady_clock::now();
-    if (!(*exec)->RunTimed({input}, &timing).ok()) return 1;
-    double host = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    host_total += host;
-    per_batch.push_back(host);
-    if (timing.device_seconds >= 0) {
-      device_clock = true;
-      device_total += timing.device_seconds;
-    }
-    ++runs;
+  for (const Figures& f : figures) {
+    if (f.failed) return 1;
+    runs += f.runs;
+    device_total += f.device_total;
+    host_total += f.host_total;
+    device_clock = device_clock || f.device_clock;
+    per_batch.insert(per_batch.end(), f.per_batch.begin(), f.per_batch.end());
   }
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::sort(per_batch.begin(), per_batch.end());
@@ -87,6 +124,7 @@ int main(int argc, char** argv) {
                              {"device", device.empty() ? "cpu" : device},
                              {"batch", batch},
                              {"threads", threads},
+                             {"workers", workers},
                              {"batches_per_s", runs / elapsed},
                              {"samples_per_s", runs * batch / elapsed},
                              {"ms_per_batch", 1e3 * elapsed / runs},

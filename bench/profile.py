@@ -9,6 +9,11 @@ group (kernel, malloc, Abseil synchronisation, protobuf, gRPC, torch,
 fairserve) and the top entries, and writes OUT/profile.{txt,json}.
 
   bench/profile.py [--build build] [--outstanding 32] [--seconds 8] [--out DIR]
+                   [--model add_one] [--rows 1]
+
+--model mlp_large --rows 32 --outstanding 64 profiles the big-request case
+instead (issue 16's 32-row row): there the workers' time is the model, and
+the by-thread table says what the rest of the daemon spends.
 """
 
 import argparse
@@ -51,6 +56,19 @@ def entries(data, limit):
     return rows
 
 
+def by_thread(data):
+    """[(percent, thread name)] of the recording's samples, largest first;
+    numbered threads of one pool (fs-worker-0, fs-worker-1) stay apart."""
+    out = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
+                          "--sort", "comm"], check=True, capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and not line.lstrip().startswith("#") and parts[0].endswith("%"):
+            rows.append((float(parts[0][:-1]), parts[1].strip()))
+    return rows
+
+
 def thread_switches(pid):
     """{tid: (thread name, context switches so far)} for every thread of pid."""
     out = {}
@@ -72,6 +90,8 @@ def main():
     p.add_argument("--outstanding", type=int, default=32)
     p.add_argument("--seconds", type=float, default=8)
     p.add_argument("--out", default=None)
+    p.add_argument("--model", default="add_one")
+    p.add_argument("--rows", type=int, default=1, help="rows a request")
     nn.add_keep_flag(p)
     args = p.parse_args()
     args.out = args.out or os.path.join(args.build, "bench-results", "profile")
@@ -87,7 +107,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="fs-profile-", dir=args.out)
     d = nn.Daemon(args, "fair", [nn.tenant_yaml("t")], workdir)
     data = os.path.join(workdir, "perf.data")
-    spec = f"name=t,key=t-key,model=add_one,batch=1,mode=closed,concurrency={args.outstanding}"
+    spec = (f"name=t,key=t-key,model={args.model},batch={args.rows},mode=closed,"
+            f"concurrency={args.outstanding}")
     result = {}
     try:
         load = threading.Thread(target=lambda: result.update(nn.loadgen(args, d, [spec], workdir)))
@@ -117,10 +138,13 @@ def main():
             groups["other"] += pct
     top = entries(data, 0.5)
     calls = result.get("t", {})
-    lines = [f"add_one, 1 row, {args.outstanding} outstanding, {os.cpu_count()} cores: "
+    lines = [f"{args.model}, {args.rows} row(s), {args.outstanding} outstanding, "
+             f"{os.cpu_count()} cores: "
              f"{calls.get('ok_per_s', 0):.0f} calls/s, p50 {calls.get('p50_ms', 0):.3f} ms "
              "(while profiled)", "", "daemon self time by group:"]
     lines += [f"  {g:24s} {v:5.1f}%" for g, v in groups.items()]
+    lines += ["", "daemon self time by thread name:"]
+    lines += [f"  {pct:5.1f}%  {comm}" for pct, comm in by_thread(data)]
     lines += ["", "top entries (self time, dso, symbol):"]
     lines += [f"  {pct:5.2f}%  {dso:30s} {sym[:100]}" for pct, dso, sym in top[:25]]
     # Context switches per call, by thread name: each is a hand-off or a

@@ -33,6 +33,28 @@ def tenant_yaml(name, weight=1, rps=100000, burst=100000, max_inflight=0, max_qu
             f"    max_inflight: {max_inflight}\n    max_queue: {max_queue}\n")
 
 
+class Server:
+    """A binary that writes --ready-file {"grpc_port": N, ...} once serving
+    (the floor server, bench/floor_server.cc)."""
+
+    def __init__(self, argv, workdir):
+        ready = os.path.join(workdir, "ready.json")
+        self.log = open(os.path.join(workdir, "server.log"), "a")
+        self.proc = subprocess.Popen(argv + ["--ready-file", ready], stdout=self.log,
+                                     stderr=self.log)
+        deadline = time.time() + 60
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.time() > deadline:
+                sys.exit(f"{argv[0]} did not start; see {self.log.name}")
+            time.sleep(0.02)
+        self.ports = json.load(open(ready))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
 class Daemon:
     def __init__(self, args, policy, tenants, workdir, models=None, extra=""):
         cfg = os.path.join(workdir, "config.yaml")
@@ -76,19 +98,25 @@ class Daemon:
         self.log.close()
 
 
-def loadgen(args, daemon, tenants, workdir, duration=None, warmup=None, separate=False):
+def loadgen(args, daemon, tenants, workdir, duration=None, warmup=None, separate=False,
+            elsewhere=None):
     """Runs fairserve-loadgen with the tenant specs and returns its results by
     tenant name. With separate=True each tenant gets a loadgen process of its
     own, all started together: as separate clients would be, each with its
     own connection, completion threads and CPU time, so that one tenant's
-    flood of answers does not queue another's inside a shared client."""
+    flood of answers does not queue another's inside a shared client.
+    `elsewhere` ({spec: server}, with separate=True) sends a spec's load to
+    another server than `daemon`, in the same minutes."""
+    elsewhere = elsewhere or {}
+    assert separate or not elsewhere, "elsewhere needs a client process per tenant"
     groups = [[t] for t in tenants] if separate else [tenants]
     lat_dir = os.path.join(workdir, "lat")
     os.makedirs(lat_dir, exist_ok=True)
     procs = []
     for i, group in enumerate(groups):
         out = os.path.join(workdir, f"loadgen{i}.json")
-        cmd = [args.loadgen, "--address", f"127.0.0.1:{daemon.ports['grpc_port']}",
+        target = elsewhere.get(group[0], daemon)
+        cmd = [args.loadgen, "--address", f"127.0.0.1:{target.ports['grpc_port']}",
                "--duration", str(duration or args.duration), "--warmup",
                str(warmup or args.warmup), "--json", out, "--latencies-dir", lat_dir]
         for t in group:
@@ -295,12 +323,29 @@ def rejections(args, summary):
     # each) unless --shared-client: in one process the victim's answers
     # wait in the client behind the flood's 20k+ refusals a second, which
     # is the client's queue, not harm the server does.
-    rates, p99 = [], []
+    # The control: the same closed-loop flood (tiny calls, as many
+    # outstanding) sent to the floor server, which answers each at once,
+    # while the victim uses the daemon alone. It costs this machine what the
+    # flood costs it anyway, a load generator and a gRPC server at full
+    # speed on the two shared cores, with none of it in the daemon: the
+    # victim's p99 there is what the refusal path could at best get down to.
+    floor_flood = flood.replace("model=mlp,", "model=add_one,")
+    rates, p99, control_p99, control_rates = [], [], [], []
     for rep in range(args.reps):
         res, _, _ = run(args, "fair", tenants, [victim, flood], "reject", rep,
                         separate=not args.shared_client)
         rates.append(res["flood"]["status"].get("RESOURCE_EXHAUSTED", 0) / args.duration)
         p99.append(res["victim"]["p99_ms"])
+        floor_dir = tempfile.mkdtemp(prefix="fs-bench-floor-", dir=args.out)
+        floor = Server([os.path.join(args.build, "bin", "floor_server")], floor_dir)
+        try:
+            res, _, _ = run(args, "fair", tenants, [victim, floor_flood], "reject-control", rep,
+                            separate=True, elsewhere={floor_flood: floor})
+        finally:
+            floor.stop()
+        discard(args, floor_dir)
+        control_p99.append(res["victim"]["p99_ms"])
+        control_rates.append(res["flood"]["ok_per_s"])
     bound = summary.get("noisy_neighbour", {}).get("bound_ms")
     previous = os.path.join(args.out, "summary.json")
     if bound is None and os.path.exists(previous):
@@ -313,7 +358,10 @@ def rejections(args, summary):
           f"{'MET' if statistics.median(rates) >= 20000 else 'MISSED'}")
     print(f"  victim p99 meanwhile: {spread(p99)} ms (bound {bound:.3f} ms) -> "
           f"{'MET' if statistics.median(p99) <= bound else 'MISSED'}")
+    print(f"  control, the same flood answered by the floor server instead: "
+          f"{spread(control_rates)} calls/s; victim p99 {spread(control_p99)} ms")
     summary["rejections"] = {"per_s": rates, "victim_p99_ms": p99,
+                             "control_per_s": control_rates, "control_victim_p99_ms": control_p99,
                              "shared_client": args.shared_client}
 
 

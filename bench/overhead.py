@@ -21,28 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from noisy_neighbor import ROOT, add_keep_flag, discard, key_hash, loadgen  # noqa: E402
-
-
-class Server:
-    """A binary that writes --ready-file {"grpc_port": N, ...} once serving."""
-
-    def __init__(self, argv, workdir):
-        ready = os.path.join(workdir, "ready.json")
-        self.log = open(os.path.join(workdir, "server.log"), "a")
-        self.proc = subprocess.Popen(argv + ["--ready-file", ready], stdout=self.log,
-                                     stderr=self.log)
-        deadline = time.time() + 60
-        while not os.path.exists(ready):
-            if self.proc.poll() is not None or time.time() > deadline:
-                sys.exit(f"{argv[0]} did not start; see {self.log.name}")
-            time.sleep(0.02)
-        self.ports = json.load(open(ready))
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.log.close()
+from noisy_neighbor import ROOT, Server, add_keep_flag, discard, key_hash, loadgen  # noqa: E402
 
 
 def daemon(args, workdir):

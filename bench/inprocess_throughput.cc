@@ -8,9 +8,9 @@
 // --threads is libtorch's intra-op threads (per worker); --workers runs W
 // threads, each its own batches through the one executor, as the daemon's
 // scheduler workers do (`workers: 2, intra_op_threads: 1` is the daemon's
-// CPU default on two cores: --workers 2 --threads 1). The default, one
-// worker with every core as intra-op threads, is the ceiling issue 16's
-// ratios are taken against; the daemon's own layout is the other limit.
+// CPU default on two cores: --workers 2 --threads 1). The default is one
+// worker with every core as intra-op threads. overhead.sh runs both
+// layouts and takes the better as the ceiling for issue 16's ratios.
 //
 // Besides throughput it prints the median time per batch (p50_ms), the
 // model's charged, parameter and activation bytes, and the sum of the

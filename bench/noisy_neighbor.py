@@ -34,8 +34,9 @@ def tenant_yaml(name, weight=1, rps=100000, burst=100000, max_inflight=0, max_qu
 
 
 class Server:
-    """A binary that writes --ready-file {"grpc_port": N, ...} once serving
-    (the floor server, bench/floor_server.cc)."""
+    """A binary that writes --ready-file {"grpc_port": N, ...} once serving:
+    the floor server (bench/floor_server.cc), or the daemon as overhead.py
+    starts it."""
 
     def __init__(self, argv, workdir):
         ready = os.path.join(workdir, "ready.json")
@@ -325,10 +326,10 @@ def rejections(args, summary):
     # is the client's queue, not harm the server does.
     # The control: the same closed-loop flood (tiny calls, as many
     # outstanding) sent to the floor server, which answers each at once,
-    # while the victim uses the daemon alone. It costs this machine what the
-    # flood costs it anyway, a load generator and a gRPC server at full
-    # speed on the two shared cores, with none of it in the daemon: the
-    # victim's p99 there is what the refusal path could at best get down to.
+    # while the victim uses the daemon alone: a load generator and a gRPC
+    # server at full speed on the two shared cores, with none of it in the
+    # daemon. (The floor answers sooner than the daemon refuses, so its
+    # flood runs faster: compare the rates.)
     floor_flood = flood.replace("model=mlp,", "model=add_one,")
     rates, p99, control_p99, control_rates = [], [], [], []
     for rep in range(args.reps):

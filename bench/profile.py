@@ -58,7 +58,7 @@ def entries(data, limit):
 
 def by_thread(data):
     """[(percent, thread name)] of the recording's samples, largest first;
-    numbered threads of one pool (fs-worker-0, fs-worker-1) stay apart."""
+    numbered threads of one pool (fs-cpu-0, fs-cpu-1) stay apart."""
     out = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
                           "--sort", "comm"], check=True, capture_output=True, text=True).stdout
     rows = []

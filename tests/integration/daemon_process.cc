@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -20,6 +19,7 @@
 #include "absl/strings/str_split.h"
 
 #include "fairserve/tenancy/api_key.h"
+#include "testing/test_dir.h"
 
 namespace fairserve {
 namespace testing_util {
@@ -108,8 +108,7 @@ DaemonProcess::DaemonProcess(const std::string& config_yaml, const std::vector<s
 
 DaemonProcess::~DaemonProcess() {
   if (pid_ > 0) Stop(SIGKILL);
-  std::error_code ec;
-  if (!std::getenv("FAIRSERVE_KEEP_TEST_DIRS")) fs::remove_all(dir_, ec);
+  testing_util::RemoveTestDir(dir_);
 }
 
 std::string DaemonProcess::grpc_address() const {

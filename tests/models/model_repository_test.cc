@@ -2,10 +2,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+
+#include "testing/test_dir.h"
 
 namespace fairserve {
 namespace {
@@ -20,11 +21,9 @@ constexpr char kGood[] = "max_batch_size: 4\n"
 class ModelRepositoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::path(::testing::TempDir()) / ("repository-" + std::to_string(getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
+    root_ = testing_util::MakeTestDir("repository");
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override { testing_util::RemoveTestDir(root_); }
   void Add(const std::string& model, const std::string& config,
            std::vector<std::string> versions) {
     fs::create_directories(root_ / model);

@@ -96,8 +96,9 @@ class ThreadedScheduler final : public Scheduler {
     const bool here = MayRunOnCaller(*request, now);
     policy_->Push(std::move(request), now);
     if (!here) {
+      const bool wake = TakeWake();
       lock.unlock();
-      cv_.notify_one();
+      if (wake) cv_.notify_one();
       return absl::OkStatus();
     }
     // The only request queued, and ready: the policy hands it straight back.
@@ -108,9 +109,9 @@ class ThreadedScheduler final : public Scheduler {
       PrepareCallerThread();
       RunLocked(lock, std::move(dispatch));
     }
-    const bool queued = policy_->size() > 0;
+    const bool wake = TakeWake();  // what came meanwhile waited for this slot
     lock.unlock();
-    if (queued) cv_.notify_one();  // what came meanwhile waited for this slot
+    if (wake) cv_.notify_one();
     return absl::OkStatus();
   }
 
@@ -210,7 +211,9 @@ class ThreadedScheduler final : public Scheduler {
   void RunLocked(std::unique_lock<std::mutex>& lock, Dispatch dispatch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++running_;
+    const bool wake = TakeWake();  // more than this batch is queued
     lock.unlock();
+    if (wake) cv_.notify_one();
     runner_.Run(std::move(dispatch.requests), [&](const BatchRecord& record) {
       std::lock_guard<std::mutex> settle_lock(mu_);
       --running_;
@@ -218,6 +221,20 @@ class ThreadedScheduler final : public Scheduler {
       if (running_ == 0 && policy_->size() == 0) idle_since_ = clock_.Now();
     });
     lock.lock();
+  }
+
+  // Whether to wake a sleeping worker (notify cv_ once mu_ is released):
+  // something is queued, a slot is free, and no worker is already on its
+  // way. A worker that wakes takes every request ready for one batch, so
+  // waking a second one for the next request only costs it two context
+  // switches to find the queue empty; a worker that takes a batch and
+  // leaves more queued wakes the next one itself (RunLocked).
+  bool TakeWake() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (signalled_ > 0 || sleeping_ == 0 || running_ >= slots_ || policy_->size() == 0) {
+      return false;
+    }
+    ++signalled_;
+    return true;
   }
 
   // Answers requests taken out as dead (DEADLINE_EXCEEDED / CANCELLED); the
@@ -249,11 +266,14 @@ class ThreadedScheduler final : public Scheduler {
       }
       Clock::TimePoint until = wake_at;
       if (stopping_) until = std::min(until, drain_until_);
+      ++sleeping_;
       if (until == Clock::TimePoint::max()) {
         cv_.wait(lock);  // nothing queued: Submit or Shutdown wakes us
       } else {
         cv_.wait_until(lock, until);
       }
+      --sleeping_;
+      if (signalled_ > 0) --signalled_;  // or a timeout: one notify too many at worst
     }
     lock.unlock();
     cv_.notify_all();
@@ -271,6 +291,8 @@ class ThreadedScheduler final : public Scheduler {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int running_ ABSL_GUARDED_BY(mu_) = 0;  // batches running, by workers or callers
   int64_t caller_runs_ ABSL_GUARDED_BY(mu_) = 0;
+  int sleeping_ ABSL_GUARDED_BY(mu_) = 0;   // workers waiting on cv_
+  int signalled_ ABSL_GUARDED_BY(mu_) = 0;  // 0 or 1: woken by TakeWake, not yet awake
   // When the last batch ended with nothing else running or queued.
   Clock::TimePoint idle_since_ ABSL_GUARDED_BY(mu_);
   Clock::TimePoint drain_until_ ABSL_GUARDED_BY(mu_);

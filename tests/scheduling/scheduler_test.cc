@@ -29,6 +29,11 @@ class GateExecutor : public DoublingExecutor {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return started_ >= n; });
   }
+  // Whether n runs started within `limit` (they wait at the gate meanwhile).
+  bool WaitStartedFor(int n, std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return started_ >= n; });
+  }
   void Open() {
     std::lock_guard<std::mutex> lock(mu_);
     open_ = true;
@@ -97,6 +102,63 @@ TEST_P(SchedulerTest, TenantBatchCapIsRespected) {
   exec->Open();
   WaitDone(outcomes);
   EXPECT_THAT(exec->batches(), ::testing::ElementsAre(1, 2, 2));
+}
+
+// A request wakes one sleeping worker, not every one; a worker that takes a
+// batch and leaves more queued wakes the next. Three one-row batches queued
+// back to back must still run on three workers at once: none of the three
+// can end before all have started.
+TEST_P(SchedulerTest, BatchesQueuedAtOnceRunOnAsManyWorkers) {
+  BatchRunner runner(SteadyClock::Get(), {});
+  SchedulerOptions options = Options();
+  options.workers = 3;
+  auto scheduler = MakeScheduler(options, SteadyClock::Get(), runner);
+  for (int round = 0; round < 20; ++round) {
+    auto gated = std::make_shared<GateExecutor>();
+    auto one = MakeServable(gated, /*max_batch=*/1);
+    std::vector<std::shared_ptr<Outcome>> outcomes;
+    for (int i = 0; i < 3; ++i) {
+      outcomes.push_back(std::make_shared<Outcome>());
+      ASSERT_TRUE(scheduler->Submit(MakeRequest(one, "t", 1, i, outcomes.back())).ok());
+    }
+    EXPECT_TRUE(gated->WaitStartedFor(3, std::chrono::seconds(10))) << "round " << round;
+    gated->Open();
+    WaitDone(outcomes);
+  }
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+}
+
+// A worker waiting out one tenant's batching delay still wakes for another
+// tenant's request that is ready now (the fair policy; fifo's head waits,
+// and everything behind it too).
+TEST(FairSchedulerTest, AWorkerWaitingOnABatchingDelayWakesForAReadyRequest) {
+  auto exec = std::make_shared<GateExecutor>();
+  auto base = MakeServable(exec, 8);
+  auto delayed = std::make_shared<Servable>(*base);
+  delayed->config.max_queue_delay_us = 10'000'000;
+  auto ready_exec = std::make_shared<GateExecutor>();
+  auto ready = MakeServable(ready_exec, 8, "ready");
+  BatchRunner runner(SteadyClock::Get(), {});
+  SchedulerOptions options;
+  options.policy = "fair";
+  options.workers = 1;
+  auto scheduler = MakeScheduler(options, SteadyClock::Get(), runner);
+  auto waits = std::make_shared<Outcome>();
+  auto r = MakeRequest(delayed, "t", 1, 1, waits);
+  r->arrival = SteadyClock::Get().Now();
+  ASSERT_TRUE(scheduler->Submit(std::move(r)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the worker waits out the delay
+  auto now = std::make_shared<Outcome>();
+  ASSERT_TRUE(scheduler->Submit(MakeRequest(ready, "u", 1, 2, now)).ok());
+  EXPECT_TRUE(ready_exec->WaitStartedFor(1, std::chrono::seconds(5)));
+  EXPECT_EQ(scheduler->QueueDepth(), 1);  // the delayed one still waits for company
+  ready_exec->Open();
+  exec->Open();
+  WaitDone({now});
+  ASSERT_TRUE(now->result->ok());
+  EXPECT_EQ(OutputFloats(**now->result)[0], 4.0f);
+  scheduler->Shutdown(std::chrono::milliseconds(0));
+  WaitDone({waits});
 }
 
 // Each device has its own workers: a GPU model's request runs while every

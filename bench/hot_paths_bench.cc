@@ -3,9 +3,12 @@
 
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "fairserve/models/executor.h"
@@ -18,6 +21,7 @@
 #include "fairserve/metering/server_metrics.h"
 #include "fairserve/scheduling/batch_runner.h"
 #include "fairserve/scheduling/queue_policy.h"
+#include "fairserve/scheduling/scheduler.h"
 #include "fairserve/server/collectors.h"
 #include "fairserve/server/runtime.h"
 #include "fairserve/server/tensor_codec.h"
@@ -356,6 +360,72 @@ void BM_BatchRunnerRun(benchmark::State& state) {
                  " row(s), 4 KiB a row");
 }
 BENCHMARK(BM_BatchRunnerRun)->Args({1, 32})->Args({4, 8})->Args({32, 1})->Unit(benchmark::kMicrosecond);
+
+// Requests handed to the scheduler's workers and answered: a burst of N
+// one-row requests (16 bytes) submitted back to back from this thread, as
+// a gRPC thread submits calls that arrive together, through the fair
+// policy and two workers, around a model that costs nothing; the time is
+// until the last answer is in. What it measures is the hand-off: waking a
+// worker, its taking a batch, the answers. Counters: batches a burst (one
+// wake-up per batch at best), and requests a second.
+void BM_SchedulerHandOff(benchmark::State& state) {
+  const int64_t burst = state.range(0);
+  auto servable = std::make_shared<Servable>();
+  servable->config.name = "echo";
+  servable->config.max_batch_size = 64;
+  servable->config.inputs = {{"INPUT0", DataType::kFp32, {-1, 4}}};
+  servable->config.outputs = {{"OUTPUT0", DataType::kFp32, {-1, 4}}};
+  servable->version = "1";
+  servable->executor = std::make_shared<EchoExecutor>();
+  const std::string payload(16, '\1');
+  struct Counter : BatchObserver {
+    void OnBatch(const BatchRecord&) override { batches.fetch_add(1); }
+    std::atomic<int64_t> batches{0};
+  } counter;
+  BatchRunner runner(SteadyClock::Get(), {&counter});
+  SchedulerOptions options;
+  options.workers = 2;
+  options.run_on_caller_below = std::chrono::microseconds(0);  // always a hand-off
+  std::unique_ptr<Scheduler> scheduler = MakeScheduler(options, SteadyClock::Get(), runner);
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t answered = 0, failed = 0, target = 0;  // under mu
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<std::unique_ptr<InferenceRequest>> requests;
+    for (int64_t i = 0; i < burst; ++i) {
+      auto r = std::make_unique<InferenceRequest>();
+      r->tenant_id = "t";
+      r->servable = servable;
+      r->inputs = {TensorView{DataType::kFp32, {1, 4}, payload}};
+      r->output_indexes = {0};
+      r->batch_size = 1;
+      r->on_done = [&](absl::StatusOr<InferenceResult> result) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!result.ok()) ++failed;
+        if (++answered >= target || failed > 0) cv.notify_one();
+      };
+      requests.push_back(std::move(r));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      target = answered + burst;
+    }
+    state.ResumeTiming();
+    for (auto& r : requests) {
+      if (!scheduler->Submit(std::move(r)).ok()) ++failed;
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return answered >= target || failed > 0; });
+    if (failed > 0) break;
+  }
+  scheduler->Shutdown(std::chrono::milliseconds(100));
+  if (failed > 0) state.SkipWithError("a request failed");
+  state.counters["batches_per_burst"] = benchmark::Counter(
+      static_cast<double>(counter.batches.load()) / std::max<int64_t>(1, state.iterations()));
+  state.SetItemsProcessed(state.iterations() * burst);
+}
+BENCHMARK(BM_SchedulerHandOff)->Arg(1)->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 class NullExecutor : public Executor {
  public:

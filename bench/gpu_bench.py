@@ -57,10 +57,10 @@ def median_range(values):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--build", required=True)
+    p.add_argument("--build", required=True, type=os.path.abspath)
     p.add_argument("--device", default="cuda:0")
     p.add_argument("--out", required=True)
-    p.add_argument("--models", default=None)
+    p.add_argument("--models", default=None, type=os.path.abspath)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()

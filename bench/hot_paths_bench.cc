@@ -412,10 +412,10 @@ void BM_SchedulerHandOff(benchmark::State& state) {
       target = answered + burst;
     }
     state.ResumeTiming();
-    for (auto& r : requests) {
-      if (!scheduler->Submit(std::move(r)).ok()) ++failed;
-    }
+    bool refused = false;
+    for (auto& r : requests) refused = !scheduler->Submit(std::move(r)).ok() || refused;
     std::unique_lock<std::mutex> lock(mu);
+    if (refused) ++failed;
     cv.wait(lock, [&] { return answered >= target || failed > 0; });
     if (failed > 0) break;
   }

@@ -319,7 +319,11 @@ def rejections(args, summary):
     # measures how many rejections per second the server sustains. (An
     # open-loop flood above what the two shared cores can handle, client
     # included, backs up in the client and measures the client instead.)
-    flood = f"name=flood,key=flood-key,model=mlp,batch=1,mode=closed,concurrency={args.flood_outstanding}"
+    def flood_of(model):
+        return (f"name=flood,key=flood-key,model={model},batch=1,mode=closed,"
+                f"concurrency={args.flood_outstanding}")
+
+    flood = flood_of("mlp")
     # The victim and the flooder are separate clients (a loadgen process
     # each) unless --shared-client: in one process the victim's answers
     # wait in the client behind the flood's 20k+ refusals a second, which
@@ -330,7 +334,7 @@ def rejections(args, summary):
     # server at full speed on the two shared cores, with none of it in the
     # daemon. (The floor answers sooner than the daemon refuses, so its
     # flood runs faster: compare the rates.)
-    floor_flood = flood.replace("model=mlp,", "model=add_one,")
+    floor_flood = flood_of("add_one")  # the floor server serves add_one, not mlp
     rates, p99, control_p99, control_rates = [], [], [], []
     for rep in range(args.reps):
         res, _, _ = run(args, "fair", tenants, [victim, flood], "reject", rep,
@@ -415,7 +419,7 @@ def cache_churn(args, summary):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--build", default=os.path.join(ROOT, "build"), type=os.path.abspath)
     p.add_argument("--out", default=None)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--duration", type=float, default=10)
@@ -434,7 +438,8 @@ def main():
                         "(default: one each)")
     p.add_argument("--device", default="cpu",
                    help="the daemon's one device (cuda:0 on a GPU machine; scripts/gpu-check.sh)")
-    p.add_argument("--models", default=None, help="model repository (default BUILD/demo-models)")
+    p.add_argument("--models", default=None, type=os.path.abspath,
+                   help="model repository (default BUILD/demo-models)")
     args = p.parse_args()
     args.scheduler_extra = (f", intra_op_threads: {args.intra_op_threads}"
                             if args.intra_op_threads else "")

@@ -57,6 +57,13 @@ def idle_rss_mib(args, tenants, workdir):
         server.stop()
 
 
+def combined(inproc, floor):
+    """Rows/s a server could serve if the model (inproc rows/s) and the
+    transport (the floor server's rows/s for the same bytes) took turns on
+    the same cores: 1 / (1/R_inproc + 1/R_floor)."""
+    return 1 / (1 / inproc + 1 / floor)
+
+
 def spec(model, rows, outstanding):
     return (f"name=t,key=bench-key,model={model},batch={rows},mode=closed,"
             f"concurrency={outstanding}")
@@ -113,7 +120,7 @@ def fmt(s, digits=3):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--build", default=os.path.join(ROOT, "build"), type=os.path.abspath)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--duration", type=float, default=5)
     p.add_argument("--warmup", type=float, default=1)
@@ -217,8 +224,8 @@ def run(args, work, out_dir):
         # and the transport took turns on the same two cores: in-process time
         # plus the floor's time for the bytes, per sample.
         r["rows32_ratio_limit"].append(
-            r["rows32"][-1] / (1 / (1 / r["inproc"][-1] + 1 / r["floor_128k"][-1])))
-        limit = 1 / (1 / r["inproc"][-1] + 1 / r["floor_4k"][-1])
+            r["rows32"][-1] / combined(r["inproc"][-1], r["floor_128k"][-1]))
+        limit = combined(r["inproc"][-1], r["floor_4k"][-1])
         r["rows1_ratio_inproc"].append(r["rows1"][-1] / r["inproc"][-1])
         r["rows1_ratio_limit"].append(r["rows1"][-1] / limit)
         print(f"  run {rep + 1}: add_one p50 {r['fs_p50'][-1]:.3f} vs {r['floor_p50'][-1]:.3f} ms; "

@@ -86,7 +86,7 @@ def thread_switches(pid):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--build", default=os.path.join(nn.ROOT, "build"))
+    p.add_argument("--build", default=os.path.join(nn.ROOT, "build"), type=os.path.abspath)
     p.add_argument("--outstanding", type=int, default=32)
     p.add_argument("--seconds", type=float, default=8)
     p.add_argument("--out", default=None)
@@ -99,6 +99,9 @@ def main():
     args.fairserve = os.path.join(args.build, "bin", "fairserve")
     args.loadgen = os.path.join(args.build, "bin", "fairserve-loadgen")
     args.models = os.path.join(args.build, "demo-models")
+    if not os.path.isdir(os.path.join(args.models, args.model)):
+        sys.exit(f"no model '{args.model}' in {args.models} (scripts/prepare.sh builds and "
+                 "makes the demo models: add_one, mlp, mlp_large)")
     args.scheduler_extra = ""
     args.device = "cpu"
     args.workers = 0  # the daemon's default layout

@@ -28,7 +28,7 @@ def rss_kib(pid):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--build", default=os.path.join(ROOT, "build"), type=os.path.abspath)
     p.add_argument("--minutes", type=float, default=4)
     p.add_argument("--window", type=float, default=20, help="seconds per measurement window")
     p.add_argument("--warmup-windows", type=int, default=2)
